@@ -1,0 +1,127 @@
+//! RFC 7807 `application/problem+json` responses shaped like Payroc's.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Payroc's problem-type URIs all live under this prefix.
+pub(crate) const TYPE_PREFIX: &str = "https://docs.payroc.com/api/errors#";
+
+/// One entry of a 400's `errors[]`: `parameter` is a JSON path such as
+/// `order.amount`, as the live API reports it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub(crate) struct FieldError {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub message: String,
+}
+
+impl FieldError {
+    pub(crate) fn new(parameter: &str, detail: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            parameter: Some(parameter.to_owned()),
+            detail: Some(detail.into()),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub(crate) fn new(status: StatusCode, kind: &str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            type_: format!("{TYPE_PREFIX}{kind}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            resource: None,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    pub(crate) fn bad_request(errors: Vec<FieldError>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            "One or more validation errors occurred, see error section for more info",
+        )
+        .with_errors(errors)
+    }
+
+    pub(crate) fn not_authorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "not-authorized",
+            "Not Authorized",
+            "Your identity could not be verified",
+        )
+    }
+
+    pub(crate) fn not_found(resource: &'static str) -> Self {
+        let mut p = Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", "Resource not found");
+        p.resource = Some(resource);
+        p
+    }
+
+    pub(crate) fn idempotency_key_in_use() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "idempotency-key-in-use",
+            "Idempotency-Key in use",
+            "'Idempotency-Key' is already in use against a different request",
+        )
+    }
+
+    pub(crate) fn api_error() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api-error",
+            "Api error",
+            "We are unable to process your request at this time",
+        )
+        .with_errors(vec![FieldError {
+            parameter: None,
+            detail: None,
+            message: "Service offline".to_owned(),
+        }])
+    }
+
+    pub(crate) fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("problem serializes")
+    }
+}
+
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut res = (self.status_code(), self.to_bytes()).into_response();
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        res
+    }
+}

@@ -1,0 +1,900 @@
+//! End-to-end tests over real loopback HTTP (port 0) with `reqwest`, the
+//! client family `refund-batch` uses, so transport-level faults are seen the
+//! way the real client sees them.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{RunningSandbox, SandboxConfig, Stats, spawn};
+
+const KEY_A: &str = "0b8a3f1e-7c2d-4e5f-8a9b-0c1d2e3f4a5b";
+const KEY_B: &str = "1c9b4f2e-8d3e-4f60-9bac-1d2e3f4a5b6c";
+const KEY_C: &str = "2dac5f3e-9e4f-4071-8cbd-2e3f4a5b6c7d";
+
+struct T {
+    sb: RunningSandbox,
+    http: reqwest::Client,
+    token: String,
+}
+
+async fn start(config: SandboxConfig) -> T {
+    let sb = spawn("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
+    let http = reqwest::Client::new();
+    let token = authorize(&http, &sb, "any-key").await;
+    T { sb, http, token }
+}
+
+async fn authorize(http: &reqwest::Client, sb: &RunningSandbox, key: &str) -> String {
+    let res = http
+        .post(format!("{}/authorize", sb.identity_url()))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let v: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    v["access_token"].as_str().unwrap().to_owned()
+}
+
+fn card_body(order_id: &str, card_number: &str) -> Value {
+    json!({"channel":"moto","processingTerminalId":"1234001","operator":"batch-bot",
+        "order":{"orderId":order_id,"description":"Refund for order","amount":4999,"currency":"USD"},
+        "refundMethod":{"type":"card","cardDetails":{"entryMethod":"keyed","cardholderName":"Sarah Hopper",
+          "keyedData":{"dataFormat":"plainText","cardNumber":card_number,"expiryDate":"1230"}}},
+        "customFields":[{"name":"batchRow","value":"17"}]})
+}
+
+fn bank_body(order_id: &str, account: &str) -> Value {
+    json!({"processingTerminalId":"1234001",
+        "order":{"orderId":order_id,"description":"Refund for order","amount":2500,"currency":"USD"},
+        "customer":{"notificationLanguage":"en","contactMethods":[{"type":"email","value":"s@example.com"}]},
+        "refundMethod":{"type":"ach","secCode":"web","accountType":"checking","nameOnAccount":"Sarah Hopper",
+          "accountNumber":account,"routingNumber":"123456789"}})
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    raw: Vec<u8>,
+    json: Value,
+}
+
+impl T {
+    async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Reply {
+        self.post_raw(path, key, body.to_string().into_bytes(), "application/json")
+            .await
+    }
+
+    async fn post_raw(&self, path: &str, key: Option<&str>, body: Vec<u8>, ctype: &str) -> Reply {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.sb.api_url()))
+            .bearer_auth(&self.token)
+            .header("content-type", ctype)
+            .body(body);
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        reply(req.send().await.unwrap()).await
+    }
+
+    async fn get(&self, path_and_query: &str) -> Reply {
+        let res = self
+            .http
+            .get(format!("{}{path_and_query}", self.sb.api_url()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        reply(res).await
+    }
+
+    fn stats(&self) -> Stats {
+        self.sb.sandbox().stats()
+    }
+}
+
+async fn reply(res: reqwest::Response) -> Reply {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let raw = res.bytes().await.unwrap().to_vec();
+    let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        raw,
+        json,
+    }
+}
+
+fn ctype(r: &Reply) -> &str {
+    r.headers.get("content-type").unwrap().to_str().unwrap()
+}
+
+fn assert_problem(r: &Reply, status: StatusCode, kind: &str) {
+    assert_eq!(r.status, status, "body: {}", r.json);
+    assert_eq!(ctype(r), "application/problem+json");
+    assert_eq!(r.json["type"], format!("https://docs.payroc.com/api/errors#{kind}"));
+    assert_eq!(r.json["status"], status.as_u16());
+    assert!(r.json["title"].is_string() && r.json["detail"].is_string());
+}
+
+fn parameters(r: &Reply) -> Vec<String> {
+    r.json["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["parameter"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn authorize_ok_and_bad_key() {
+    let sb = spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig {
+            api_key: Some("secret".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/authorize", sb.identity_url());
+    let ok = reply(http.post(&url).header("x-api-key", "secret").send().await.unwrap()).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.json["token_type"], "Bearer");
+    assert_eq!(ok.json["expires_in"], 3600);
+    assert!(ok.json["access_token"].as_str().unwrap().len() > 16);
+    assert!(ok.json["scope"].is_string());
+
+    let bad = reply(http.post(&url).header("x-api-key", "wrong").send().await.unwrap()).await;
+    assert_problem(&bad, StatusCode::UNAUTHORIZED, "not-authorized");
+    let missing = reply(http.post(&url).send().await.unwrap()).await;
+    assert_problem(&missing, StatusCode::UNAUTHORIZED, "not-authorized");
+
+    let s = sb.sandbox().stats();
+    assert_eq!((s.tokens_issued, s.unauthorized), (1, 2));
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_or_unknown_token_is_401() {
+    let t = start(SandboxConfig::default()).await;
+    let url = format!("{}/refunds", t.sb.api_url());
+    let body = card_body("O1", "4539858876047062").to_string();
+    let none = reply(
+        t.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", KEY_A)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_problem(&none, StatusCode::UNAUTHORIZED, "not-authorized");
+    let unknown = reply(
+        t.http
+            .post(&url)
+            .bearer_auth("sbx_nope")
+            .header("content-type", "application/json")
+            .header("idempotency-key", KEY_A)
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_problem(&unknown, StatusCode::UNAUTHORIZED, "not-authorized");
+    let list = reply(t.http.get(format!("{url}?orderId=O1")).send().await.unwrap()).await;
+    assert_problem(&list, StatusCode::UNAUTHORIZED, "not-authorized");
+    assert!(t.stats().refunds.is_empty());
+    assert_eq!(t.stats().unauthorized, 3);
+}
+
+#[tokio::test]
+async fn expired_token_is_401_and_creates_nothing() {
+    // Advertised 3600 s, but the token dies at once: the "early expiry" fault.
+    let t = start(SandboxConfig {
+        token_actual_lifetime: Some(Duration::ZERO),
+        ..Default::default()
+    })
+    .await;
+    let r = t
+        .post("/refunds", Some(KEY_A), &card_body("O1", "4539858876047062"))
+        .await;
+    assert_problem(&r, StatusCode::UNAUTHORIZED, "not-authorized");
+    let s = t.stats();
+    assert!(s.refunds.is_empty());
+    assert_eq!(s.faults.token_expired_early, 1);
+    assert_eq!(s.requests_per_key[KEY_A], 1);
+}
+
+#[tokio::test]
+async fn card_refund_approved() {
+    let t = start(SandboxConfig::default()).await;
+    let r = t
+        .post(
+            "/refunds",
+            Some(KEY_A),
+            &card_body("R20240702-0001", "4539858876047062"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(ctype(&r), "application/json");
+    let id = r.json["refundId"].as_str().unwrap();
+    assert_eq!(id.len(), 10);
+    assert!(id.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+    let location = r.headers["location"].to_str().unwrap();
+    assert!(location.ends_with(&format!("/v1/refunds/{id}")), "{location}");
+    assert_eq!(r.json["processingTerminalId"], "1234001");
+    assert_eq!(r.json["operator"], "batch-bot");
+    assert_eq!(r.json["order"]["orderId"], "R20240702-0001");
+    assert_eq!(r.json["order"]["amount"], 4999);
+    assert!(r.json["order"]["dateTime"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(r.json["card"]["cardNumber"], "453985******7062");
+    assert_eq!(r.json["card"]["expiryDate"], "1230");
+    assert_eq!(r.json["card"]["entryMethod"], "keyed");
+    let tr = &r.json["transactionResult"];
+    assert_eq!(tr["type"], "refund");
+    assert_eq!(tr["status"], "ready");
+    assert_eq!(tr["responseCode"], "A");
+    assert_eq!(tr["responseMessage"], "OK5");
+    assert_eq!(tr["authorizedAmount"], -4999);
+    assert_eq!(tr["currency"], "USD");
+    assert!(tr["approvalCode"].is_string());
+    assert_eq!(r.json["customFields"][0]["name"], "batchRow");
+    assert!(!String::from_utf8_lossy(&r.raw).contains("4539858876047062"));
+
+    // The location resolves to the same body.
+    let one = t.get(&format!("/refunds/{id}")).await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.raw, r.raw);
+    // ...but not on the bank endpoint, and unknown ids are 404.
+    assert_problem(
+        &t.get(&format!("/bank-transfer-refunds/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    );
+    assert_problem(&t.get("/refunds/NOSUCHID00").await, StatusCode::NOT_FOUND, "not-found");
+
+    let s = t.stats();
+    assert_eq!(s.created_per_order["card|1234001|R20240702-0001"], 1);
+    assert_eq!(s.refunds[0].refund_id, id);
+    assert_eq!(s.refunds[0].idempotency_key, KEY_A);
+    assert_eq!(s.refunds[0].amount, 4999);
+}
+
+#[tokio::test]
+async fn secure_token_card_refund_approved() {
+    let t = start(SandboxConfig::default()).await;
+    let mut b = card_body("O1", "4539858876047062");
+    b["refundMethod"] = json!({"type":"secureToken","token":"296753123456"});
+    let r = t.post("/refunds", Some(KEY_A), &b).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["transactionResult"]["responseCode"], "A");
+    assert_eq!(r.json["card"]["secureToken"]["token"], "296753123456");
+}
+
+#[tokio::test]
+async fn bank_refund_approved() {
+    let t = start(SandboxConfig::default()).await;
+    let r = t
+        .post("/bank-transfer-refunds", Some(KEY_A), &bank_body("B1", "1234567890"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let id = r.json["refundId"].as_str().unwrap();
+    assert!(
+        r.headers["location"]
+            .to_str()
+            .unwrap()
+            .ends_with(&format!("/v1/bank-transfer-refunds/{id}"))
+    );
+    assert_eq!(r.json["bankAccount"]["type"], "ach");
+    assert_eq!(r.json["bankAccount"]["accountNumber"], "****7890");
+    assert_eq!(r.json["bankAccount"]["routingNumber"], "*****6789");
+    assert_eq!(r.json["bankAccount"]["secCode"], "web");
+    let tr = &r.json["transactionResult"];
+    assert_eq!(tr["type"], "unreferencedRefund");
+    assert_eq!(tr["status"], "ready");
+    assert_eq!(tr["responseCode"], "A");
+    assert_eq!(tr["responseMessage"], "NoError");
+    assert_eq!(tr["authorizedAmount"], -2500);
+    assert!(!String::from_utf8_lossy(&r.raw).contains("1234567890"));
+    assert_eq!(t.get(&format!("/bank-transfer-refunds/{id}")).await.raw, r.raw);
+    assert_eq!(t.stats().created_per_order["bank|1234001|B1"], 1);
+}
+
+#[tokio::test]
+async fn documented_decline_values() {
+    let t = start(SandboxConfig::default()).await;
+    let keys = [
+        "30000000-0000-4000-8000-000000000001",
+        "30000000-0000-4000-8000-000000000002",
+        "30000000-0000-4000-8000-000000000003",
+        "30000000-0000-4000-8000-000000000004",
+        "30000000-0000-4000-8000-000000000005",
+        "30000000-0000-4000-8000-000000000006",
+    ];
+    let mut token_card = card_body("C4", "x");
+    token_card["refundMethod"] = json!({"type":"secureToken","token":"2967530000000002"});
+    let mut token_bank = bank_body("B2", "1");
+    token_bank["refundMethod"] = json!({"type":"secureToken","token":"2967530000000002","secCode":"web"});
+    let cases = [
+        ("/refunds", card_body("C1", "4000000000000002"), "declined", "D"),
+        ("/refunds", card_body("C2", "4000000000000127"), "declined", "R"),
+        ("/refunds", card_body("C3", "4000000000000119"), "pending", "E"),
+        ("/refunds", token_card, "declined", "D"),
+        ("/bank-transfer-refunds", bank_body("B1", "99990002"), "declined", "D"),
+        ("/bank-transfer-refunds", token_bank, "declined", "D"),
+    ];
+    for ((path, body, status, code), key) in cases.iter().zip(keys) {
+        let r = t.post(path, Some(key), body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path} {}", r.json);
+        assert_eq!(r.json["transactionResult"]["status"], *status, "{}", r.json);
+        assert_eq!(r.json["transactionResult"]["responseCode"], *code, "{}", r.json);
+        assert!(r.json["refundId"].is_string());
+    }
+    // Declined refunds are still created and counted.
+    let s = t.stats();
+    assert_eq!(s.refunds.len(), 6);
+    for k in [
+        "card|1234001|C1",
+        "card|1234001|C2",
+        "card|1234001|C3",
+        "card|1234001|C4",
+        "bank|1234001|B1",
+        "bank|1234001|B2",
+    ] {
+        assert_eq!(s.created_per_order[k], 1, "{k}");
+    }
+}
+
+#[tokio::test]
+async fn terminal_without_capability_is_400_and_creates_nothing() {
+    let t = start(SandboxConfig::default()).await;
+    let mut b = card_body("O1", "4539858876047062");
+    b["processingTerminalId"] = json!("9999001");
+    let r = t.post("/refunds", Some(KEY_A), &b).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "capabilities-missing");
+    assert_eq!(parameters(&r), ["processingTerminalId"]);
+    let mut b = bank_body("B1", "1234567890");
+    b["processingTerminalId"] = json!("9999001");
+    let r = t.post("/bank-transfer-refunds", Some(KEY_B), &b).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "capabilities-missing");
+    assert!(t.stats().refunds.is_empty());
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_parameter() {
+    let t = start(SandboxConfig::default()).await;
+    let cases: Vec<(&str, Value, &[&str])> = vec![
+        (
+            "/refunds",
+            {
+                let mut b = card_body("O1", "4539858876047062");
+                b["order"]["orderId"] = json!("123456789012345678901234567890123456");
+                b
+            },
+            &["order.orderId"],
+        ),
+        (
+            "/refunds",
+            {
+                let mut b = card_body("O1", "4539858876047062");
+                b["order"]["amount"] = json!(49.99);
+                b
+            },
+            &["order.amount"],
+        ),
+        (
+            "/refunds",
+            {
+                let mut b = card_body("O1", "4539858876047062");
+                b["order"]["amount"] = json!(0);
+                b
+            },
+            &["order.amount"],
+        ),
+        (
+            "/refunds",
+            {
+                let mut b = card_body("O1", "4539858876047062");
+                b["order"]["currency"] = json!("usd");
+                b
+            },
+            &["order.currency"],
+        ),
+        (
+            "/refunds",
+            {
+                let mut b = card_body("O1", "4539858876047062");
+                b["order"]["description"] = json!("");
+                b
+            },
+            &["order.description"],
+        ),
+        (
+            "/refunds",
+            {
+                let mut b = card_body("O1", "4539858876047062");
+                b.as_object_mut().unwrap().remove("channel");
+                b
+            },
+            &["channel"],
+        ),
+        (
+            "/refunds",
+            {
+                let mut b = card_body("O1", "4539858876047062");
+                b["channel"] = json!("web");
+                b
+            },
+            &["channel"],
+        ),
+        (
+            "/refunds",
+            card_body("O1", "45398588760"),
+            &["refundMethod.cardDetails.keyedData.cardNumber"],
+        ),
+        (
+            "/refunds",
+            card_body("O1", "4539 8588 7604 7062"),
+            &["refundMethod.cardDetails.keyedData.cardNumber"],
+        ),
+        (
+            "/refunds",
+            {
+                let mut b = card_body("O1", "4539858876047062");
+                b["refundMethod"]["cardDetails"]["keyedData"]["expiryDate"] = json!("3012");
+                b
+            },
+            &["refundMethod.cardDetails.keyedData.expiryDate"],
+        ),
+        (
+            "/refunds",
+            {
+                let mut b = card_body("O1", "4539858876047062");
+                b["customFields"][0]["name"] = json!("x".repeat(57));
+                b
+            },
+            &["customFields[0].name"],
+        ),
+        (
+            "/refunds",
+            {
+                let mut b = card_body("O1", "4539858876047062");
+                b["processingTerminalId"] = json!("123");
+                b
+            },
+            &["processingTerminalId"],
+        ),
+        (
+            "/bank-transfer-refunds",
+            {
+                let mut b = bank_body("B1", "1234567890");
+                b["channel"] = json!("moto");
+                b["ipAddress"] = json!({"type":"ipv4","value":"1.2.3.4"});
+                b
+            },
+            &["channel", "ipAddress"],
+        ),
+        (
+            "/bank-transfer-refunds",
+            bank_body("B1", "123"),
+            &["refundMethod.accountNumber"],
+        ),
+        (
+            "/bank-transfer-refunds",
+            {
+                let mut b = bank_body("B1", "1234567890");
+                b["refundMethod"]["routingNumber"] = json!("12345678");
+                b["refundMethod"]["secCode"] = json!("xyz");
+                b
+            },
+            &["refundMethod.routingNumber", "refundMethod.secCode"],
+        ),
+        (
+            "/bank-transfer-refunds",
+            {
+                let mut b = bank_body("B1", "1234567890");
+                b["refundMethod"]["type"] = json!("pad");
+                b
+            },
+            &["refundMethod.type"],
+        ),
+    ];
+    for (path, body, want) in &cases {
+        let r = t.post(path, Some(KEY_A), body).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "bad-request");
+        assert_eq!(parameters(&r), *want, "{path} {body}");
+        for e in r.json["errors"].as_array().unwrap() {
+            assert!(e["detail"].is_string() && e["message"].is_string());
+        }
+    }
+    // Not JSON at all.
+    let r = t
+        .post_raw("/refunds", Some(KEY_A), b"{not json".to_vec(), "application/json")
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "bad-request");
+    assert!(t.stats().refunds.is_empty());
+
+    // A 400 stores nothing: the same key works once the body is fixed.
+    let r = t
+        .post("/refunds", Some(KEY_A), &card_body("O1", "4539858876047062"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // Bank description may be empty (0-256).
+    let mut b = bank_body("B1", "1234567890");
+    b["order"]["description"] = json!("");
+    assert_eq!(
+        t.post("/bank-transfer-refunds", Some(KEY_B), &b).await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let t = start(SandboxConfig::default()).await;
+    let body = card_body("O1", "4539858876047062").to_string().into_bytes();
+    let r = t.post_raw("/refunds", Some(KEY_A), body.clone(), "text/plain").await;
+    assert_problem(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    let r = t
+        .post_raw("/refunds", Some(KEY_A), body, "application/json; charset=utf-8")
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn idempotent_replay_returns_first_response_and_creates_once() {
+    let t = start(SandboxConfig::default()).await;
+    let body = card_body("O1", "4539858876047062");
+    let first = t.post("/refunds", Some(KEY_A), &body).await;
+    let second = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(second.status, StatusCode::CREATED);
+    assert_eq!(first.raw, second.raw);
+    assert_eq!(first.headers["location"], second.headers["location"]);
+    let s = t.stats();
+    assert_eq!(s.created_per_order["card|1234001|O1"], 1);
+    assert_eq!(s.requests_per_key[KEY_A], 2);
+    assert_eq!(s.refund_posts, 2);
+}
+
+#[tokio::test]
+async fn same_key_different_request_is_409() {
+    let t = start(SandboxConfig::default()).await;
+    let body = card_body("O1", "4539858876047062");
+    assert_eq!(t.post("/refunds", Some(KEY_A), &body).await.status, StatusCode::CREATED);
+    let mut other = body.clone();
+    other["order"]["amount"] = json!(5000);
+    let r = t.post("/refunds", Some(KEY_A), &other).await;
+    assert_problem(&r, StatusCode::CONFLICT, "idempotency-key-in-use");
+    assert_eq!(
+        r.json["detail"],
+        "'Idempotency-Key' is already in use against a different request"
+    );
+    // Same JSON value, different bytes (whitespace) is a different body.
+    let spaced = serde_json::to_vec_pretty(&body).unwrap();
+    let r = t.post_raw("/refunds", Some(KEY_A), spaced, "application/json").await;
+    assert_problem(&r, StatusCode::CONFLICT, "idempotency-key-in-use");
+    // Same key on the other endpoint.
+    let r = t
+        .post("/bank-transfer-refunds", Some(KEY_A), &bank_body("B1", "1234567890"))
+        .await;
+    assert_problem(&r, StatusCode::CONFLICT, "idempotency-key-in-use");
+    // Even an invalid body under a used key is a conflict, not a 400.
+    let r = t.post("/refunds", Some(KEY_A), &json!({})).await;
+    assert_problem(&r, StatusCode::CONFLICT, "idempotency-key-in-use");
+    assert_eq!(t.stats().refunds.len(), 1);
+}
+
+#[tokio::test]
+async fn missing_or_malformed_idempotency_key_is_400() {
+    let t = start(SandboxConfig::default()).await;
+    let body = card_body("O1", "4539858876047062");
+    let r = t.post("/refunds", None, &body).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "idempotency-key-missing");
+    for bad in [
+        "row-17",
+        "6f1c1e3a-2b4d-1c8e-9f00-1234567890ab",
+        "6f1c1e3a2b4d4c8e9f001234567890ab",
+    ] {
+        let r = t.post("/refunds", Some(bad), &body).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "bad-request");
+        assert_eq!(parameters(&r), ["Idempotency-Key"]);
+    }
+    assert!(t.stats().refunds.is_empty());
+}
+
+#[tokio::test]
+async fn rate_429_sends_retry_after_and_creates_nothing() {
+    let t = start(SandboxConfig {
+        rate_429: 1.0,
+        retry_after: Duration::from_millis(250),
+        ..Default::default()
+    })
+    .await;
+    let r = t
+        .post("/refunds", Some(KEY_A), &card_body("O1", "4539858876047062"))
+        .await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "too-many-requests");
+    assert_eq!(r.headers["retry-after"], "1");
+    assert_eq!(r.headers["retry-after-ms"], "250");
+    let s = t.stats();
+    assert!(s.refunds.is_empty());
+    assert_eq!(s.faults.too_many_requests, 1);
+    assert_eq!(s.requests_per_key[KEY_A], 1);
+}
+
+#[tokio::test]
+async fn rate_503_sends_retry_after_and_creates_nothing() {
+    let t = start(SandboxConfig {
+        rate_503: 1.0,
+        retry_after: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await;
+    let r = t
+        .post("/bank-transfer-refunds", Some(KEY_A), &bank_body("B1", "1234567890"))
+        .await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "service-unavailable");
+    assert_eq!(r.headers["retry-after"], "2");
+    assert_eq!(r.headers["retry-after-ms"], "2000");
+    assert!(t.stats().refunds.is_empty());
+    assert_eq!(t.stats().faults.service_unavailable, 1);
+}
+
+#[tokio::test]
+async fn error_500_after_create_then_replay_gives_201_once() {
+    let t = start(SandboxConfig {
+        rate_500_after_create: 1.0,
+        ..Default::default()
+    })
+    .await;
+    let body = card_body("O1", "4539858876047062");
+    let r = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_problem(&r, StatusCode::INTERNAL_SERVER_ERROR, "api-error");
+    assert_eq!(t.stats().refunds.len(), 1, "the refund was made despite the 500");
+    let again = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.json["refundId"], t.stats().refunds[0].refund_id.as_str());
+    let s = t.stats();
+    assert_eq!(s.created_per_order["card|1234001|O1"], 1);
+    assert_eq!(s.faults.error_500_after_create, 1);
+}
+
+#[tokio::test]
+async fn drop_after_create_is_a_transport_error_and_refund_exists() {
+    let t = start(SandboxConfig {
+        rate_drop_after_create: 1.0,
+        ..Default::default()
+    })
+    .await;
+    let body = card_body("O1", "4539858876047062");
+    let res = t
+        .http
+        .post(format!("{}/refunds", t.sb.api_url()))
+        .bearer_auth(&t.token)
+        .header("content-type", "application/json")
+        .header("idempotency-key", KEY_A)
+        .body(body.to_string())
+        .send()
+        .await;
+    let err = match res {
+        Err(e) => e,
+        Ok(r) => panic!("expected a transport error, got HTTP {}", r.status()),
+    };
+    assert!(!err.is_status(), "{err:?}");
+    assert_eq!(t.stats().refunds.len(), 1);
+    assert_eq!(t.stats().faults.drop_after_create, 1);
+
+    // The same on the wire: not a single byte of a response.
+    let mut tcp = tokio::net::TcpStream::connect(t.sb.local_addr()).await.unwrap();
+    let payload = card_body("O2", "4539858876047062").to_string();
+    let req = format!(
+        "POST /v1/refunds HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\nidempotency-key: {KEY_B}\r\ncontent-length: {}\r\n\r\n{payload}",
+        t.token,
+        payload.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tcp.read_to_end(&mut got).await;
+    assert!(got.is_empty(), "got {:?}", String::from_utf8_lossy(&got));
+    assert_eq!(t.stats().refunds.len(), 2);
+
+    // A retry with the same key and body replays the 201 (replays are never dropped).
+    let r = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.json["refundId"], t.stats().refunds[0].refund_id.as_str());
+    assert_eq!(t.stats().created_per_order["card|1234001|O1"], 1);
+}
+
+#[tokio::test]
+async fn list_by_order_id_with_pagination() {
+    let t = start(SandboxConfig::default()).await;
+    let mut other_terminal = card_body("A", "4539858876047062");
+    other_terminal["processingTerminalId"] = json!("5555001");
+    for (key, body) in [
+        (KEY_A, card_body("A", "4539858876047062")),
+        (KEY_B, card_body("A", "4000000000000002")),
+        (KEY_C, card_body("B", "4539858876047062")),
+        ("40000000-0000-4000-8000-000000000001", other_terminal),
+    ] {
+        assert_eq!(t.post("/refunds", Some(key), &body).await.status, StatusCode::CREATED);
+    }
+    assert_eq!(
+        t.post(
+            "/bank-transfer-refunds",
+            Some("40000000-0000-4000-8000-000000000002"),
+            &bank_body("A", "1234567890")
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+
+    let r = t.get("/refunds?processingTerminalId=1234001&orderId=A").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        (r.json["limit"].as_u64(), r.json["count"].as_u64()),
+        (Some(10), Some(2))
+    );
+    assert_eq!(r.json["hasMore"], false);
+    assert_eq!(r.json["links"], json!([]));
+    let data = r.json["data"].as_array().unwrap();
+    assert!(
+        data.iter()
+            .all(|d| d["order"]["orderId"] == "A" && d["card"].is_object())
+    );
+    assert_eq!(data[1]["transactionResult"]["responseCode"], "D");
+
+    // orderId alone spans terminals.
+    assert_eq!(t.get("/refunds?orderId=A").await.json["count"], 3);
+    // Pagination.
+    let p1 = t.get("/refunds?processingTerminalId=1234001&orderId=A&limit=1").await;
+    assert_eq!(
+        (p1.json["count"].as_u64(), p1.json["hasMore"].as_bool()),
+        (Some(1), Some(true))
+    );
+    let next = p1.json["links"][0]["href"].as_str().unwrap();
+    assert_eq!(p1.json["links"][0]["rel"], "next");
+    let next_path = &next[next.find("/v1").unwrap() + 3..];
+    let p2 = t.get(next_path).await;
+    assert_eq!(
+        (p2.json["count"].as_u64(), p2.json["hasMore"].as_bool()),
+        (Some(1), Some(false))
+    );
+    assert_ne!(p2.json["data"][0]["refundId"], p1.json["data"][0]["refundId"]);
+    // Bank list is separate.
+    let b = t
+        .get("/bank-transfer-refunds?processingTerminalId=1234001&orderId=A")
+        .await;
+    assert_eq!(b.json["count"], 1);
+    assert_eq!(b.json["data"][0]["transactionResult"]["type"], "unreferencedRefund");
+    // Nothing found is an empty page, not 404.
+    let none = t.get("/refunds?orderId=nope").await;
+    assert_eq!((none.status, none.json["count"].as_u64()), (StatusCode::OK, Some(0)));
+    assert_problem(
+        &t.get("/refunds?limit=500").await,
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+    );
+}
+
+#[tokio::test]
+async fn stats_endpoint_serves_the_same_json() {
+    let t = start(SandboxConfig::default()).await;
+    t.post("/refunds", Some(KEY_A), &card_body("O1", "4539858876047062"))
+        .await;
+    let res = t
+        .http
+        .get(format!("{}/__sandbox/stats", t.sb.identity_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let over_http: Stats = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!(over_http, t.stats());
+    assert_eq!(over_http.refunds.len(), 1);
+    assert_eq!(over_http.tokens_issued, 1);
+    assert_eq!(over_http.peak_in_flight, 1);
+}
+
+#[tokio::test]
+async fn concurrent_identical_requests_create_one_refund() {
+    // A little server latency so the requests really overlap.
+    let t = start(SandboxConfig {
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let t = std::sync::Arc::new(t);
+    let body = card_body("O1", "4539858876047062");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (t, body) = (t.clone(), body.clone());
+        tasks.push(tokio::spawn(
+            async move { t.post("/refunds", Some(KEY_A), &body).await.raw },
+        ));
+    }
+    let mut bodies = Vec::new();
+    for task in tasks {
+        bodies.push(task.await.unwrap());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    let s = t.stats();
+    assert_eq!(s.created_per_order["card|1234001|O1"], 1);
+    assert_eq!(s.requests_per_key[KEY_A], 8);
+    assert!(s.peak_in_flight >= 2, "peak {}", s.peak_in_flight);
+    assert_eq!(s.faults.latency, 8);
+}
+
+#[tokio::test]
+async fn same_seed_same_ids_and_fault_pattern() {
+    async fn run() -> Vec<(u16, String)> {
+        let t = start(SandboxConfig {
+            seed: 99,
+            rate_500_after_create: 0.5,
+            ..Default::default()
+        })
+        .await;
+        let mut out = Vec::new();
+        for i in 0..12u32 {
+            let key = format!("50000000-0000-4000-8000-{i:012}");
+            let r = t
+                .post("/refunds", Some(&key), &card_body(&format!("O{i}"), "4539858876047062"))
+                .await;
+            out.push((r.status.as_u16(), t.stats().refunds.last().unwrap().refund_id.clone()));
+        }
+        out
+    }
+    let (a, b) = (run().await, run().await);
+    assert_eq!(a, b);
+    assert!(a.iter().any(|(s, _)| *s == 500) && a.iter().any(|(s, _)| *s == 201));
+}
+
+/// Rough throughput check (not run by default):
+/// `cargo test -p payroc-sandbox --release -- --ignored --nocapture throughput`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing measurement, run by hand"]
+async fn throughput() {
+    let t = std::sync::Arc::new(start(SandboxConfig::default()).await);
+    let n = 4000u32;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..16u32 {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(16) {
+                let key = format!("60000000-0000-4000-8000-{i:012}");
+                let r = t
+                    .post("/refunds", Some(&key), &card_body(&format!("O{i}"), "4539858876047062"))
+                    .await;
+                assert_eq!(r.status, StatusCode::CREATED);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("{n} POSTs in {secs:.2}s = {:.0} req/s", f64::from(n) / secs);
+    assert_eq!(t.stats().refunds.len(), n as usize);
+    let started = std::time::Instant::now();
+    for i in 0..500u32 {
+        let r = t
+            .get(&format!("/refunds?processingTerminalId=1234001&orderId=O{i}"))
+            .await;
+        assert_eq!(r.json["count"], 1);
+    }
+    println!("500 sequential list GETs in {:.2}s", started.elapsed().as_secs_f64());
+}

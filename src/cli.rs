@@ -1,0 +1,259 @@
+//! The command line: every option, its environment variable, and its help text.
+//!
+//! Only parsing lives here (clap derive); [`crate::commands`] turns these into work. Every
+//! option a team might fix once has an environment variable, listed in `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::input::Method;
+
+/// Send a day's file of Payroc unreferenced refunds exactly once, with a ledger and a results CSV.
+#[derive(Debug, Parser)]
+#[command(name = "refund-batch", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// Options every command shares.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where refunds go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// An embedded local sandbox: no money moves.
+    Sandbox,
+    /// Payroc's test environment (api.uat.payroc.com).
+    Uat,
+    /// Payroc production: real money.
+    Production,
+}
+
+impl Environment {
+    /// The name used in keys, the ledger and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "sandbox",
+            Environment::Uat => "uat",
+            Environment::Production => "production",
+        }
+    }
+}
+
+/// `card` / `bank` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// Card refunds (POST /v1/refunds).
+    Card,
+    /// Bank-transfer refunds (POST /v1/bank-transfer-refunds).
+    Bank,
+}
+
+impl From<MethodArg> for Method {
+    fn from(value: MethodArg) -> Method {
+        match value {
+            MethodArg::Card => Method::Card,
+            MethodArg::Bank => Method::Bank,
+        }
+    }
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The ledger file. Default: the user's data directory (…/refund-batch/ledger.sqlite), so cron
+    /// and manual runs share one history.
+    #[arg(long, global = true, env = "REFUND_BATCH_LEDGER", value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+    /// Where refunds go. `sandbox` starts an embedded local sandbox: no money moves.
+    #[arg(
+        long = "env",
+        global = true,
+        env = "REFUND_BATCH_ENV",
+        value_enum,
+        default_value = "sandbox"
+    )]
+    pub environment: Environment,
+    /// API base URL (ending in /v1). When given, no embedded sandbox starts. Plain http only to loopback.
+    #[arg(long, global = true, env = "PAYROC_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+    /// Identity base URL (/authorize is appended). Plain http only to loopback.
+    #[arg(long, global = true, env = "PAYROC_IDENTITY_URL", value_name = "URL")]
+    pub identity_url: Option<String>,
+    /// Read the API key from this file (mode 0600). Otherwise PAYROC_API_KEY is used; a key is never
+    /// taken on the command line, where `ps` and shell history would show it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+    /// Print only warnings and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// No progress bar or progress lines.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// More detail in logs (-v info, -vv debug).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate FILE, then send every row not yet done and write the results CSV.
+    Run(RunArgs),
+    /// Check FILE only: send nothing, print every problem and what would be sent.
+    Validate(ValidateArgs),
+    /// What the ledger knows: batches, rows by status, totals by currency.
+    Status(StatusArgs),
+    /// Serve the local Payroc sandbox until stopped (prints its address on stdout).
+    Sandbox(SandboxArgs),
+}
+
+/// How the file is read.
+#[derive(Debug, Args, Clone)]
+pub struct InputArgs {
+    /// The refund file (CSV, UTF-8, header row).
+    pub file: PathBuf,
+    /// The method for a file without a `method` column.
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+    /// Field delimiter, for semicolon- or tab-separated exports (`;`, `tab`).
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The file and how to read it.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Where to write the results CSV. Default: `<input stem>.results.csv` beside the input.
+    #[arg(long, value_name = "PATH")]
+    pub results: Option<PathBuf>,
+    /// Requests per second at most.
+    #[arg(long, env = "REFUND_BATCH_RATE", default_value_t = 20)]
+    pub rate: u32,
+    /// Requests in flight at most.
+    #[arg(long, env = "REFUND_BATCH_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: usize,
+    /// Send the valid rows and report the invalid ones as `invalid`, instead of stopping.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Send declined and rejected rows again, under a new idempotency key.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Confirm a production run without a terminal to ask on.
+    #[arg(long)]
+    pub yes: bool,
+    /// Key namespace: part of every idempotency key. Change it only to keep two ledgers' keys apart.
+    #[arg(long, env = "REFUND_BATCH_KEY_NAMESPACE", default_value = "default")]
+    pub key_namespace: String,
+    /// Retries per refund on 408/429/5xx/network errors (same key, same bytes).
+    #[arg(long, env = "REFUND_BATCH_MAX_RETRIES", default_value_t = 5)]
+    pub max_retries: u32,
+    /// First retry delay in milliseconds; doubled per retry, with jitter.
+    #[arg(long, env = "REFUND_BATCH_RETRY_DELAY_MS", default_value_t = 500)]
+    pub retry_delay_ms: u64,
+    /// Longest single wait between retries (and the cap on Retry-After), in milliseconds.
+    #[arg(long, env = "REFUND_BATCH_MAX_RETRY_DELAY_MS", default_value_t = 30_000)]
+    pub max_retry_delay_ms: u64,
+    /// Per-request timeout in seconds.
+    #[arg(long, env = "REFUND_BATCH_TIMEOUT", default_value_t = 30)]
+    pub timeout: u64,
+    /// Refuse the run if the file would refund more than AMOUNT in CURRENCY (e.g. 5000.00:USD). Repeatable.
+    #[arg(long, value_name = "AMOUNT:CURRENCY")]
+    pub max_total: Vec<String>,
+}
+
+/// `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The file and how to read it.
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this file's batches and rows.
+    pub file: Option<PathBuf>,
+    /// The method for a file without a `method` column.
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+    /// Key namespace the file was run with.
+    #[arg(long, env = "REFUND_BATCH_KEY_NAMESPACE", default_value = "default")]
+    pub key_namespace: String,
+    /// Output format (on stdout).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: StatusFormat,
+}
+
+/// `status --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
+}
+
+/// `sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Accept only this API key (from the environment, never the command line). Default: any key.
+    #[arg(
+        long = "require-api-key",
+        env = "SANDBOX_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY",
+        hide = true
+    )]
+    pub api_key: Option<String>,
+    /// Added latency per refund request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fraction of POSTs answered 429 with Retry-After (nothing created).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_429: f64,
+    /// Fraction of POSTs answered 503 with Retry-After (nothing created).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_503: f64,
+    /// Fraction of creating POSTs answered 500 although the refund was made.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_500_after_create: f64,
+    /// Fraction of creating POSTs whose connection is dropped after the refund was made.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_drop_after_create: f64,
+    /// Retry-After value in milliseconds (sent as whole seconds and as retry-after-ms).
+    #[arg(long, default_value_t = 1000)]
+    pub retry_after_ms: u64,
+    /// Advertised token lifetime in seconds (expires_in).
+    #[arg(long, default_value_t = 3600)]
+    pub token_lifetime_secs: u64,
+    /// Tokens really die after this many milliseconds (earlier than advertised).
+    #[arg(long)]
+    pub token_dies_after_ms: Option<u64>,
+    /// Seed for faults and ids, so runs repeat.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}

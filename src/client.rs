@@ -1,0 +1,743 @@
+//! Talking to Payroc: the bearer token, one refund request with its retries, and what the answer means.
+//!
+//! The dispatcher hands [`PayrocClient::send_refund`] a key and the exact body bytes; this module
+//! turns everything that can happen on the wire into one [`SendResult`] the ledger can record:
+//! an answer (201 read by `responseCode`, a 4xx problem, a 409), an authentication failure, or
+//! "gave up, and the request may or may not have reached Payroc". Retries always re-send the same
+//! key and the same bytes, so a retry can never become a second refund.
+//!
+//! Retry policy (uv's `RetryState` is the model): 408, 429, 5xx, timeouts and connection errors
+//! are retried with exponential backoff, jitter and a cap. `Retry-After` on 429/503 pauses every
+//! sender through the shared [`PauseGate`], not only the one that got it. A 401 refreshes the
+//! token once and re-sends. The bearer token is fetched from `{identity}/authorize`, shared by
+//! every sender, and refreshed by the first sender that finds it close to expiry (the Payroc
+//! SDKs' two-minute buffer); concurrent senders wait for that one fetch.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::input::Method;
+use crate::ledger::{Outcome, RefundState};
+use crate::redaction::redact_digit_runs;
+
+/// How retries are paced. Every delay is configurable so tests run retries in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first request (so `max_retries + 1` requests at most).
+    pub max_retries: u32,
+    /// Delay before the first retry; doubled each time.
+    pub base_delay: Duration,
+    /// No single delay (backoff or `Retry-After`) exceeds this.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with "equal jitter": half the step fixed, half random, capped.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let step = self
+            .base_delay
+            .saturating_mul(2_u32.saturating_pow(retry.min(16)))
+            .min(self.max_delay);
+        let half = step / 2;
+        half + half.mul_f64(random_fraction())
+    }
+}
+
+/// A number in [0, 1) from the standard library's per-process random hasher keys: enough for
+/// jitter, without a dependency.
+fn random_fraction() -> f64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x5eed);
+    (hasher.finish() >> 11) as f64 / (1_u64 << 53) as f64
+}
+
+/// Where to reach Payroc and how patiently.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// API base ending in `/v1`.
+    pub api_url: String,
+    /// Identity base; `/authorize` is appended.
+    pub identity_url: String,
+    /// The API key, sent only to `/authorize`.
+    pub api_key: SecretString,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retry pacing.
+    pub retry: RetryPolicy,
+}
+
+/// Errors that stop a whole run rather than one row.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SystemicError {
+    /// Payroc refused the API key or every token (401/403 from `/authorize`, or a 401 right after a refresh).
+    #[error("authentication failed: {0}")]
+    Authentication(String),
+    /// The identity service could not be reached after retries.
+    #[error("cannot get a bearer token from {url}: {detail}")]
+    IdentityUnreachable {
+        /// The authorize URL.
+        url: String,
+        /// What went wrong last.
+        detail: String,
+    },
+}
+
+/// What came of sending one refund (with all its retries).
+#[derive(Debug, Clone)]
+pub enum SendResult {
+    /// Payroc answered definitely; record this outcome.
+    Answered(Outcome),
+    /// Retries ran out. `maybe_reached` is false only when no request could have reached
+    /// Payroc (every failure was a refused connection or a 429), so the row can stay `pending`.
+    GaveUp {
+        /// Whether any request may have been processed.
+        maybe_reached: bool,
+        /// The last failure, for the results' error column.
+        detail: String,
+        /// Last HTTP status seen, if any.
+        http_status: Option<u16>,
+    },
+    /// The run must stop: credentials are bad or the identity service is gone. The row's
+    /// request did not get through (a 401 means not processed), so it goes back to `pending`.
+    Systemic(SystemicError),
+}
+
+/// Everything [`PayrocClient::send_refund`] reports: the result and how many HTTP requests it took.
+#[derive(Debug, Clone)]
+pub struct SendReport {
+    /// The result.
+    pub result: SendResult,
+    /// HTTP requests sent (1 + retries + 401 re-sends).
+    pub requests: u32,
+}
+
+/// A pause shared by all senders: when Payroc says `Retry-After`, nobody sends until it passes.
+#[derive(Debug, Default)]
+pub struct PauseGate {
+    until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl PauseGate {
+    /// Pauses everyone until at least `until`.
+    pub fn pause_until(&self, until: Instant) {
+        // A poisoned lock means a sender panicked while holding it; the Option inside is
+        // still a valid value, so keep using it.
+        let mut guard = self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none_or(|current| current < until) {
+            *guard = Some(until);
+        }
+    }
+
+    /// Waits out the current pause, if any.
+    pub async fn wait(&self) {
+        loop {
+            let until = *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match until {
+                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
+                _ => return,
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Token {
+    value: SecretString,
+    refresh_at: Instant,
+}
+
+/// Sends refunds to Payroc. Cheap to share: one per run, behind an `Arc`.
+pub struct PayrocClient {
+    http: reqwest::Client,
+    config: ClientConfig,
+    token: Mutex<Option<Token>>,
+    /// The shared `Retry-After` pause.
+    pub pause: PauseGate,
+}
+
+/// `/authorize`'s answer; its fields are snake_case, unlike the rest of the API.
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CreatedRefund {
+    refund_id: Option<String>,
+    transaction_result: Option<TransactionResult>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TransactionResult {
+    status: Option<String>,
+    response_code: Option<String>,
+    response_message: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    title: Option<String>,
+    detail: Option<String>,
+    #[serde(default)]
+    errors: Vec<ProblemItem>,
+}
+
+#[derive(Deserialize, Default)]
+struct ProblemItem {
+    parameter: Option<String>,
+    detail: Option<String>,
+    message: Option<String>,
+}
+
+impl Problem {
+    /// One line a person can act on: title, detail, and each `errors[]` item as `parameter: message`.
+    fn describe(&self, status: StatusCode) -> String {
+        let mut parts = Vec::new();
+        if let Some(title) = &self.title {
+            parts.push(title.clone());
+        }
+        if let Some(detail) = self
+            .detail
+            .as_ref()
+            .filter(|detail| Some(*detail) != self.title.as_ref())
+        {
+            parts.push(detail.clone());
+        }
+        for item in &self.errors {
+            let text = item
+                .message
+                .as_ref()
+                .or(item.detail.as_ref())
+                .cloned()
+                .unwrap_or_default();
+            parts.push(match &item.parameter {
+                Some(parameter) => format!("{parameter}: {text}"),
+                None => text,
+            });
+        }
+        if parts.is_empty() {
+            parts.push(format!("HTTP {status}"));
+        }
+        let mut text = redact_digit_runs(&parts.join("; "));
+        if text.len() > 500 {
+            let mut cut = 500;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        text
+    }
+}
+
+/// Problem type Payroc uses when a key was first used with a different body (under 409 or 400).
+const KEY_IN_USE: &str = "idempotency-key-in-use";
+
+impl PayrocClient {
+    /// Builds the client: rustls with certificate checks always on, one connection pool.
+    pub fn new(config: ClientConfig) -> Result<PayrocClient, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(256)
+            .user_agent(concat!("refund-batch/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(PayrocClient {
+            http,
+            config,
+            token: Mutex::new(None),
+            pause: PauseGate::default(),
+        })
+    }
+
+    fn authorize_url(&self) -> String {
+        format!("{}/authorize", self.config.identity_url.trim_end_matches('/'))
+    }
+
+    /// The endpoint URL for a method.
+    pub fn endpoint(&self, method: Method) -> String {
+        let base = self.config.api_url.trim_end_matches('/');
+        match method {
+            Method::Card => format!("{base}/refunds"),
+            Method::Bank => format!("{base}/bank-transfer-refunds"),
+        }
+    }
+
+    /// A token with time to spare, fetching one if needed. Callers queue on the lock, so one
+    /// fetch serves all the senders that found the token stale at once.
+    pub async fn bearer_token(&self) -> Result<SecretString, SystemicError> {
+        let mut guard = self.token.lock().await;
+        if let Some(token) = guard.as_ref()
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token.value.clone());
+        }
+        let token = self.fetch_token().await?;
+        let value = token.value.clone();
+        *guard = Some(token);
+        Ok(value)
+    }
+
+    /// Forgets `used` if it is still the cached token (after a 401), so the next caller fetches.
+    async fn invalidate(&self, used: &SecretString) {
+        let mut guard = self.token.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|token| token.value.expose_secret() == used.expose_secret())
+        {
+            *guard = None;
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<Token, SystemicError> {
+        let url = self.authorize_url();
+        let mut retry = 0;
+        loop {
+            let response = self
+                .http
+                .post(&url)
+                .header("x-api-key", self.config.api_key.expose_secret())
+                .send()
+                .await;
+            let failure = match response {
+                Ok(response) if response.status().is_success() => {
+                    let issued = Instant::now();
+                    let body = response.bytes().await;
+                    match body
+                        .ok()
+                        .and_then(|bytes| serde_json::from_slice::<TokenResponse>(&bytes).ok())
+                    {
+                        Some(token) => {
+                            // Payroc's SDKs treat a token as stale two minutes before it expires;
+                            // for lifetimes under four minutes, at half-life instead.
+                            let lifetime = Duration::from_secs(
+                                u64::try_from(token.expires_in.unwrap_or(3600))
+                                    .ok()
+                                    .filter(|seconds| *seconds > 0)
+                                    .unwrap_or(3600),
+                            );
+                            let buffer = Duration::from_secs(120).min(lifetime / 2);
+                            return Ok(Token {
+                                value: SecretString::from(token.access_token),
+                                refresh_at: issued + lifetime - buffer,
+                            });
+                        }
+                        None => "the answer was not a token".to_owned(),
+                    }
+                }
+                Ok(response) if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                    return Err(SystemicError::Authentication(format!(
+                        "{url} answered {} to the API key: check PAYROC_API_KEY / --api-key-file and the environment (--env)",
+                        response.status()
+                    )));
+                }
+                Ok(response) => format!("HTTP {}", response.status()),
+                Err(error) => transport_description(&error),
+            };
+            if retry >= self.config.retry.max_retries {
+                return Err(SystemicError::IdentityUnreachable { url, detail: failure });
+            }
+            tokio::time::sleep(self.config.retry.backoff(retry)).await;
+            retry += 1;
+        }
+    }
+
+    /// Sends one refund: `body` with `key`, retried as the module documentation describes.
+    ///
+    /// `body` is reference-counted, so every retry sends the very same buffer.
+    pub async fn send_refund(&self, method: Method, key: &str, body: bytes::Bytes) -> SendReport {
+        let url = self.endpoint(method);
+        let mut requests = 0;
+        let mut retry = 0;
+        let mut refreshed_after_401 = false;
+        let mut maybe_reached = false;
+        loop {
+            self.pause.wait().await;
+            let token = match self.bearer_token().await {
+                Ok(token) => token,
+                Err(error) => {
+                    return SendReport {
+                        result: SendResult::Systemic(error),
+                        requests,
+                    };
+                }
+            };
+            requests += 1;
+            let response = self
+                .http
+                .post(&url)
+                .bearer_auth(token.expose_secret())
+                .header("Idempotency-Key", key)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            let (detail, http_status) = match response {
+                Err(error) => {
+                    // A refused connection never carried the request; anything later might have.
+                    if !error.is_connect() {
+                        maybe_reached = true;
+                    }
+                    (transport_description(&error), None)
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = retry_after(response.headers());
+                    let bytes = match response.bytes().await {
+                        Ok(bytes) => bytes,
+                        Err(error) => {
+                            maybe_reached = true;
+                            let detail = format!(
+                                "HTTP {status}, then the answer was cut off ({})",
+                                transport_description(&error)
+                            );
+                            if let Some(report) = self
+                                .give_up_or_wait(
+                                    &mut retry,
+                                    maybe_reached,
+                                    &detail,
+                                    Some(status.as_u16()),
+                                    requests,
+                                    None,
+                                )
+                                .await
+                            {
+                                return report;
+                            }
+                            continue;
+                        }
+                    };
+                    if status == StatusCode::UNAUTHORIZED {
+                        if refreshed_after_401 {
+                            let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
+                            let reason = format!(
+                                "Payroc answered 401 again after a fresh token: {}",
+                                problem.describe(status)
+                            );
+                            return SendReport {
+                                result: SendResult::Systemic(SystemicError::Authentication(reason)),
+                                requests,
+                            };
+                        }
+                        refreshed_after_401 = true;
+                        self.invalidate(&token).await;
+                        continue;
+                    }
+                    if let Some(outcome) = classify(status, &bytes) {
+                        return SendReport {
+                            result: SendResult::Answered(outcome),
+                            requests,
+                        };
+                    }
+                    // Retryable: 408, 429, 5xx. Only a 429 is taken to mean "not processed".
+                    if status != StatusCode::TOO_MANY_REQUESTS {
+                        maybe_reached = true;
+                    }
+                    if let Some(pause) = retry_after {
+                        self.pause
+                            .pause_until(Instant::now() + pause.min(self.config.retry.max_delay));
+                    }
+                    let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
+                    let detail = format!("HTTP {}: {}", status.as_u16(), problem.describe(status));
+                    if let Some(report) = self
+                        .give_up_or_wait(
+                            &mut retry,
+                            maybe_reached,
+                            &detail,
+                            Some(status.as_u16()),
+                            requests,
+                            retry_after,
+                        )
+                        .await
+                    {
+                        return report;
+                    }
+                    continue;
+                }
+            };
+            if let Some(report) = self
+                .give_up_or_wait(&mut retry, maybe_reached, &detail, http_status, requests, None)
+                .await
+            {
+                return report;
+            }
+        }
+    }
+
+    /// After a retryable failure: give up when retries are spent, else sleep the backoff (the
+    /// shared pause covers `Retry-After`) and count the retry.
+    async fn give_up_or_wait(
+        &self,
+        retry: &mut u32,
+        maybe_reached: bool,
+        detail: &str,
+        http_status: Option<u16>,
+        requests: u32,
+        retry_after: Option<Duration>,
+    ) -> Option<SendReport> {
+        if *retry >= self.config.retry.max_retries {
+            return Some(SendReport {
+                result: SendResult::GaveUp {
+                    maybe_reached,
+                    detail: format!("{detail} (gave up after {requests} requests)"),
+                    http_status,
+                },
+                requests,
+            });
+        }
+        if retry_after.is_none() {
+            tokio::time::sleep(self.config.retry.backoff(*retry)).await;
+        }
+        *retry += 1;
+        None
+    }
+}
+
+/// Reads an answer that will not change by retrying; `None` for 408/429/5xx.
+fn classify(status: StatusCode, bytes: &[u8]) -> Option<Outcome> {
+    let http_status = Some(i64::from(status.as_u16()));
+    if status.is_success() {
+        let created: Option<CreatedRefund> = serde_json::from_slice(bytes).ok();
+        let Some(created) = created else {
+            return Some(Outcome {
+                state: Some(RefundState::Unknown),
+                http_status,
+                problem_detail: Some(format!(
+                    "HTTP {} with an answer that is not a refund; run reconcile",
+                    status.as_u16()
+                )),
+                ..Outcome::default()
+            });
+        };
+        let result = created.transaction_result.unwrap_or_default();
+        let state = match result.response_code.as_deref() {
+            Some("A") => RefundState::Succeeded,
+            Some("D" | "R" | "C") => RefundState::Declined,
+            // E is "accepted for later processing"; anything else (P, or a code this version
+            // does not know) is not a decline, so it is not safe to retry: it needs a look.
+            _ => RefundState::Queued,
+        };
+        return Some(Outcome {
+            state: Some(state),
+            http_status,
+            refund_id: created.refund_id.map(|id| redact_digit_runs(&id)),
+            payroc_status: result.status,
+            response_code: result.response_code,
+            response_message: result.response_message.map(|message| redact_digit_runs(&message)),
+            ..Outcome::default()
+        });
+    }
+    if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return None;
+    }
+    let problem: Problem = serde_json::from_slice(bytes).unwrap_or_default();
+    let kind = problem.kind.clone();
+    let key_in_use = kind.as_deref().is_some_and(|kind| kind.ends_with(KEY_IN_USE));
+    let state = if status == StatusCode::CONFLICT || key_in_use {
+        RefundState::Conflict
+    } else {
+        RefundState::Rejected
+    };
+    Some(Outcome {
+        state: Some(state),
+        http_status,
+        problem_type: kind,
+        problem_detail: Some(problem.describe(status)),
+        ..Outcome::default()
+    })
+}
+
+/// `Retry-After` in seconds or an HTTP date, or the sandbox's and some APIs' `retry-after-ms`.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    if let Some(milliseconds) = headers
+        .get("retry-after-ms")
+        .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok())
+    {
+        return Some(Duration::from_millis(milliseconds));
+    }
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let seconds = (date - time::OffsetDateTime::now_utc()).whole_seconds();
+    Some(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
+}
+
+/// A transport error in words, without the URL's query or anything the request carried.
+fn transport_description(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "the connection broke while reading the answer"
+    } else {
+        "the connection failed"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
+    let mut innermost = None;
+    while let Some(cause) = source {
+        innermost = Some(cause.to_string());
+        source = cause.source();
+    }
+    match innermost {
+        Some(cause) => format!("{kind} ({})", redact_digit_runs(&cause)),
+        None => kind.to_owned(),
+    }
+}
+
+/// Checks a base URL: `https`, or plain `http` only to a loopback host (the sandbox).
+pub fn check_base_url(name: &str, url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|error| format!("{name} {url:?} is not a URL ({error})"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(address)) => address.is_loopback(),
+                Some(url::Host::Ipv6(address)) => address.is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} {url:?} is plain http to a host that is not loopback; card data only travels over https"
+                ))
+            }
+        }
+        other => Err(format!("{name} {url:?} has scheme {other:?}; use https")),
+    }
+}
+
+/// Shared handle type used by the dispatcher.
+pub type SharedClient = Arc<PayrocClient>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_by_response_code() {
+        let body = br#"{"refundId":"CD3HN88U9F","transactionResult":{"status":"ready","responseCode":"A","responseMessage":"OK5"}}"#;
+        let outcome = classify(StatusCode::CREATED, body).unwrap();
+        assert_eq!(outcome.state, Some(RefundState::Succeeded));
+        assert_eq!(outcome.refund_id.as_deref(), Some("CD3HN88U9F"));
+        for (code, state) in [
+            ("E", RefundState::Queued),
+            ("D", RefundState::Declined),
+            ("R", RefundState::Declined),
+            ("C", RefundState::Declined),
+            ("P", RefundState::Queued),
+        ] {
+            let body =
+                format!(r#"{{"refundId":"X","transactionResult":{{"status":"declined","responseCode":"{code}"}}}}"#);
+            assert_eq!(
+                classify(StatusCode::CREATED, body.as_bytes()).unwrap().state,
+                Some(state),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            classify(StatusCode::CREATED, b"not json").unwrap().state,
+            Some(RefundState::Unknown)
+        );
+    }
+
+    #[test]
+    fn errors_are_rejected_conflict_or_retried() {
+        let problem = br#"{"type":"https://docs.payroc.com/api/errors#bad-request","title":"Bad request","status":400,"detail":"Validation failed","errors":[{"parameter":"order.amount","message":"must be positive"}]}"#;
+        let outcome = classify(StatusCode::BAD_REQUEST, problem).unwrap();
+        assert_eq!(outcome.state, Some(RefundState::Rejected));
+        assert_eq!(
+            outcome.problem_detail.as_deref(),
+            Some("Bad request; Validation failed; order.amount: must be positive")
+        );
+        assert_eq!(
+            classify(StatusCode::CONFLICT, b"{}").unwrap().state,
+            Some(RefundState::Conflict)
+        );
+        let in_use =
+            br#"{"type":"https://docs.payroc.com/api/errors#idempotency-key-in-use","title":"Idempotency-Key in use"}"#;
+        assert_eq!(
+            classify(StatusCode::BAD_REQUEST, in_use).unwrap().state,
+            Some(RefundState::Conflict)
+        );
+        for status in [
+            StatusCode::FORBIDDEN,
+            StatusCode::NOT_ACCEPTABLE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ] {
+            assert_eq!(classify(status, b"").unwrap().state, Some(RefundState::Rejected));
+        }
+        for status in [
+            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            assert!(classify(status, b"").is_none(), "{status}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_under_the_cap() {
+        let policy = RetryPolicy {
+            max_retries: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for retry in 0..10 {
+            let step = Duration::from_millis(100 * 2_u64.pow(retry)).min(Duration::from_secs(1));
+            let delay = policy.backoff(retry);
+            assert!(
+                delay >= step / 2 && delay <= step,
+                "retry {retry}: {delay:?} not within {step:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(check_base_url("--api-url", "http://127.0.0.1:8080/v1").is_ok());
+        assert!(check_base_url("--api-url", "http://localhost:8080/v1").is_ok());
+        assert!(check_base_url("--api-url", "http://[::1]:8080/v1").is_ok());
+        assert!(check_base_url("--api-url", "https://api.payroc.com/v1").is_ok());
+        assert!(check_base_url("--api-url", "http://api.payroc.com/v1").is_err());
+        assert!(check_base_url("--api-url", "http://10.0.0.1/v1").is_err());
+        assert!(check_base_url("--api-url", "ftp://127.0.0.1/v1").is_err());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_milliseconds() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert("retry-after-ms", "20".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(20)));
+    }
+}

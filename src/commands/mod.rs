@@ -1,0 +1,78 @@
+//! The commands: each turns parsed arguments into work and an [`ExitStatus`].
+//!
+//! `run` is the pipeline — validate ([`crate::validation`]), dispatch ([`crate::dispatch`]), write
+//! the results ([`crate::results`]) — with the ledger and the client set up around it. The others
+//! are views on the same pieces. Errors that stop a command come back as [`CommandError`], which
+//! carries the exit code the error means.
+
+pub mod run;
+pub mod sandbox;
+pub mod status;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, InputArgs};
+use crate::exit::ExitStatus;
+use crate::input::ReadOptions;
+use crate::ledger::Ledger;
+use crate::output::Terminal;
+
+/// An error that ends a command, with the exit code it means.
+#[derive(Debug)]
+pub struct CommandError {
+    /// What to exit with.
+    pub status: ExitStatus,
+    /// What went wrong, with context.
+    pub error: anyhow::Error,
+}
+
+impl CommandError {
+    /// A usage, configuration or input error (exit 2): nothing was sent.
+    pub fn usage(error: impl Into<anyhow::Error>) -> CommandError {
+        CommandError {
+            status: ExitStatus::Usage,
+            error: error.into(),
+        }
+    }
+}
+
+/// Runs the command `cli` names.
+pub async fn execute(cli: Cli, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
+    match cli.command {
+        Command::Run(arguments) => run::run(&cli.global, arguments, terminal).await,
+        Command::Validate(arguments) => validate::validate(&cli.global, arguments, terminal),
+        Command::Status(arguments) => status::status(&cli.global, arguments, terminal),
+        Command::Sandbox(arguments) => sandbox::serve(arguments, terminal).await,
+    }
+}
+
+/// Read options from the input arguments.
+pub fn read_options(input: &InputArgs) -> Result<ReadOptions, CommandError> {
+    let delimiter = match input.delimiter.as_deref() {
+        None => None,
+        Some("tab" | "\\t" | "\t") => Some(b'\t'),
+        Some(text) if text.len() == 1 && text.is_ascii() => Some(text.as_bytes()[0]),
+        Some(text) => {
+            return Err(CommandError::usage(anyhow::anyhow!(
+                "--delimiter {text:?} must be one ASCII character (for example ';') or `tab`"
+            )));
+        }
+    };
+    Ok(ReadOptions {
+        default_method: input.method.map(Into::into),
+        delimiter,
+    })
+}
+
+/// The ledger path: `--ledger`, `REFUND_BATCH_LEDGER`, or the data-directory default.
+pub fn ledger_path(option: Option<&PathBuf>) -> Result<PathBuf, CommandError> {
+    match option {
+        Some(path) => Ok(path.clone()),
+        None => Ledger::default_path().ok_or_else(|| {
+            CommandError::usage(anyhow::anyhow!(
+                "cannot find the user's data directory for the default ledger; pass --ledger PATH or set REFUND_BATCH_LEDGER"
+            ))
+        }),
+    }
+}

@@ -1,0 +1,190 @@
+//! `refund-batch status [FILE]`: what the ledger knows, per batch and (with FILE) per row status.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, StatusArgs, StatusFormat};
+use crate::commands::{CommandError, ledger_path};
+use crate::exit::ExitStatus;
+use crate::input::{InputReader, ReadOptions};
+use crate::ledger::Ledger;
+use crate::money::{Currency, format_amount};
+use crate::output::Terminal;
+use crate::results::{self, ResultsContext};
+use crate::validation::check_file;
+
+#[derive(Serialize)]
+struct StatusReport {
+    ledger: String,
+    batches: Vec<BatchView>,
+    totals: Vec<TotalView>,
+    file: Option<FileView>,
+}
+
+#[derive(Serialize)]
+struct BatchView {
+    id: i64,
+    input_path: String,
+    input_sha256: String,
+    environment: String,
+    started_at: String,
+    finished_at: Option<String>,
+    rows: Option<i64>,
+    exit_code: Option<i64>,
+    counts: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TotalView {
+    environment: String,
+    status: String,
+    currency: String,
+    rows: i64,
+    amount: String,
+}
+
+#[derive(Serialize)]
+struct FileView {
+    path: String,
+    sha256: String,
+    rows_by_status: std::collections::BTreeMap<String, u64>,
+}
+
+/// Prints the report on stdout (it is the command's data).
+pub fn status(global: &GlobalArgs, arguments: StatusArgs, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
+    let path = ledger_path(global.ledger.as_ref())?;
+    if !path.exists() {
+        return Err(CommandError::usage(anyhow::anyhow!(
+            "no ledger at {}: nothing has been run with it yet",
+            path.display()
+        )));
+    }
+    let ledger = Ledger::open(&path).map_err(CommandError::usage)?;
+    let mut file_view = None;
+    let mut sha = None;
+    if let Some(file) = &arguments.file {
+        let options = ReadOptions {
+            default_method: arguments.method.map(Into::into),
+            delimiter: None,
+        };
+        let check = check_file(file, options)
+            .with_context(|| format!("cannot read {}", file.display()))
+            .map_err(CommandError::usage)?;
+        let input = InputReader::open(file, options).map_err(CommandError::usage)?;
+        let notes = HashMap::new();
+        let context = ResultsContext {
+            environment: global.environment.as_str(),
+            namespace: &arguments.key_namespace,
+            notes: &notes,
+            invalid: &check.invalid,
+            skip_rows: &check.duplicate_rows,
+        };
+        let tally = results::tally(input, &ledger, &context).map_err(CommandError::usage)?;
+        file_view = Some(FileView {
+            path: file.display().to_string(),
+            sha256: check.sha256.clone(),
+            rows_by_status: tally
+                .rows
+                .iter()
+                .map(|(status, count)| ((*status).to_owned(), *count))
+                .collect(),
+        });
+        sha = Some(check.sha256);
+    }
+    let batches = ledger.batches(sha.as_deref()).map_err(CommandError::usage)?;
+    let totals = ledger.totals().map_err(CommandError::usage)?;
+    let report = StatusReport {
+        ledger: path.display().to_string(),
+        batches: batches
+            .into_iter()
+            .map(|batch| BatchView {
+                id: batch.id,
+                input_path: batch.input_path,
+                input_sha256: batch.input_sha256,
+                environment: batch.environment,
+                started_at: batch.started_at,
+                finished_at: batch.finished_at,
+                rows: batch.rows,
+                exit_code: batch.exit_code,
+                counts: batch.counts,
+            })
+            .collect(),
+        totals: totals
+            .into_iter()
+            .map(|total| TotalView {
+                status: total.state.result_status().to_owned(),
+                amount: Currency::from_code(&total.currency)
+                    .map(|known| format_amount(total.amount_minor, known))
+                    .unwrap_or_else(|| total.amount_minor.to_string()),
+                environment: total.environment,
+                currency: total.currency,
+                rows: total.rows,
+            })
+            .collect(),
+        file: file_view,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let written = match arguments.format {
+        StatusFormat::Json => serde_json::to_writer_pretty(&mut stdout, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout)),
+        StatusFormat::Text => write_text(&mut stdout, &report),
+    };
+    if let Err(error) = written
+        && error.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        terminal.error(&format!("cannot write the status: {error}"));
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn write_text(out: &mut impl Write, report: &StatusReport) -> std::io::Result<()> {
+    writeln!(out, "ledger: {}", report.ledger)?;
+    if let Some(file) = &report.file {
+        writeln!(
+            out,
+            "file: {} (sha256 {})",
+            file.path,
+            &file.sha256[..12.min(file.sha256.len())]
+        )?;
+        let counts: Vec<String> = file
+            .rows_by_status
+            .iter()
+            .map(|(status, count)| format!("{count} {status}"))
+            .collect();
+        writeln!(out, "  rows: {}", counts.join(", "))?;
+    }
+    writeln!(out, "batches ({}):", report.batches.len())?;
+    for batch in &report.batches {
+        writeln!(
+            out,
+            "  #{} {} {} started {} {} exit {} — {}",
+            batch.id,
+            batch.environment,
+            batch.input_path,
+            batch.started_at,
+            batch
+                .finished_at
+                .as_deref()
+                .map(|at| format!("finished {at}"))
+                .unwrap_or_else(|| "(not finished)".into()),
+            batch
+                .exit_code
+                .map(|code| code.to_string())
+                .unwrap_or_else(|| "-".into()),
+            batch.counts.as_deref().unwrap_or("")
+        )?;
+    }
+    writeln!(out, "totals:")?;
+    for total in &report.totals {
+        writeln!(
+            out,
+            "  {:<10} {:<10} {:>6} rows  {} {}",
+            total.environment, total.status, total.rows, total.amount, total.currency
+        )?;
+    }
+    Ok(())
+}

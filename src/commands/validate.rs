@@ -1,0 +1,72 @@
+//! `refund-batch validate FILE`: the whole-file check alone. Sends nothing, opens no ledger.
+
+use anyhow::Context as _;
+
+use crate::cli::{GlobalArgs, ValidateArgs};
+use crate::commands::{CommandError, read_options};
+use crate::exit::ExitStatus;
+use crate::money::format_amount;
+use crate::output::Terminal;
+use crate::validation::{FileCheck, check_file};
+
+/// Checks the file and prints every problem, then what would be sent.
+pub fn validate(
+    _global: &GlobalArgs,
+    arguments: ValidateArgs,
+    terminal: &Terminal,
+) -> Result<ExitStatus, CommandError> {
+    let options = read_options(&arguments.input)?;
+    let path = &arguments.input.file;
+    let check = check_file(path, options)
+        .with_context(|| format!("cannot validate {}", path.display()))
+        .map_err(CommandError::usage)?;
+    report_check(&check, terminal);
+    if check.invalid.is_empty() {
+        terminal.note(&format!(
+            "{}: all {} rows are valid; nothing was sent",
+            path.display(),
+            check.rows
+        ));
+        Ok(ExitStatus::Success)
+    } else {
+        terminal.note(&format!(
+            "{}: {} of {} rows are invalid; nothing was sent",
+            path.display(),
+            check.invalid.len(),
+            check.rows
+        ));
+        Ok(ExitStatus::Usage)
+    }
+}
+
+/// Prints unknown columns, every problem, and the totals of what would be sent.
+pub fn report_check(check: &FileCheck, terminal: &Terminal) {
+    if !check.unknown_columns.is_empty() {
+        terminal.warn(&format!(
+            "ignoring unknown column(s): {}",
+            check.unknown_columns.join(", ")
+        ));
+    }
+    for problem in &check.problems {
+        terminal.error(problem);
+    }
+    if check.valid > 0 {
+        let totals: Vec<String> = check
+            .totals
+            .iter()
+            .map(|(currency, minor)| {
+                format!(
+                    "{} {} ({} rows)",
+                    format_amount(*minor, *currency),
+                    currency,
+                    check.counts.get(currency).copied().unwrap_or(0)
+                )
+            })
+            .collect();
+        terminal.note(&format!(
+            "{} valid rows would refund {}",
+            check.valid,
+            totals.join(", ")
+        ));
+    }
+}

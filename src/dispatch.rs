@@ -1,0 +1,378 @@
+//! The dispatcher: decides, row by row, whether a refund must be sent, and sends those that must
+//! at the allowed rate and concurrency, writing every step to the ledger.
+//!
+//! It runs after validation, streaming the input a second time. For each valid row it asks
+//! [`decide`] what the ledger says: a new refund gets its generation-0 key; a refund left
+//! `pending`, `sending` or `unknown` is sent again with the same key and bytes; a finished one is
+//! left alone; a row whose body no longer matches what was sent is a `conflict` and is not sent.
+//! A row to send is committed as `sending` before its request is spawned — that ordering is the
+//! whole crash-safety argument (see [`crate::ledger`]).
+//!
+//! The loop owns the ledger (no locks around SQLite) and runs requests as tokio tasks, at most
+//! `concurrency` at once, each started only when the governor rate limiter allows. Outcomes come
+//! back through the `JoinSet` and are recorded as they arrive. Stopping — Ctrl-C, or a systemic
+//! failure such as bad credentials — stops taking rows and waits for the requests in flight;
+//! the rows never taken stay as they were and the next run resumes them.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use governor::{Quota, RateLimiter};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::client::{PayrocClient, SendResult, SystemicError};
+use crate::input::{InputError, InputReader, Method, ParsedRow};
+use crate::ledger::{Ledger, LedgerError, NewRefund, Outcome, RefundRecord, RefundState};
+use crate::output::Progress;
+use crate::request::{PreparedRefund, prepare};
+
+/// Rows older than this since their first send are not re-sent blindly: Payroc forgets keys
+/// after 7 days, so a re-send could refund again. They must be reconciled first.
+pub const BLIND_RESEND_LIMIT: Duration = Duration::from_secs(6 * 24 * 60 * 60);
+
+/// How the dispatcher runs.
+#[derive(Debug, Clone)]
+pub struct DispatchOptions {
+    /// `sandbox`, `uat` or `production`: part of every key.
+    pub environment: String,
+    /// Key namespace: part of every key.
+    pub namespace: String,
+    /// Requests per second.
+    pub rate: NonZeroU32,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Send declined and rejected rows again under the next key generation.
+    pub retry_failed: bool,
+    /// The ledger batch this run records under.
+    pub batch: i64,
+}
+
+/// A row the dispatcher did not send, and why, for the results CSV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowNote {
+    /// The status the results CSV shows for the row.
+    pub status: &'static str,
+    /// The explanation.
+    pub error: String,
+}
+
+/// What the dispatcher did.
+#[derive(Debug, Default)]
+pub struct DispatchReport {
+    /// Refunds sent this run (one per row, however many HTTP requests each took).
+    pub sent: u64,
+    /// Rows already finished in the ledger.
+    pub already_done: u64,
+    /// Notes for rows not sent, by row number.
+    pub notes: HashMap<u64, RowNote>,
+    /// Why the run stopped early, when it did.
+    pub stopped: Option<StopReason>,
+}
+
+/// Why a dispatch ended before every row was handled.
+#[derive(Debug, Clone)]
+pub enum StopReason {
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// Credentials or the identity service failed.
+    Systemic(SystemicError),
+    /// Many refunds in a row failed the same way; the API looks down.
+    Repeated(String),
+}
+
+/// Errors that end the dispatch with no meaningful outcome for the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The ledger failed; nothing more can be recorded, so nothing more is sent.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The input could not be read a second time.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The input changed since validation.
+    #[error("{0}")]
+    InputChanged(String),
+}
+
+/// What to do with one valid row.
+#[derive(Debug)]
+pub enum Decision {
+    /// Send it with this record's key.
+    Send(RefundRecord),
+    /// Already finished in the ledger.
+    Done(RefundRecord),
+    /// Do not send; show this in the results.
+    Hold(RowNote),
+}
+
+/// Decides what to do with `prepared` (row `row`) given what the ledger knows. Creates the
+/// ledger record for a new identity and moves to the next generation when asked to retry.
+pub fn decide(
+    ledger: &mut Ledger,
+    prepared: &PreparedRefund,
+    amount_minor: i64,
+    currency: &str,
+    options: &DispatchOptions,
+    row: u64,
+) -> Result<Decision, LedgerError> {
+    let identity = prepared.identity.ledger_id();
+    let Some(record) = ledger.find(&identity)? else {
+        let key = prepared.identity.key(0).to_string();
+        let refund = new_refund(&identity, prepared, &key, amount_minor, currency);
+        let record = ledger.insert(&refund, options.batch, row)?;
+        return Ok(Decision::Send(record));
+    };
+    let same_body = record.fingerprint == prepared.fingerprint;
+    if record.state.is_retryable_failure() && options.retry_failed {
+        let generation = record.generation + 1;
+        let key = prepared.identity.key(generation).to_string();
+        let refund = new_refund(&identity, prepared, &key, amount_minor, currency);
+        let record = ledger.next_generation(record.id, generation, &key, &refund, options.batch, row)?;
+        return Ok(Decision::Send(record));
+    }
+    if !same_body {
+        let change = describe_change(&record, amount_minor, currency, &prepared.payee_masked);
+        let note = if record.state.is_retryable_failure() {
+            RowNote {
+                status: record.state.as_str(),
+                error: format!(
+                    "this refund was {} and the row has changed since ({change}); to send the corrected row use --retry-failed",
+                    record.state
+                ),
+            }
+        } else {
+            RowNote {
+                status: "conflict",
+                error: format!(
+                    "the ledger already has this refund ({}, key {}) with different details ({change}); \
+                     it is not sent again. A different refund needs a different order_id",
+                    record.state.result_status(),
+                    record.idempotency_key
+                ),
+            }
+        };
+        return Ok(Decision::Hold(note));
+    }
+    match record.state {
+        RefundState::Pending | RefundState::Sending | RefundState::Unknown => {
+            if sent_too_long_ago(&record) {
+                return Ok(Decision::Hold(RowNote {
+                    status: "unknown",
+                    error: "first sent more than 6 days ago and Payroc keeps keys for 7: not re-sent blindly. Run `refund-batch reconcile` on this file".into(),
+                }));
+            }
+            Ok(Decision::Send(record))
+        }
+        _ => Ok(Decision::Done(record)),
+    }
+}
+
+fn new_refund<'a>(
+    identity: &'a str,
+    prepared: &'a PreparedRefund,
+    key: &'a str,
+    amount_minor: i64,
+    currency: &'a str,
+) -> NewRefund<'a> {
+    NewRefund {
+        identity,
+        environment: &prepared.identity.environment,
+        method: &prepared.identity.method,
+        processing_terminal_id: &prepared.identity.processing_terminal_id,
+        order_id: &prepared.identity.order_id,
+        idempotency_key: key,
+        fingerprint: &prepared.fingerprint,
+        amount_minor,
+        currency,
+        payee_masked: &prepared.payee_masked,
+    }
+}
+
+fn describe_change(record: &RefundRecord, amount_minor: i64, currency: &str, payee_masked: &str) -> String {
+    let mut changes = Vec::new();
+    if record.amount_minor != amount_minor || record.currency != currency {
+        changes.push(format!(
+            "amount was {} {} minor units, now {} {}",
+            record.amount_minor, record.currency, amount_minor, currency
+        ));
+    }
+    if record.payee_masked != payee_masked {
+        changes.push(format!("payee was {}, now {}", record.payee_masked, payee_masked));
+    }
+    if changes.is_empty() {
+        changes.push("another field such as the description, card, customer or custom fields differs".into());
+    }
+    changes.join("; ")
+}
+
+fn sent_too_long_ago(record: &RefundRecord) -> bool {
+    let Some(first_sent) = &record.first_sent_at else {
+        return false;
+    };
+    let Ok(first_sent) = time::OffsetDateTime::parse(first_sent, &time::format_description::well_known::Rfc3339) else {
+        // An unreadable time is treated as old: the cautious reading.
+        return true;
+    };
+    let age = time::OffsetDateTime::now_utc() - first_sent;
+    age > time::Duration::try_from(BLIND_RESEND_LIMIT).unwrap_or(time::Duration::MAX)
+}
+
+/// One finished request task.
+struct Finished {
+    record_id: i64,
+    attempt: i64,
+    report: crate::client::SendReport,
+}
+
+/// How many consecutive refunds giving up the same way mean "the API is down": stop and leave
+/// the rest for the next run instead of burning every row's retries.
+const REPEATED_FAILURE_LIMIT: u32 = 10;
+
+/// Streams `input` (already validated) and sends what must be sent. `skip_rows` are rows the
+/// validation pass found invalid beyond a single row's cells (duplicates).
+pub async fn dispatch(
+    ledger: &mut Ledger,
+    mut input: InputReader,
+    skip_rows: &std::collections::HashSet<u64>,
+    client: Arc<PayrocClient>,
+    options: &DispatchOptions,
+    progress: &Progress,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<DispatchReport, DispatchError> {
+    let limiter = RateLimiter::direct(Quota::per_second(options.rate).allow_burst(NonZeroU32::MIN));
+    let mut report = DispatchReport::default();
+    let mut tasks: JoinSet<Finished> = JoinSet::new();
+    let mut next: Option<(RefundRecord, Bytes, Method)> = None;
+    let mut rows_exhausted = false;
+    let mut consecutive_failures = 0_u32;
+    loop {
+        // Find the next row that needs a request, handling finished rows on the way.
+        while next.is_none() && !rows_exhausted && report.stopped.is_none() {
+            let Some(parsed) = input.next_row() else {
+                rows_exhausted = true;
+                break;
+            };
+            let row = match parsed? {
+                ParsedRow::Valid(row) if !skip_rows.contains(&row.row) => row,
+                ParsedRow::Valid(_) => continue,
+                ParsedRow::Invalid { label, problems } => {
+                    if skip_rows.contains(&label.row) || !problems.is_empty() {
+                        continue;
+                    }
+                    return Err(DispatchError::InputChanged(format!(
+                        "row {} changed while the batch ran",
+                        label.row
+                    )));
+                }
+            };
+            let prepared = prepare(&row, &options.environment, &options.namespace);
+            match decide(
+                ledger,
+                &prepared,
+                row.amount_minor,
+                row.currency.code(),
+                options,
+                row.row,
+            )? {
+                Decision::Send(record) => next = Some((record, Bytes::from(prepared.body), row.method)),
+                Decision::Done(record) => {
+                    report.already_done += 1;
+                    progress.already_done(record.state);
+                }
+                Decision::Hold(note) => {
+                    progress.held(note.status);
+                    report.notes.insert(row.row, note);
+                }
+            }
+        }
+        if next.is_none() && tasks.is_empty() {
+            break;
+        }
+        let can_send = next.is_some() && tasks.len() < options.concurrency && report.stopped.is_none();
+        tokio::select! {
+            biased;
+            changed = shutdown.changed(), if report.stopped.is_none() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    report.stopped = Some(StopReason::Interrupted);
+                    next = None;
+                }
+            }
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let finished = match joined {
+                    Ok(finished) => finished,
+                    // A request task cannot panic by design; if one did, its row stays
+                    // `sending` in the ledger and is re-sent with the same key next run.
+                    Err(error) => {
+                        tracing::error!("a request task failed: {error}");
+                        continue;
+                    }
+                };
+                let outcome = outcome_of(&finished.report.result);
+                ledger.record(finished.record_id, Some(finished.attempt), &outcome, i64::from(finished.report.requests.saturating_sub(1)))?;
+                progress.finished(outcome.state.unwrap_or(RefundState::Unknown));
+                match &finished.report.result {
+                    SendResult::Systemic(error) => {
+                        if report.stopped.is_none() {
+                            report.stopped = Some(StopReason::Systemic(error.clone()));
+                        }
+                        next = None;
+                    }
+                    SendResult::GaveUp { detail, .. } => {
+                        consecutive_failures += 1;
+                        if consecutive_failures >= REPEATED_FAILURE_LIMIT && report.stopped.is_none() {
+                            report.stopped = Some(StopReason::Repeated(format!(
+                                "{consecutive_failures} refunds in a row got no answer; the last: {detail}"
+                            )));
+                            next = None;
+                        }
+                    }
+                    SendResult::Answered(_) => consecutive_failures = 0,
+                }
+            }
+            () = limiter.until_ready(), if can_send => {
+                if let Some((record, body, method)) = next.take() {
+                    let attempt = ledger.mark_sending(record.id, options.batch)?;
+                    report.sent += 1;
+                    let client = Arc::clone(&client);
+                    tasks.spawn(async move {
+                        let report = client.send_refund(method, &record.idempotency_key, body).await;
+                        Finished { record_id: record.id, attempt, report }
+                    });
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// What the ledger records for a send result.
+fn outcome_of(result: &SendResult) -> Outcome {
+    match result {
+        SendResult::Answered(outcome) => outcome.clone(),
+        SendResult::GaveUp {
+            maybe_reached,
+            detail,
+            http_status,
+        } => Outcome {
+            // Only a request that certainly never reached Payroc lets the row go back to pending.
+            state: Some(if *maybe_reached {
+                RefundState::Unknown
+            } else {
+                RefundState::Pending
+            }),
+            http_status: http_status.map(i64::from),
+            problem_detail: Some(detail.clone()),
+            ..Outcome::default()
+        },
+        SendResult::Systemic(error) => Outcome {
+            // A 401 (or no token at all) means Payroc did not process the request.
+            state: Some(RefundState::Pending),
+            problem_detail: Some(error.to_string()),
+            ..Outcome::default()
+        },
+    }
+}

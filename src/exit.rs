@@ -1,0 +1,57 @@
+//! Exit codes, for cron (DESIGN §2): what a run's end means, as one number.
+
+/// How a command ended. The numbers are a contract with scripts; never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExitStatus {
+    /// Every row succeeded (or was already done).
+    Success = 0,
+    /// Finished, but some rows need a person: declined, rejected, conflict, invalid.
+    NeedsReview = 1,
+    /// Usage, configuration or input error: nothing was sent.
+    Usage = 2,
+    /// Incomplete: rows are pending or unknown. Run the same command again to resume.
+    Incomplete = 3,
+    /// Authentication failed.
+    Authentication = 4,
+}
+
+impl ExitStatus {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The status of a run from its row counts: incomplete beats needs-review beats success.
+    pub fn from_counts(unfinished: u64, needs_review: u64) -> ExitStatus {
+        if unfinished > 0 {
+            ExitStatus::Incomplete
+        } else if needs_review > 0 {
+            ExitStatus::NeedsReview
+        } else {
+            ExitStatus::Success
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_documented_numbers_and_incomplete_wins() {
+        assert_eq!(
+            [
+                ExitStatus::Success,
+                ExitStatus::NeedsReview,
+                ExitStatus::Usage,
+                ExitStatus::Incomplete,
+                ExitStatus::Authentication
+            ]
+            .map(ExitStatus::code),
+            [0, 1, 2, 3, 4]
+        );
+        assert_eq!(ExitStatus::from_counts(0, 0), ExitStatus::Success);
+        assert_eq!(ExitStatus::from_counts(0, 2), ExitStatus::NeedsReview);
+        assert_eq!(ExitStatus::from_counts(1, 2), ExitStatus::Incomplete);
+    }
+}

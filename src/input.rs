@@ -1,0 +1,1125 @@
+//! Reading and validating the refund file: CSV bytes in, [`RefundRow`]s or row problems out.
+//!
+//! This is the first stage of every command. `validate` and `run` both stream the file through
+//! [`InputReader`] once to check every row before anything is sent; `run` then streams it again
+//! to send, and once more to write the results in input order. Nothing here keeps the whole file
+//! in memory: a reader holds one record at a time, and it hashes the bytes as they pass so the
+//! ledger can tell whether the file changed between runs.
+//!
+//! Every problem names the row as a spreadsheet shows it (the header is row 1) and the column,
+//! and says what is allowed, because the reader of the message is fixing a spreadsheet.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::money::{self, Currency};
+
+/// How a refund reaches the customer, and which Payroc endpoint takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// `POST /v1/refunds`: to a card, keyed or by secure token.
+    Card,
+    /// `POST /v1/bank-transfer-refunds`: to a bank account by ACH or secure token.
+    Bank,
+}
+
+impl Method {
+    /// The word used in files, the ledger and the results: `card` or `bank`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Card => "card",
+            Method::Bank => "bank",
+        }
+    }
+
+    /// Parses `card` or `bank`, any case.
+    pub fn parse(text: &str) -> Option<Method> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "card" => Some(Method::Card),
+            "bank" => Some(Method::Bank),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// Where the money goes. Every number in here is a secret: `SecretString` keeps it out of
+/// `Debug` output, and only [`crate::request`] exposes it, to build the request body.
+#[derive(Debug)]
+pub enum Payee {
+    /// A keyed card: number (digits only, spaces stripped) and `MMYY` expiry.
+    KeyedCard {
+        /// 12–19 digits, Luhn-valid.
+        card_number: SecretString,
+        /// `MMYY`.
+        expiry_date: String,
+        /// Optional name on the card, 1–50 characters.
+        cardholder_name: Option<String>,
+    },
+    /// A Payroc secure token standing for a saved card or account.
+    SecureToken {
+        /// 12–19 characters.
+        token: SecretString,
+        /// Bank only: `checking` or `savings`.
+        account_type: Option<String>,
+        /// Bank only (required there): `web`, `tel`, `ccd` or `ppd`.
+        sec_code: Option<String>,
+    },
+    /// A US bank account paid by ACH.
+    Ach {
+        /// 4–17 digits.
+        account_number: SecretString,
+        /// Exactly 9 digits with a valid ABA check digit.
+        routing_number: SecretString,
+        /// 1–50 characters.
+        name_on_account: String,
+        /// `checking` or `savings`.
+        account_type: Option<String>,
+        /// `web`, `tel`, `ccd` or `ppd`.
+        sec_code: Option<String>,
+    },
+}
+
+impl Payee {
+    /// The masked form stored in the ledger and shown in results: first 6 + last 4 of a card,
+    /// last 4 of an account, last 4 of a token. Nothing more of a number ever leaves memory.
+    pub fn masked(&self) -> String {
+        match self {
+            Payee::KeyedCard { card_number, .. } => mask_card_number(card_number.expose_secret()),
+            Payee::SecureToken { token, .. } => format!("token ****{}", last_four(token.expose_secret())),
+            Payee::Ach { account_number, .. } => format!("ach ****{}", last_four(account_number.expose_secret())),
+        }
+    }
+}
+
+/// `453985******7062`: Payroc's own masking of a card number.
+pub fn mask_card_number(digits: &str) -> String {
+    let count = digits.chars().count();
+    let first: String = digits.chars().take(6).collect();
+    let stars = "*".repeat(count.saturating_sub(10));
+    format!("{first}{stars}{}", last_four(digits))
+}
+
+fn last_four(text: &str) -> String {
+    let count = text.chars().count();
+    text.chars().skip(count.saturating_sub(4)).collect()
+}
+
+/// The optional customer details a row may carry.
+#[derive(Debug, Default)]
+pub struct Customer {
+    /// Card only, up to 60 characters.
+    pub first_name: Option<String>,
+    /// Card only, up to 60 characters.
+    pub last_name: Option<String>,
+    /// Up to 50 characters with an `@`.
+    pub email: Option<String>,
+    /// Up to 15 characters.
+    pub phone: Option<String>,
+}
+
+impl Customer {
+    /// True when no field is set, so no `customer` object is sent.
+    pub fn is_empty(&self) -> bool {
+        self.first_name.is_none() && self.last_name.is_none() && self.email.is_none() && self.phone.is_none()
+    }
+}
+
+/// One valid row of the file: everything needed to build its request, checked against Payroc's
+/// limits so that a request the tool sends is one Payroc can accept.
+#[derive(Debug)]
+pub struct RefundRow {
+    /// The row number as a spreadsheet shows it (header = 1).
+    pub row: u64,
+    /// Which endpoint.
+    pub method: Method,
+    /// Payroc's processing terminal, 4–50 characters.
+    pub processing_terminal_id: String,
+    /// The merchant's id for this refund, 1–24 characters.
+    pub order_id: String,
+    /// Amount in minor units of `currency`.
+    pub amount_minor: i64,
+    /// The currency.
+    pub currency: Currency,
+    /// 1–256 characters for a card, 0–256 for a bank transfer.
+    pub description: String,
+    /// Card only: `pos` or `moto`.
+    pub channel: &'static str,
+    /// Card only: who did it, up to 50 characters.
+    pub operator: Option<String>,
+    /// Where the money goes.
+    pub payee: Payee,
+    /// Optional customer details.
+    pub customer: Customer,
+    /// `custom.<name>` columns with a value, as (name, value), in header order.
+    pub custom_fields: Vec<(String, String)>,
+}
+
+/// The identifying cells of a row, kept even when the row is invalid so the results CSV can
+/// still say which refund the line was about.
+#[derive(Debug, Clone, Default)]
+pub struct RowLabel {
+    /// Row number (header = 1).
+    pub row: u64,
+    /// The `method` cell, or the `--method` default.
+    pub method: String,
+    /// The `processing_terminal_id` cell.
+    pub processing_terminal_id: String,
+    /// The `order_id` cell.
+    pub order_id: String,
+    /// The `amount` cell as written.
+    pub amount: String,
+    /// The `currency` cell as written.
+    pub currency: String,
+}
+
+/// One problem with one cell (or a whole row when `column` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Row number (header = 1).
+    pub row: u64,
+    /// The column, as named in the header (lower-cased).
+    pub column: Option<String>,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.column {
+            Some(column) => write!(formatter, "row {}, column {}: {}", self.row, column, self.message),
+            None => write!(formatter, "row {}: {}", self.row, self.message),
+        }
+    }
+}
+
+/// What the reader makes of one record.
+#[derive(Debug)]
+pub enum ParsedRow {
+    /// Every cell checks out.
+    Valid(Box<RefundRow>),
+    /// At least one problem; every problem in the row is listed.
+    Invalid {
+        /// Which refund the row was about, as far as it could be read.
+        label: RowLabel,
+        /// All problems found in the row.
+        problems: Vec<Problem>,
+    },
+}
+
+/// Errors that stop reading the file altogether (as opposed to a bad row).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The input file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The CSV structure itself is broken at a point (not one cell).
+    #[error("{path}: {message}")]
+    Malformed {
+        /// The input file.
+        path: PathBuf,
+        /// What was found, with the row.
+        message: String,
+    },
+    /// The header lacks what every file needs.
+    #[error("{path}: {message}")]
+    Header {
+        /// The input file.
+        path: PathBuf,
+        /// What is missing and how to fix it.
+        message: String,
+    },
+}
+
+/// Options that change how a file is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions {
+    /// The method for rows whose file has no `method` column (or an empty cell).
+    pub default_method: Option<Method>,
+    /// The field delimiter; `None` means `,`.
+    pub delimiter: Option<u8>,
+}
+
+/// A `Read` that feeds every byte it passes through SHA-256, so the file is hashed while it is
+/// parsed instead of read twice.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let count = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..count]);
+        Ok(count)
+    }
+}
+
+/// Every column the tool understands. Anything else (but `custom.<name>`) draws one warning.
+const KNOWN_COLUMNS: &[&str] = &[
+    "method",
+    "processing_terminal_id",
+    "order_id",
+    "amount",
+    "currency",
+    "description",
+    "channel",
+    "card_number",
+    "expiry_date",
+    "cardholder_name",
+    "secure_token",
+    "account_number",
+    "routing_number",
+    "name_on_account",
+    "account_type",
+    "sec_code",
+    "operator",
+    "customer_first_name",
+    "customer_last_name",
+    "customer_email",
+    "customer_phone",
+];
+
+/// Where each known column sits in a record; `None` when the file lacks it.
+#[derive(Debug)]
+struct ColumnMap {
+    positions: Vec<Option<usize>>,
+    custom: Vec<(String, usize)>,
+    width: usize,
+}
+
+impl ColumnMap {
+    fn position(&self, column: &str) -> Option<usize> {
+        let index = KNOWN_COLUMNS.iter().position(|known| *known == column)?;
+        self.positions[index]
+    }
+}
+
+/// Streams a refund file one row at a time. See the module documentation.
+pub struct InputReader {
+    path: PathBuf,
+    reader: csv::Reader<HashingReader<File>>,
+    columns: ColumnMap,
+    unknown_columns: Vec<String>,
+    record: csv::ByteRecord,
+    options: ReadOptions,
+    /// Records read so far; the next row number is this + 2 (the header is row 1).
+    records_read: u64,
+}
+
+impl InputReader {
+    /// Opens `path`, reads and checks the header.
+    pub fn open(path: &Path, options: ReadOptions) -> Result<InputReader, InputError> {
+        let file = File::open(path).map_err(|source| InputError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let hashing = HashingReader {
+            inner: file,
+            hasher: Sha256::new(),
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(true)
+            .delimiter(options.delimiter.unwrap_or(b','))
+            .from_reader(hashing);
+        let header = reader.byte_headers().map_err(|error| csv_error(path, error))?.clone();
+        let header_error = |message: String| InputError::Header {
+            path: path.to_owned(),
+            message,
+        };
+        if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+            return Err(header_error(
+                "the file is empty: it needs a header row naming the columns (see the README)".into(),
+            ));
+        }
+        let mut positions = vec![None; KNOWN_COLUMNS.len()];
+        let mut custom = Vec::new();
+        let mut unknown_columns = Vec::new();
+        for (index, raw) in header.iter().enumerate() {
+            let raw = std::str::from_utf8(raw).map_err(|_| {
+                header_error("row 1 (the header) is not valid UTF-8: re-export the file as \"CSV UTF-8\"".into())
+            })?;
+            let raw = raw.trim_start_matches('\u{feff}').trim();
+            let name = raw.to_ascii_lowercase();
+            if let Some(custom_name) = name.strip_prefix("custom.") {
+                // Keep the name's case: Payroc matches custom field names case-sensitively.
+                let original = raw[raw.len() - custom_name.len()..].to_owned();
+                custom.push((original, index));
+                continue;
+            }
+            match KNOWN_COLUMNS.iter().position(|known| *known == name) {
+                Some(known) if positions[known].is_some() => {
+                    return Err(header_error(format!(
+                        "row 1, column {name}: appears twice in the header"
+                    )));
+                }
+                Some(known) => positions[known] = Some(index),
+                None => unknown_columns.push(raw.to_owned()),
+            }
+        }
+        let columns = ColumnMap {
+            positions,
+            custom,
+            width: header.len(),
+        };
+        if header.len() == 1 && options.delimiter.is_none() {
+            let only = String::from_utf8_lossy(&header[0]).into_owned();
+            if only.contains(';') || only.to_ascii_lowercase().starts_with("sep=") {
+                return Err(header_error(
+                    "the header is one column separated by ';': this looks like a semicolon-delimited export. \
+                     Re-export as comma-separated CSV, or pass --delimiter ';' (and remove a first line \"sep=;\")"
+                        .into(),
+                ));
+            }
+        }
+        let required: &[&str] = &["processing_terminal_id", "order_id", "amount", "currency"];
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|column| columns.position(column).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(header_error(format!(
+                "row 1 (the header) lacks the column(s) {}; every file needs processing_terminal_id, order_id, amount and currency",
+                missing.join(", ")
+            )));
+        }
+        if columns.position("method").is_none() && options.default_method.is_none() {
+            return Err(header_error(
+                "the file has no method column: add one (card or bank per row) or pass --method card|bank".into(),
+            ));
+        }
+        Ok(InputReader {
+            path: path.to_owned(),
+            reader,
+            columns,
+            unknown_columns,
+            record: csv::ByteRecord::new(),
+            options,
+            records_read: 0,
+        })
+    }
+
+    /// Header names the tool does not understand; the caller warns about them once.
+    pub fn unknown_columns(&self) -> &[String] {
+        &self.unknown_columns
+    }
+
+    /// Reads the next row, or `None` at the end of the file.
+    pub fn next_row(&mut self) -> Option<Result<ParsedRow, InputError>> {
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(false) => None,
+            Ok(true) => {
+                self.records_read += 1;
+                let row = self.records_read + 1;
+                Some(Ok(validate_record(&self.record, row, &self.columns, self.options)))
+            }
+            Err(error) => Some(Err(csv_error(&self.path, error))),
+        }
+    }
+
+    /// Reads to the end (if not there yet) and returns the SHA-256 of the whole file, hex.
+    pub fn finish(mut self) -> Result<String, InputError> {
+        let mut sink = Vec::new();
+        self.reader
+            .get_mut()
+            .read_to_end(&mut sink)
+            .map_err(|source| InputError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        let digest = self.reader.into_inner().hasher.finalize();
+        Ok(hex(&digest))
+    }
+}
+
+/// Lower-case hex of bytes, for digests.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
+            let _ = write!(text, "{byte:02x}");
+            text
+        })
+}
+
+fn csv_error(path: &Path, error: csv::Error) -> InputError {
+    let row = error.position().map(|position| position.record() + 1);
+    let message = match (error.kind(), row) {
+        (csv::ErrorKind::Io(io_error), _) => {
+            return InputError::Io {
+                path: path.to_owned(),
+                source: io::Error::new(io_error.kind(), io_error.to_string()),
+            };
+        }
+        (_, Some(row)) => format!("row {row}: the CSV is malformed ({error})"),
+        (_, None) => format!("the CSV is malformed ({error})"),
+    };
+    InputError::Malformed {
+        path: path.to_owned(),
+        message,
+    }
+}
+
+/// Gathers the problems of one row while the cells are read.
+struct RowCheck<'record> {
+    record: &'record csv::ByteRecord,
+    columns: &'record ColumnMap,
+    row: u64,
+    problems: Vec<Problem>,
+}
+
+impl RowCheck<'_> {
+    fn problem(&mut self, column: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            row: self.row,
+            column: Some(column.to_owned()),
+            message: message.into(),
+        });
+    }
+
+    /// The trimmed cell of `column`, `None` when the column is absent or the cell empty.
+    fn cell(&mut self, column: &str) -> Option<String> {
+        let index = self.columns.position(column)?;
+        self.cell_at(column, index)
+    }
+
+    fn cell_at(&mut self, column: &str, index: usize) -> Option<String> {
+        let bytes = self.record.get(index)?;
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => {
+                self.problem(column, "is not valid UTF-8 (re-export the file as \"CSV UTF-8\")");
+                return None;
+            }
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        if text.chars().any(char::is_control) {
+            self.problem(
+                column,
+                "contains a control character (tabs, line breaks and NUL are not allowed)",
+            );
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    fn required(&mut self, column: &str, allowed: &str) -> Option<String> {
+        let value = self.cell(column);
+        if value.is_none()
+            && !self
+                .problems
+                .iter()
+                .any(|problem| problem.column.as_deref() == Some(column))
+        {
+            self.problem(column, format!("is required ({allowed})"));
+        }
+        value
+    }
+
+    /// Checks a length in characters (what Payroc counts), reporting `column` when outside.
+    fn length(&mut self, column: &str, value: Option<String>, minimum: usize, maximum: usize) -> Option<String> {
+        let value = value?;
+        let count = value.chars().count();
+        if count < minimum || count > maximum {
+            self.problem(
+                column,
+                format!("is {count} characters long ({minimum}–{maximum} allowed)"),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn one_of(&mut self, column: &str, value: Option<String>, allowed: &[&'static str]) -> Option<&'static str> {
+        let value = value?;
+        let lower = value.to_ascii_lowercase();
+        match allowed.iter().find(|candidate| **candidate == lower) {
+            Some(found) => Some(found),
+            None => {
+                self.problem(column, format!("{value:?} is not allowed ({})", allowed.join(", ")));
+                None
+            }
+        }
+    }
+
+    /// Reports columns that must be empty for this method.
+    fn forbid(&mut self, columns: &[&str], method: Method) {
+        for column in columns {
+            if self.cell(column).is_some() {
+                self.problem(column, format!("is not used for {method} refunds (leave it empty)"));
+            }
+        }
+    }
+}
+
+fn validate_record(record: &csv::ByteRecord, row: u64, columns: &ColumnMap, options: ReadOptions) -> ParsedRow {
+    let mut check = RowCheck {
+        record,
+        columns,
+        row,
+        problems: Vec::new(),
+    };
+    if record.len() != columns.width && !(record.len() == 1 && record[0].is_empty()) {
+        check.problems.push(Problem {
+            row,
+            column: None,
+            message: format!(
+                "has {} fields but the header has {} (a missing or extra comma, or an unquoted comma in a value)",
+                record.len(),
+                columns.width
+            ),
+        });
+    }
+    let mut label = RowLabel {
+        row,
+        ..RowLabel::default()
+    };
+    let raw = |column: &str| {
+        columns
+            .position(column)
+            .and_then(|index| record.get(index))
+            .map(|bytes| String::from_utf8_lossy(bytes).trim().to_owned())
+            .unwrap_or_default()
+    };
+    label.processing_terminal_id = raw("processing_terminal_id");
+    label.order_id = raw("order_id");
+    label.amount = raw("amount");
+    label.currency = raw("currency");
+    label.method = raw("method");
+
+    let method = match check.cell("method") {
+        Some(text) => match Method::parse(&text) {
+            Some(method) => Some(method),
+            None => {
+                check.problem("method", format!("{text:?} is not a method (card or bank)"));
+                None
+            }
+        },
+        None => {
+            if options.default_method.is_none() {
+                check.problem("method", "is required (card or bank, or pass --method)");
+            }
+            options.default_method
+        }
+    };
+    if let Some(method) = method {
+        label.method = method.as_str().to_owned();
+    }
+    let terminal = check.required("processing_terminal_id", "4–50 characters");
+    let terminal = check.length("processing_terminal_id", terminal, 4, 50);
+    let order_id = check.required("order_id", "1–24 characters, the merchant's id for this refund");
+    let order_id = check.length("order_id", order_id, 1, 24);
+    let currency = match check.required("currency", "an ISO 4217 code such as USD") {
+        Some(code) => match Currency::from_code(&code) {
+            Some(currency) => Some(currency),
+            None => {
+                check.problem(
+                    "currency",
+                    format!("{code:?} is not a currency Payroc accepts (an ISO 4217 code such as USD, EUR, JPY)"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let amount_text = check.cell("amount");
+    let amount_minor = match (amount_text, currency) {
+        (None, _) => {
+            if !check
+                .problems
+                .iter()
+                .any(|problem| problem.column.as_deref() == Some("amount"))
+            {
+                check.problem("amount", money::AmountError::Empty.to_string());
+            }
+            None
+        }
+        (Some(text), Some(currency)) => match money::parse_amount(&text, currency) {
+            Ok(minor) => Some(minor),
+            Err(error) => {
+                check.problem("amount", error.to_string());
+                None
+            }
+        },
+        // Without a currency the number of places is unknown; the currency problem is reported.
+        (Some(_), None) => None,
+    };
+
+    let operator = check.cell("operator");
+    let operator = check.length("operator", operator, 1, 50);
+    let email = check.cell("customer_email");
+    let email = check.length("customer_email", email, 3, 50);
+    if let Some(email) = &email
+        && !email.contains('@')
+    {
+        check.problem("customer_email", format!("{email:?} is not an email address"));
+    }
+    let phone = check.cell("customer_phone");
+    let phone = check.length("customer_phone", phone, 1, 15);
+    let mut custom_fields = Vec::new();
+    for (name, index) in &columns.custom {
+        let column = format!("custom.{name}");
+        let name_length = name.chars().count();
+        if !(1..=56).contains(&name_length) {
+            check.problem(
+                &column,
+                format!("the custom field name is {name_length} characters (1–56 allowed)"),
+            );
+            continue;
+        }
+        let value = check.cell_at(&column, *index);
+        if let Some(value) = check.length(&column, value, 1, 100) {
+            custom_fields.push((name.clone(), value));
+        }
+    }
+
+    let (description, channel, payee, customer) = match method {
+        Some(Method::Card) => {
+            let description = check.required("description", "1–256 characters for a card refund");
+            let description = check.length("description", description, 1, 256);
+            let channel = check.cell("channel");
+            let channel = match channel {
+                None => Some("moto"),
+                value => check.one_of("channel", value, &["pos", "moto"]),
+            };
+            check.forbid(
+                &[
+                    "account_number",
+                    "routing_number",
+                    "name_on_account",
+                    "account_type",
+                    "sec_code",
+                ],
+                Method::Card,
+            );
+            let first_name = check.cell("customer_first_name");
+            let first_name = check.length("customer_first_name", first_name, 1, 60);
+            let last_name = check.cell("customer_last_name");
+            let last_name = check.length("customer_last_name", last_name, 1, 60);
+            let payee = card_payee(&mut check);
+            let customer = Customer {
+                first_name,
+                last_name,
+                email,
+                phone,
+            };
+            (description, channel, payee, customer)
+        }
+        Some(Method::Bank) => {
+            let description = check.cell("description");
+            let description = check.length("description", description, 0, 256).or(Some(String::new()));
+            check.forbid(
+                &[
+                    "channel",
+                    "operator",
+                    "card_number",
+                    "expiry_date",
+                    "cardholder_name",
+                    "customer_first_name",
+                    "customer_last_name",
+                ],
+                Method::Bank,
+            );
+            let payee = bank_payee(&mut check);
+            let customer = Customer {
+                first_name: None,
+                last_name: None,
+                email,
+                phone,
+            };
+            (description, Some(""), payee, customer)
+        }
+        None => (None, None, None, Customer::default()),
+    };
+
+    if !check.problems.is_empty() {
+        return ParsedRow::Invalid {
+            label,
+            problems: check.problems,
+        };
+    }
+    match (
+        method,
+        terminal,
+        order_id,
+        amount_minor,
+        currency,
+        description,
+        channel,
+        payee,
+    ) {
+        (
+            Some(method),
+            Some(processing_terminal_id),
+            Some(order_id),
+            Some(amount_minor),
+            Some(currency),
+            Some(description),
+            Some(channel),
+            Some(payee),
+        ) => ParsedRow::Valid(Box::new(RefundRow {
+            row,
+            method,
+            processing_terminal_id,
+            order_id,
+            amount_minor,
+            currency,
+            description,
+            channel,
+            operator,
+            payee,
+            customer,
+            custom_fields,
+        })),
+        _ => ParsedRow::Invalid {
+            label,
+            problems: vec![Problem {
+                row,
+                column: None,
+                message: "could not be read (no single cell was named; please report this)".into(),
+            }],
+        },
+    }
+}
+
+fn card_payee(check: &mut RowCheck<'_>) -> Option<Payee> {
+    let card_number = check.cell("card_number");
+    let token = check.cell("secure_token");
+    match (card_number, token) {
+        (Some(_), Some(_)) => {
+            check.problem("secure_token", "give either card_number or secure_token, not both");
+            None
+        }
+        (None, None) => {
+            check.problem(
+                "card_number",
+                "a card refund needs card_number (with expiry_date) or secure_token",
+            );
+            None
+        }
+        (None, Some(token)) => {
+            check.forbid(&["expiry_date", "cardholder_name"], Method::Card);
+            let token = check.length("secure_token", Some(token), 12, 19)?;
+            Some(Payee::SecureToken {
+                token: token.into(),
+                account_type: None,
+                sec_code: None,
+            })
+        }
+        (Some(number), None) => {
+            let digits: String = number.chars().filter(|character| *character != ' ').collect();
+            let valid_number = if !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+                check.problem(
+                    "card_number",
+                    "has characters other than digits and spaces (12–19 digits)",
+                );
+                None
+            } else if !(12..=19).contains(&digits.len()) {
+                check.problem("card_number", format!("has {} digits (12–19 allowed)", digits.len()));
+                None
+            } else if !luhn_valid(&digits) {
+                check.problem("card_number", "fails the Luhn check digit: it is mistyped");
+                None
+            } else {
+                Some(digits)
+            };
+            let expiry = check.required("expiry_date", "MMYY or MM/YY");
+            let expiry = expiry.and_then(|text| {
+                let compact: String = text.chars().filter(|character| *character != '/').collect();
+                let month = compact.get(..2).and_then(|month| month.parse::<u8>().ok());
+                let well_formed = compact.len() == 4
+                    && compact.bytes().all(|byte| byte.is_ascii_digit())
+                    && (text.len() == 4 || text.as_bytes().get(2) == Some(&b'/'));
+                if well_formed && matches!(month, Some(1..=12)) {
+                    Some(compact)
+                } else {
+                    check.problem(
+                        "expiry_date",
+                        format!("{text:?} is not a card expiry (MMYY or MM/YY, month 01–12)"),
+                    );
+                    None
+                }
+            });
+            let name = check.cell("cardholder_name");
+            let name = check.length("cardholder_name", name, 1, 50);
+            Some(Payee::KeyedCard {
+                card_number: valid_number?.into(),
+                expiry_date: expiry?,
+                cardholder_name: name,
+            })
+        }
+    }
+}
+
+fn bank_payee(check: &mut RowCheck<'_>) -> Option<Payee> {
+    let account_type = check.cell("account_type");
+    let account_type = check
+        .one_of("account_type", account_type, &["checking", "savings"])
+        .map(str::to_owned);
+    let sec_code = check.cell("sec_code");
+    let sec_code = check
+        .one_of("sec_code", sec_code, &["web", "tel", "ccd", "ppd"])
+        .map(str::to_owned);
+    let token = check.cell("secure_token");
+    let account = check.cell("account_number");
+    match (account, token) {
+        (Some(_), Some(_)) => {
+            check.problem(
+                "secure_token",
+                "give either account_number (with routing_number, name_on_account) or secure_token, not both",
+            );
+            None
+        }
+        (None, None) => {
+            check.problem(
+                "account_number",
+                "a bank refund needs account_number, routing_number and name_on_account, or secure_token",
+            );
+            None
+        }
+        (None, Some(token)) => {
+            check.forbid(&["routing_number", "name_on_account"], Method::Bank);
+            let token = check.length("secure_token", Some(token), 12, 19);
+            if sec_code.is_none()
+                && !check
+                    .problems
+                    .iter()
+                    .any(|problem| problem.column.as_deref() == Some("sec_code"))
+            {
+                check.problem(
+                    "sec_code",
+                    "is required with a bank secure token (web, tel, ccd or ppd)",
+                );
+            }
+            Some(Payee::SecureToken {
+                token: token?.into(),
+                account_type,
+                sec_code,
+            })
+        }
+        (Some(account), None) => {
+            let account = if account.bytes().all(|byte| byte.is_ascii_digit()) && (4..=17).contains(&account.len()) {
+                Some(account)
+            } else {
+                check.problem("account_number", "must be 4–17 digits");
+                None
+            };
+            let routing = check.required("routing_number", "exactly 9 digits");
+            let routing = routing.and_then(|routing| {
+                if routing.len() != 9 || !routing.bytes().all(|byte| byte.is_ascii_digit()) {
+                    check.problem("routing_number", "must be exactly 9 digits");
+                    None
+                } else if !aba_check_digit_valid(&routing) {
+                    check.problem("routing_number", "fails the ABA check digit: it is mistyped");
+                    None
+                } else {
+                    Some(routing)
+                }
+            });
+            let name = check.required("name_on_account", "1–50 characters");
+            let name = check.length("name_on_account", name, 1, 50);
+            Some(Payee::Ach {
+                account_number: account?.into(),
+                routing_number: routing?.into(),
+                name_on_account: name?,
+                account_type,
+                sec_code,
+            })
+        }
+    }
+}
+
+/// The Luhn check every card number (and no typo of one digit) passes.
+fn luhn_valid(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(position, byte)| {
+            let digit = u32::from(byte - b'0');
+            if position % 2 == 1 {
+                let doubled = digit * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                digit
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// The ABA routing number checksum: 3·(d1+d4+d7) + 7·(d2+d5+d8) + (d3+d6+d9) ≡ 0 (mod 10).
+fn aba_check_digit_valid(routing: &str) -> bool {
+    let weights = [3, 7, 1];
+    let sum: u32 = routing
+        .bytes()
+        .enumerate()
+        .map(|(position, byte)| u32::from(byte - b'0') * weights[position % 3])
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn read_all(content: &str, options: ReadOptions) -> Result<Vec<ParsedRow>, InputError> {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(content.as_bytes()).expect("write temp file");
+        let mut reader = InputReader::open(file.path(), options)?;
+        let mut rows = Vec::new();
+        while let Some(row) = reader.next_row() {
+            rows.push(row?);
+        }
+        Ok(rows)
+    }
+
+    fn problems(row: &ParsedRow) -> Vec<String> {
+        match row {
+            ParsedRow::Valid(_) => Vec::new(),
+            ParsedRow::Invalid { problems, .. } => problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const CARD_HEADER: &str =
+        "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date\n";
+
+    #[test]
+    fn a_card_row_with_bom_crlf_and_odd_header_case_is_valid() {
+        let content = "\u{feff}Method , PROCESSING_TERMINAL_ID,Order_Id,amount,currency,description,card_number,expiry_date\r\ncard,1234001,R1,49.99,usd,Refund,4539 8588 7604 7062,12/30\r\n".to_owned();
+        let rows = read_all(&content, ReadOptions::default()).unwrap();
+        let ParsedRow::Valid(row) = &rows[0] else {
+            panic!("{:?}", problems(&rows[0]))
+        };
+        assert_eq!(row.amount_minor, 4999);
+        assert_eq!(row.currency.code(), "USD");
+        assert_eq!(row.row, 2);
+        assert_eq!(row.payee.masked(), "453985******7062");
+        let Payee::KeyedCard {
+            expiry_date,
+            card_number,
+            ..
+        } = &row.payee
+        else {
+            panic!()
+        };
+        assert_eq!(expiry_date, "1230");
+        assert_eq!(card_number.expose_secret(), "4539858876047062");
+        // Debug output of a row never shows the number.
+        assert!(!format!("{row:?}").contains("4539858876047062"));
+    }
+
+    #[test]
+    fn every_problem_in_a_row_is_named_by_row_and_column() {
+        let content = format!("{CARD_HEADER}card,12,R1,49.999,USD,,4539858876047063,13/30\n");
+        let rows = read_all(&content, ReadOptions::default()).unwrap();
+        assert_eq!(
+            problems(&rows[0]),
+            vec![
+                "row 2, column processing_terminal_id: is 2 characters long (4–50 allowed)",
+                "row 2, column amount: \"49.999\" has 3 decimal places but USD allows 2",
+                "row 2, column description: is required (1–256 characters for a card refund)",
+                "row 2, column card_number: fails the Luhn check digit: it is mistyped",
+                "row 2, column expiry_date: \"13/30\" is not a card expiry (MMYY or MM/YY, month 01–12)",
+            ]
+        );
+    }
+
+    #[test]
+    fn bank_rows_need_a_complete_account_and_refuse_card_columns() {
+        let header = "method,processing_terminal_id,order_id,amount,currency,account_number,routing_number,name_on_account,channel\n";
+        let content = format!(
+            "{header}bank,1234001,B1,10,USD,123456789,011000015,Sarah,\nbank,1234001,B2,10,USD,12a,123456789,,pos\n"
+        );
+        let rows = read_all(&content, ReadOptions::default()).unwrap();
+        let ParsedRow::Valid(row) = &rows[0] else {
+            panic!("{:?}", problems(&rows[0]))
+        };
+        assert_eq!(row.description, "");
+        assert_eq!(row.payee.masked(), "ach ****6789");
+        assert_eq!(
+            problems(&rows[1]),
+            vec![
+                "row 3, column channel: is not used for bank refunds (leave it empty)",
+                "row 3, column account_number: must be 4–17 digits",
+                "row 3, column routing_number: fails the ABA check digit: it is mistyped",
+                "row 3, column name_on_account: is required (1–50 characters)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_method_column_needs_the_option() {
+        let content = "processing_terminal_id,order_id,amount,currency,secure_token,sec_code\n1234001,B1,10,USD,296753123456,web\n";
+        let error = read_all(content, ReadOptions::default()).unwrap_err();
+        assert!(error.to_string().contains("--method"), "{error}");
+        let rows = read_all(
+            content,
+            ReadOptions {
+                default_method: Some(Method::Bank),
+                delimiter: None,
+            },
+        )
+        .unwrap();
+        assert!(
+            matches!(&rows[0], ParsedRow::Valid(row) if row.method == Method::Bank),
+            "{:?}",
+            problems(&rows[0])
+        );
+    }
+
+    #[test]
+    fn a_semicolon_export_is_detected() {
+        let content = "method;processing_terminal_id;order_id;amount;currency\ncard;1234001;R1;1;USD\n";
+        let error = read_all(content, ReadOptions::default()).unwrap_err();
+        assert!(error.to_string().contains("--delimiter"), "{error}");
+    }
+
+    #[test]
+    fn rows_with_the_wrong_number_of_fields_are_reported() {
+        let content = format!("{CARD_HEADER}card,1234001,R1,49.99,USD,Refund,4539858876047062\n");
+        let rows = read_all(&content, ReadOptions::default()).unwrap();
+        assert!(problems(&rows[0])[0].starts_with("row 2: has 7 fields but the header has 8"));
+    }
+
+    #[test]
+    fn check_digits() {
+        assert!(luhn_valid("4539858876047062"));
+        assert!(luhn_valid("4000000000000002"));
+        assert!(!luhn_valid("4539858876047063"));
+        assert!(aba_check_digit_valid("011000015"));
+        assert!(!aba_check_digit_valid("123456789"));
+    }
+
+    #[test]
+    fn the_hash_covers_the_whole_file() {
+        let content = format!("{CARD_HEADER}card,1234001,R1,49.99,USD,Refund,4539858876047062,1230\n");
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(content.as_bytes()).unwrap();
+        let reader = InputReader::open(file.path(), ReadOptions::default()).unwrap();
+        let expected = hex(&Sha256::digest(content.as_bytes()));
+        assert_eq!(reader.finish().unwrap(), expected);
+    }
+}

@@ -1,0 +1,864 @@
+//! The ledger: a SQLite file that remembers every refund the tool has sent, so nothing is sent twice.
+//!
+//! Every command opens it. `run` looks each row's identity up before sending, commits the row as
+//! [`RefundState::Sending`] *before* its request leaves, and records the outcome when it comes
+//! back; the results CSV and `status` are read from it. Because `sending` is on disk before the
+//! request exists, a crash at any moment leaves every row either untouched, or `sending` (sent or
+//! not: re-send with the same key and bytes, which Payroc answers with the first result), or done.
+//!
+//! What it never holds: a full card number, CVV, account or routing number, API key, bearer token,
+//! or an unkeyed hash of any of those. The payee is kept masked and the request body only as a
+//! fingerprint of its masked form (see [`crate::request`]). The file is created with mode 0600.
+//!
+//! Durability: WAL with `synchronous=NORMAL`. A committed transaction survives a crash or `kill -9`
+//! of the process; a power cut may lose the last few commits, in which case a row sent just
+//! before it is sent again *with the same deterministic key*, which Payroc de-duplicates for 7 days.
+//!
+//! Schema changes are numbered migrations tracked in SQLite's `user_version`.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Where a refund stands. Stored as its lower-case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefundState {
+    /// Known, never sent (or proven never created).
+    Pending,
+    /// Committed just before a request left; its outcome is not recorded yet.
+    Sending,
+    /// Payroc approved it (`responseCode` A).
+    Succeeded,
+    /// Payroc accepted it for later processing (`responseCode` E, or another non-final code).
+    Queued,
+    /// Payroc declined it (`responseCode` D, R or C). Final unless retried on purpose.
+    Declined,
+    /// Payroc refused the request (400, 403, 406, 415). Final unless retried on purpose.
+    Rejected,
+    /// Payroc says the key was used for a different request (409), or the file changed. Needs a person.
+    Conflict,
+    /// The request may have reached Payroc but no definite answer came back. Re-sent with the same
+    /// key on the next run, or settled by `reconcile`.
+    Unknown,
+}
+
+impl RefundState {
+    /// Every state, in the order summaries list them.
+    pub const ALL: [RefundState; 8] = [
+        RefundState::Succeeded,
+        RefundState::Queued,
+        RefundState::Declined,
+        RefundState::Rejected,
+        RefundState::Conflict,
+        RefundState::Unknown,
+        RefundState::Sending,
+        RefundState::Pending,
+    ];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Pending => "pending",
+            RefundState::Sending => "sending",
+            RefundState::Succeeded => "succeeded",
+            RefundState::Queued => "queued",
+            RefundState::Declined => "declined",
+            RefundState::Rejected => "rejected",
+            RefundState::Conflict => "conflict",
+            RefundState::Unknown => "unknown",
+        }
+    }
+
+    /// Parses a stored name; unknown text is a corrupt ledger, not a default.
+    pub fn parse(text: &str) -> Option<RefundState> {
+        RefundState::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+
+    /// A Payroc answer that will not change by sending again: the row is done for this run.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RefundState::Succeeded
+                | RefundState::Queued
+                | RefundState::Declined
+                | RefundState::Rejected
+                | RefundState::Conflict
+        )
+    }
+
+    /// A definite failure that `run --retry-failed` may send again under the next key generation.
+    pub fn is_retryable_failure(self) -> bool {
+        matches!(self, RefundState::Declined | RefundState::Rejected)
+    }
+
+    /// How the results CSV names this state: a row left `sending` by a crash is `unknown` there,
+    /// because it may or may not have reached Payroc.
+    pub fn result_status(self) -> &'static str {
+        match self {
+            RefundState::Sending => "unknown",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for RefundState {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// Errors from the ledger. Each names the ledger file, because a user may have several.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// SQLite failed.
+    #[error("ledger {path}: {source}")]
+    Sqlite {
+        /// The ledger file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The file or its directory could not be created or opened.
+    #[error("ledger {path}: {source}")]
+    Io {
+        /// The ledger file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Another refund-batch process has this ledger open for a run.
+    #[error(
+        "ledger {path} is in use by another refund-batch run (lock file {lock}); wait for it to finish. \
+         Two runs on one ledger could send the same row twice, so this run refuses to start"
+    )]
+    Busy {
+        /// The ledger file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The ledger holds something this version cannot read.
+    #[error("ledger {path}: {message}")]
+    Corrupt {
+        /// The ledger file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Everything the ledger knows about one refund identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRecord {
+    /// Row id in the `refunds` table.
+    pub id: i64,
+    /// [`crate::idempotency::Identity::ledger_id`].
+    pub identity: String,
+    /// `card` or `bank`.
+    pub method: String,
+    /// The terminal.
+    pub processing_terminal_id: String,
+    /// The order id.
+    pub order_id: String,
+    /// Key generation in use.
+    pub generation: u32,
+    /// The key of that generation.
+    pub idempotency_key: String,
+    /// Current state.
+    pub state: RefundState,
+    /// Fingerprint of the masked body last sent (or to be sent).
+    pub fingerprint: String,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// Currency code.
+    pub currency: String,
+    /// Masked payee.
+    pub payee_masked: String,
+    /// HTTP requests sent so far, all generations.
+    pub attempts: i64,
+    /// Last HTTP status.
+    pub http_status: Option<i64>,
+    /// Payroc's `refundId`.
+    pub refund_id: Option<String>,
+    /// `transactionResult.status`.
+    pub payroc_status: Option<String>,
+    /// `transactionResult.responseCode`.
+    pub response_code: Option<String>,
+    /// `transactionResult.responseMessage`.
+    pub response_message: Option<String>,
+    /// Problem `type` of an error answer.
+    pub problem_type: Option<String>,
+    /// Problem detail, or the tool's own explanation.
+    pub problem_detail: Option<String>,
+    /// When the first request of the current generation left (RFC 3339).
+    pub first_sent_at: Option<String>,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+/// The fields an answer (or a decision) sets on a refund.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The new state.
+    pub state: Option<RefundState>,
+    /// HTTP status of the last response, if any.
+    pub http_status: Option<i64>,
+    /// Payroc's refund id.
+    pub refund_id: Option<String>,
+    /// `transactionResult.status`.
+    pub payroc_status: Option<String>,
+    /// `transactionResult.responseCode`.
+    pub response_code: Option<String>,
+    /// `transactionResult.responseMessage`.
+    pub response_message: Option<String>,
+    /// Problem `type`.
+    pub problem_type: Option<String>,
+    /// Problem detail / explanation.
+    pub problem_detail: Option<String>,
+}
+
+/// What a new identity is created with.
+pub struct NewRefund<'a> {
+    /// Identity string.
+    pub identity: &'a str,
+    /// `sandbox`, `uat` or `production`.
+    pub environment: &'a str,
+    /// `card` / `bank`.
+    pub method: &'a str,
+    /// Terminal.
+    pub processing_terminal_id: &'a str,
+    /// Order id.
+    pub order_id: &'a str,
+    /// Generation-0 key.
+    pub idempotency_key: &'a str,
+    /// Masked-body fingerprint.
+    pub fingerprint: &'a str,
+    /// Minor units.
+    pub amount_minor: i64,
+    /// Currency code.
+    pub currency: &'a str,
+    /// Masked payee.
+    pub payee_masked: &'a str,
+}
+
+/// Totals of one batch, stored when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct BatchSummary {
+    /// Rows in the file.
+    pub rows: u64,
+    /// Rows that failed validation.
+    pub invalid: u64,
+    /// Exit code the run ended with.
+    pub exit_code: i32,
+    /// `status=count` pairs, comma separated, for `status`.
+    pub counts: String,
+}
+
+/// One batch as `status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// Batch id.
+    pub id: i64,
+    /// Input path as given.
+    pub input_path: String,
+    /// SHA-256 of the input.
+    pub input_sha256: String,
+    /// Environment.
+    pub environment: String,
+    /// Start time.
+    pub started_at: String,
+    /// End time, if it ended.
+    pub finished_at: Option<String>,
+    /// Rows in the file.
+    pub rows: Option<i64>,
+    /// Exit code.
+    pub exit_code: Option<i64>,
+    /// Status counts text.
+    pub counts: Option<String>,
+}
+
+/// Refunds of one environment, state and currency, counted and summed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotalRow {
+    /// `sandbox`, `uat`, `production`.
+    pub environment: String,
+    /// The state.
+    pub state: RefundState,
+    /// Currency code.
+    pub currency: String,
+    /// How many refunds.
+    pub rows: i64,
+    /// Their amounts summed, in minor units.
+    pub amount_minor: i64,
+}
+
+/// An open ledger. Holding it holds the run lock (see [`Ledger::open`]).
+pub struct Ledger {
+    connection: Connection,
+    path: PathBuf,
+    /// Held for the life of the ledger: `File::try_lock` is released when the file closes.
+    _lock: File,
+}
+
+const MIGRATIONS: &[&str] = &[include_str!("ledger/001_initial.sql")];
+
+const REFUND_COLUMNS: &str = "id, identity, method, processing_terminal_id, order_id, generation, idempotency_key, \
+     state, fingerprint, amount_minor, currency, payee_masked, attempts, http_status, refund_id, payroc_status, \
+     response_code, response_message, problem_type, problem_detail, first_sent_at, updated_at";
+
+/// The current time as RFC 3339 UTC with milliseconds, the ledger's one time format.
+pub fn now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    now.format(&format).unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+impl Ledger {
+    /// The default ledger path: `<data dir>/refund-batch/ledger.sqlite`, shared by cron and
+    /// manual runs of the same user so they see one history.
+    pub fn default_path() -> Option<PathBuf> {
+        dirs::data_dir().map(|directory| directory.join("refund-batch").join("ledger.sqlite"))
+    }
+
+    /// Opens (creating if needed) the ledger at `path` and takes its run lock.
+    ///
+    /// The lock is an OS file lock on `<path>.lock`, so it is released even when the process is
+    /// killed; a second run on the same ledger gets [`LedgerError::Busy`] at once.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        let io_error = |source| LedgerError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        let lock_path = lock_path(path);
+        let lock = private_file(&lock_path).map_err(io_error)?;
+        if let Err(error) = lock.try_lock() {
+            return match error {
+                fs::TryLockError::WouldBlock => Err(LedgerError::Busy {
+                    path: path.to_owned(),
+                    lock: lock_path,
+                }),
+                fs::TryLockError::Error(source) => Err(io_error(source)),
+            };
+        }
+        // Create the database file 0600 before SQLite opens it, so it never exists readable.
+        private_file(path).map_err(io_error)?;
+        let sqlite = |source| LedgerError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(sqlite)?;
+        connection
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .map_err(sqlite)?;
+        let mut ledger = Ledger {
+            connection,
+            path: path.to_owned(),
+            _lock: lock,
+        };
+        ledger.migrate()?;
+        // The WAL and shared-memory files exist now; make sure they are private too.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            restrict_permissions(Path::new(&side));
+        }
+        Ok(ledger)
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sqlite_error(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), LedgerError> {
+        let version: usize = self
+            .connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|source| self.sqlite_error(source))?;
+        if version > MIGRATIONS.len() {
+            return Err(LedgerError::Corrupt {
+                path: self.path.clone(),
+                message: format!(
+                    "schema version {version} is newer than this refund-batch understands ({}); use a newer refund-batch",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            let transaction = self.connection.transaction().map_err(|source| LedgerError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+            transaction
+                .execute_batch(migration)
+                .and_then(|()| transaction.pragma_update(None, "user_version", index + 1))
+                .and_then(|()| transaction.commit())
+                .map_err(|source| LedgerError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Starts a batch record for one command over one file.
+    pub fn begin_batch(
+        &mut self,
+        input_path: &str,
+        input_sha256: &str,
+        environment: &str,
+        command: &str,
+    ) -> Result<i64, LedgerError> {
+        self.connection
+            .execute(
+                "INSERT INTO batches (input_path, input_sha256, environment, command, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![input_path, input_sha256, environment, command, now()],
+            )
+            .map_err(|source| self.sqlite_error(source))?;
+        Ok(self.connection.last_insert_rowid())
+    }
+
+    /// Closes a batch with its totals.
+    pub fn finish_batch(&mut self, batch: i64, summary: &BatchSummary) -> Result<(), LedgerError> {
+        self.connection
+            .execute(
+                "UPDATE batches SET finished_at = ?2, rows_total = ?3, rows_invalid = ?4, exit_code = ?5, counts = ?6 WHERE id = ?1",
+                params![batch, now(), summary.rows as i64, summary.invalid as i64, summary.exit_code, summary.counts],
+            )
+            .map_err(|source| self.sqlite_error(source))?;
+        Ok(())
+    }
+
+    /// Finds an identity.
+    pub fn find(&self, identity: &str) -> Result<Option<RefundRecord>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(&format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE identity = ?1"))
+            .map_err(|source| self.sqlite_error(source))?;
+        let record = statement
+            .query_row(params![identity], read_record)
+            .optional()
+            .map_err(|source| self.sqlite_error(source))?;
+        record.transpose().map_err(|message| LedgerError::Corrupt {
+            path: self.path.clone(),
+            message,
+        })
+    }
+
+    /// Records a new identity as `pending` with its generation-0 key, remembering the key handed out.
+    pub fn insert(&mut self, refund: &NewRefund<'_>, batch: i64, row: u64) -> Result<RefundRecord, LedgerError> {
+        let time = now();
+        let transaction = self.connection.transaction().map_err(|source| LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })?;
+        let inserted = (|| {
+            transaction.prepare_cached(
+                "INSERT INTO refunds (identity, method, processing_terminal_id, order_id, generation, idempotency_key, state, \
+                 fingerprint, amount_minor, currency, payee_masked, created_at, updated_at, batch_id, input_row, environment) \
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                refund.identity, refund.method, refund.processing_terminal_id, refund.order_id, refund.idempotency_key,
+                refund.fingerprint, refund.amount_minor, refund.currency, refund.payee_masked, time, batch, row as i64,
+                refund.environment
+            ])?;
+            let id = transaction.last_insert_rowid();
+            transaction
+                .prepare_cached(
+                    "INSERT INTO keys (refund_id, generation, idempotency_key, created_at) VALUES (?1, 0, ?2, ?3)",
+                )?
+                .execute(params![id, refund.idempotency_key, time])?;
+            transaction.commit()?;
+            Ok(id)
+        })();
+        let id = inserted.map_err(|source| self.sqlite_error(source))?;
+        self.find_by_id(id)
+    }
+
+    fn find_by_id(&self, id: i64) -> Result<RefundRecord, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(&format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ?1"))
+            .map_err(|source| self.sqlite_error(source))?;
+        let record = statement
+            .query_row(params![id], read_record)
+            .map_err(|source| self.sqlite_error(source))?;
+        record.map_err(|message| LedgerError::Corrupt {
+            path: self.path.clone(),
+            message,
+        })
+    }
+
+    /// Moves an identity to its next key generation with a new body fingerprint, back to
+    /// `pending`. Only for definite failures retried on purpose, or rows `reconcile` proved were
+    /// never created; the caller checks which.
+    pub fn next_generation(
+        &mut self,
+        id: i64,
+        generation: u32,
+        key: &str,
+        refund: &NewRefund<'_>,
+        batch: i64,
+        row: u64,
+    ) -> Result<RefundRecord, LedgerError> {
+        let time = now();
+        let transaction = self.connection.transaction().map_err(|source| LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })?;
+        let result = (|| {
+            transaction.execute(
+                "UPDATE refunds SET generation = ?2, idempotency_key = ?3, state = 'pending', fingerprint = ?4, amount_minor = ?5, \
+                 currency = ?6, payee_masked = ?7, http_status = NULL, refund_id = NULL, payroc_status = NULL, response_code = NULL, \
+                 response_message = NULL, problem_type = NULL, problem_detail = NULL, first_sent_at = NULL, updated_at = ?8, \
+                 batch_id = ?9, input_row = ?10 WHERE id = ?1",
+                params![id, generation, key, refund.fingerprint, refund.amount_minor, refund.currency, refund.payee_masked, time, batch, row as i64],
+            )?;
+            transaction.execute(
+                "INSERT INTO keys (refund_id, generation, idempotency_key, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, generation, key, time],
+            )?;
+            transaction.commit()
+        })();
+        result.map_err(|source| self.sqlite_error(source))?;
+        self.find_by_id(id)
+    }
+
+    /// Commits `sending` and opens an attempt, *before* the request leaves. Returns the attempt id.
+    pub fn mark_sending(&mut self, id: i64, batch: i64) -> Result<i64, LedgerError> {
+        let time = now();
+        let transaction = self.connection.transaction().map_err(|source| LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })?;
+        let result = (|| {
+            transaction
+                .prepare_cached(
+                    "UPDATE refunds SET state = 'sending', attempts = attempts + 1, first_sent_at = COALESCE(first_sent_at, ?2), \
+                     updated_at = ?2, batch_id = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, time, batch])?;
+            transaction
+                .prepare_cached(
+                    "INSERT INTO attempts (refund_id, batch_id, generation, idempotency_key, started_at) \
+                     SELECT id, ?2, generation, idempotency_key, ?3 FROM refunds WHERE id = ?1",
+                )?
+                .execute(params![id, batch, time])?;
+            let attempt = transaction.last_insert_rowid();
+            transaction.commit()?;
+            Ok(attempt)
+        })();
+        result.map_err(|source| self.sqlite_error(source))
+    }
+
+    /// Records what came of an attempt (or a decision without one, when `attempt` is `None`).
+    /// `retries` counts the HTTP requests the attempt made after its first (which
+    /// [`Ledger::mark_sending`] counted), so `attempts` is every request ever sent.
+    pub fn record(
+        &mut self,
+        id: i64,
+        attempt: Option<i64>,
+        outcome: &Outcome,
+        retries: i64,
+    ) -> Result<(), LedgerError> {
+        let time = now();
+        let transaction = self.connection.transaction().map_err(|source| LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })?;
+        let result = (|| {
+            transaction
+                .prepare_cached(
+                    "UPDATE refunds SET state = COALESCE(?2, state), http_status = ?3, refund_id = COALESCE(?4, refund_id), \
+                     payroc_status = ?5, response_code = ?6, response_message = ?7, problem_type = ?8, problem_detail = ?9, \
+                     updated_at = ?10, attempts = attempts + ?11 WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    outcome.state.map(RefundState::as_str),
+                    outcome.http_status,
+                    outcome.refund_id,
+                    outcome.payroc_status,
+                    outcome.response_code,
+                    outcome.response_message,
+                    outcome.problem_type,
+                    outcome.problem_detail,
+                    time,
+                    retries
+                ])?;
+            if let Some(attempt) = attempt {
+                transaction
+                    .prepare_cached("UPDATE attempts SET finished_at = ?2, http_status = ?3, outcome = ?4, detail = ?5 WHERE id = ?1")?
+                    .execute(params![
+                        attempt,
+                        time,
+                        outcome.http_status,
+                        outcome.state.map(RefundState::as_str),
+                        outcome.problem_detail.as_deref().or(outcome.response_message.as_deref())
+                    ])?;
+            }
+            transaction.commit()
+        })();
+        result.map_err(|source| self.sqlite_error(source))
+    }
+
+    /// Batches, newest first, optionally only those of one input file (by SHA-256).
+    pub fn batches(&self, input_sha256: Option<&str>) -> Result<Vec<BatchRecord>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT id, input_path, input_sha256, environment, started_at, finished_at, rows_total, exit_code, counts \
+                 FROM batches WHERE ?1 IS NULL OR input_sha256 = ?1 ORDER BY id DESC",
+            )
+            .map_err(|source| self.sqlite_error(source))?;
+        let rows = statement
+            .query_map(params![input_sha256], |row| {
+                Ok(BatchRecord {
+                    id: row.get(0)?,
+                    input_path: row.get(1)?,
+                    input_sha256: row.get(2)?,
+                    environment: row.get(3)?,
+                    started_at: row.get(4)?,
+                    finished_at: row.get(5)?,
+                    rows: row.get(6)?,
+                    exit_code: row.get(7)?,
+                    counts: row.get(8)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(|source| self.sqlite_error(source))?;
+        Ok(rows)
+    }
+
+    /// Counts and amount totals of every refund, by environment, state and currency.
+    pub fn totals(&self) -> Result<Vec<TotalRow>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT environment, state, currency, COUNT(*), SUM(amount_minor) FROM refunds \
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            )
+            .map_err(|source| self.sqlite_error(source))?;
+        let rows: Vec<(String, String, String, i64, i64)> = statement
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            })
+            .and_then(Iterator::collect)
+            .map_err(|source| self.sqlite_error(source))?;
+        rows.into_iter()
+            .map(|(environment, state, currency, count, sum)| {
+                let state = RefundState::parse(&state).ok_or_else(|| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    message: format!("unknown state {state:?}"),
+                })?;
+                Ok(TotalRow {
+                    environment,
+                    state,
+                    currency,
+                    rows: count,
+                    amount_minor: sum,
+                })
+            })
+            .collect()
+    }
+}
+
+fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RefundRecord, String>> {
+    let state: String = row.get(7)?;
+    let Some(state) = RefundState::parse(&state) else {
+        return Ok(Err(format!("unknown refund state {state:?}")));
+    };
+    Ok(Ok(RefundRecord {
+        id: row.get(0)?,
+        identity: row.get(1)?,
+        method: row.get(2)?,
+        processing_terminal_id: row.get(3)?,
+        order_id: row.get(4)?,
+        generation: row.get(5)?,
+        idempotency_key: row.get(6)?,
+        state,
+        fingerprint: row.get(8)?,
+        amount_minor: row.get(9)?,
+        currency: row.get(10)?,
+        payee_masked: row.get(11)?,
+        attempts: row.get(12)?,
+        http_status: row.get(13)?,
+        refund_id: row.get(14)?,
+        payroc_status: row.get(15)?,
+        response_code: row.get(16)?,
+        response_message: row.get(17)?,
+        problem_type: row.get(18)?,
+        problem_detail: row.get(19)?,
+        first_sent_at: row.get(20)?,
+        updated_at: row.get(21)?,
+    }))
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
+}
+
+/// Opens (creating if needed) a file readable and writable by its owner only.
+pub fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    restrict_permissions(path);
+    Ok(file)
+}
+
+/// Sets mode 0600 on an existing file (a file created earlier, or by SQLite, with a looser umask).
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // A file that does not exist yet needs nothing; any other failure shows up when the
+        // file is used, with its path, so it is not reported twice here.
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_refund<'a>(identity: &'a str, key: &'a str) -> NewRefund<'a> {
+        NewRefund {
+            identity,
+            environment: "sandbox",
+            method: "card",
+            processing_terminal_id: "1234001",
+            order_id: "R1",
+            idempotency_key: key,
+            fingerprint: "f0",
+            amount_minor: 4999,
+            currency: "USD",
+            payee_masked: "453985******7062",
+        }
+    }
+
+    #[test]
+    fn states_round_trip_and_classify() {
+        for state in RefundState::ALL {
+            assert_eq!(RefundState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(RefundState::parse("done"), None);
+        assert!(RefundState::Succeeded.is_final());
+        assert!(!RefundState::Sending.is_final());
+        assert!(!RefundState::Unknown.is_final());
+        assert!(!RefundState::Pending.is_final());
+        assert!(RefundState::Declined.is_retryable_failure());
+        assert!(RefundState::Rejected.is_retryable_failure());
+        for never in [
+            RefundState::Succeeded,
+            RefundState::Queued,
+            RefundState::Unknown,
+            RefundState::Conflict,
+            RefundState::Sending,
+        ] {
+            assert!(!never.is_retryable_failure(), "{never}");
+        }
+        assert_eq!(RefundState::Sending.result_status(), "unknown");
+    }
+
+    #[test]
+    fn a_refund_moves_pending_sending_succeeded_and_keeps_its_audit_trail() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("nested").join("ledger.sqlite");
+        let mut ledger = Ledger::open(&path).unwrap();
+        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
+        let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        assert_eq!(record.state, RefundState::Pending);
+        let attempt = ledger.mark_sending(record.id, batch).unwrap();
+        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundState::Sending);
+        let outcome = Outcome {
+            state: Some(RefundState::Succeeded),
+            http_status: Some(201),
+            refund_id: Some("CD3HN88U9F".into()),
+            response_code: Some("A".into()),
+            ..Outcome::default()
+        };
+        ledger.record(record.id, Some(attempt), &outcome, 0).unwrap();
+        let done = ledger.find("id-1").unwrap().unwrap();
+        assert_eq!(done.state, RefundState::Succeeded);
+        assert_eq!(done.attempts, 1);
+        assert_eq!(done.refund_id.as_deref(), Some("CD3HN88U9F"));
+        assert!(done.first_sent_at.is_some());
+        let trail: i64 = ledger
+            .connection
+            .query_row("SELECT COUNT(*) FROM attempts WHERE outcome = 'succeeded'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(trail, 1);
+        drop(ledger);
+        // Reopening keeps everything and does not re-run migrations.
+        let ledger = Ledger::open(&path).unwrap();
+        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundState::Succeeded);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_new_generation_remembers_every_key() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&directory.path().join("ledger.sqlite")).unwrap();
+        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
+        let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        ledger
+            .record(
+                record.id,
+                None,
+                &Outcome {
+                    state: Some(RefundState::Declined),
+                    ..Outcome::default()
+                },
+                0,
+            )
+            .unwrap();
+        let next = ledger
+            .next_generation(record.id, 1, "key-1", &new_refund("id-1", "key-1"), batch, 2)
+            .unwrap();
+        assert_eq!(
+            (next.generation, next.state, next.idempotency_key.as_str()),
+            (1, RefundState::Pending, "key-1")
+        );
+        let keys: i64 = ledger
+            .connection
+            .query_row("SELECT COUNT(*) FROM keys", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(keys, 2);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_ledger_is_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("ledger.sqlite");
+        let _first = Ledger::open(&path).unwrap();
+        assert!(matches!(Ledger::open(&path), Err(LedgerError::Busy { .. })));
+    }
+}

@@ -1,0 +1,313 @@
+//! Exact money: currency codes, their exponents, and decimal amounts parsed into integer minor units.
+//!
+//! This is the first thing the input stage does with an `amount` cell, and the only place in the
+//! program where a decimal string becomes a number. Payroc takes amounts as integers in the
+//! currency's minor unit (cents for USD, yen for JPY, fils for KWD), so the tool never holds money
+//! in a float: the string is read digit by digit into an `i64` with checked arithmetic, and any
+//! shape that is not plainly a positive decimal with no more places than the currency has is
+//! refused with a message that says what is allowed.
+
+use std::fmt;
+
+/// An ISO 4217 currency from Payroc's list, with the number of decimal places its minor unit has.
+///
+/// Kept as a `&'static str` code plus exponent so a row carries two words, not an allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency {
+    code: &'static str,
+    exponent: u32,
+}
+
+impl Currency {
+    /// Looks a code up in Payroc's currency list (case-insensitive, surrounding spaces ignored).
+    ///
+    /// Returns `None` for codes Payroc does not accept, so validation can refuse them before a
+    /// request would come back 400.
+    pub fn from_code(code: &str) -> Option<Currency> {
+        let code = code.trim();
+        CURRENCIES
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(code))
+            .map(|&(code, exponent)| Currency { code, exponent })
+    }
+
+    /// The upper-case ISO code, as sent to Payroc.
+    pub fn code(self) -> &'static str {
+        self.code
+    }
+
+    /// Decimal places of the minor unit: 2 for USD, 0 for JPY, 3 for KWD, 4 for CLF.
+    pub fn exponent(self) -> u32 {
+        self.exponent
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.code)
+    }
+}
+
+/// Why an amount cell was refused. Each message says what is allowed, because the person reading
+/// it is fixing a spreadsheet, not debugging a parser.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    /// The cell was empty or only spaces.
+    #[error("is empty (write the amount in major units, e.g. 49.99)")]
+    Empty,
+    /// A leading `+` or `-`: refunds are always positive and the sign is Payroc's business.
+    #[error("{0:?} has a sign (write a positive amount without + or -)")]
+    Signed(String),
+    /// Anything but digits and one dot: exponents, thousands separators, currency symbols, commas.
+    #[error(
+        "{0:?} is not a plain decimal (digits with at most one '.', no thousands separators, symbols or exponents)"
+    )]
+    NotDecimal(String),
+    /// More decimal places than the currency's minor unit has.
+    #[error("{amount:?} has {places} decimal places but {currency} allows {allowed}")]
+    TooManyPlaces {
+        /// The cell as written.
+        amount: String,
+        /// How many places it has.
+        places: usize,
+        /// The currency whose exponent was exceeded.
+        currency: Currency,
+        /// The currency's exponent.
+        allowed: u32,
+    },
+    /// Zero: a refund of nothing is a mistake in the file.
+    #[error("{0:?} is zero (a refund must be greater than 0)")]
+    Zero(String),
+    /// Larger than an `i64` of minor units can hold.
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+/// Parses a decimal amount in major units into minor units of `currency`, exactly.
+///
+/// Accepts `49.99`, `49.9`, `49`, `0.50`, and surrounding spaces. Refuses signs, exponents,
+/// thousands separators, a bare or trailing dot, more places than the currency has (even
+/// trailing zeros: `1200.0` JPY is refused, because a file that writes decimals for a currency
+/// without them was probably made for another currency), zero, and overflow.
+pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(AmountError::Empty);
+    }
+    if trimmed.starts_with(['+', '-']) {
+        return Err(AmountError::Signed(trimmed.to_owned()));
+    }
+    let (whole, fraction) = match trimmed.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (trimmed, None),
+    };
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
+    if !all_digits(whole) || fraction.is_some_and(|fraction| !all_digits(fraction)) {
+        return Err(AmountError::NotDecimal(trimmed.to_owned()));
+    }
+    let fraction = fraction.unwrap_or("");
+    let exponent = currency.exponent();
+    if fraction.len() > exponent as usize {
+        return Err(AmountError::TooManyPlaces {
+            amount: trimmed.to_owned(),
+            places: fraction.len(),
+            currency,
+            allowed: exponent,
+        });
+    }
+    let too_large = || AmountError::TooLarge(trimmed.to_owned());
+    let mut minor: i64 = 0;
+    for digit in whole.bytes().chain(fraction.bytes()) {
+        minor = minor
+            .checked_mul(10)
+            .and_then(|value| value.checked_add(i64::from(digit - b'0')))
+            .ok_or_else(too_large)?;
+    }
+    // Pad the fraction out to the currency's exponent: "49.9" USD is 4990 cents.
+    let missing_places = exponent - fraction.len() as u32;
+    minor = minor.checked_mul(10_i64.pow(missing_places)).ok_or_else(too_large)?;
+    if minor == 0 {
+        return Err(AmountError::Zero(trimmed.to_owned()));
+    }
+    Ok(minor)
+}
+
+/// Formats minor units back as a decimal in major units: `4999` USD is `49.99`, `1200` JPY `1200`.
+///
+/// Used for the results CSV and summaries, so what the user reads matches what they wrote.
+pub fn format_amount(minor: i64, currency: Currency) -> String {
+    let exponent = currency.exponent();
+    if exponent == 0 {
+        return minor.to_string();
+    }
+    let divisor = 10_i64.pow(exponent);
+    let sign = if minor < 0 { "-" } else { "" };
+    let magnitude = minor.unsigned_abs();
+    let divisor = divisor.unsigned_abs();
+    format!(
+        "{sign}{}.{:0width$}",
+        magnitude / divisor,
+        magnitude % divisor,
+        width = exponent as usize
+    )
+}
+
+/// Payroc's currency list (its OpenAPI `currency` enum, 171 codes) with ISO 4217 exponents.
+///
+/// Exponents other than 2 are the ISO ones: 0 for BIF, BYR, CLP, DJF, GNF, ISK, JPY, KMF, KRW,
+/// PYG, RWF, UGX, UYI, VND, VUV, XAF, XOF, XPF; 3 for BHD, IQD, JOD, KWD, LYD, OMR, TND; 4 for CLF.
+#[rustfmt::skip]
+const CURRENCIES: &[(&str, u32)] = &[
+    ("AED", 2), ("AFN", 2), ("ALL", 2), ("AMD", 2), ("ANG", 2), ("AOA", 2), ("ARS", 2), ("AUD", 2),
+    ("AWG", 2), ("AZN", 2), ("BAM", 2), ("BBD", 2), ("BDT", 2), ("BGN", 2), ("BHD", 3), ("BIF", 0),
+    ("BMD", 2), ("BND", 2), ("BOB", 2), ("BOV", 2), ("BRL", 2), ("BSD", 2), ("BTN", 2), ("BWP", 2),
+    ("BYR", 0), ("BZD", 2), ("CAD", 2), ("CDF", 2), ("CHE", 2), ("CHF", 2), ("CHW", 2), ("CLF", 4),
+    ("CLP", 0), ("CNY", 2), ("COP", 2), ("COU", 2), ("CRC", 2), ("CUC", 2), ("CUP", 2), ("CVE", 2),
+    ("CZK", 2), ("DJF", 0), ("DKK", 2), ("DOP", 2), ("DZD", 2), ("EGP", 2), ("ERN", 2), ("ETB", 2),
+    ("EUR", 2), ("FJD", 2), ("FKP", 2), ("GBP", 2), ("GEL", 2), ("GHS", 2), ("GIP", 2), ("GMD", 2),
+    ("GNF", 0), ("GTQ", 2), ("GYD", 2), ("HKD", 2), ("HNL", 2), ("HRK", 2), ("HTG", 2), ("HUF", 2),
+    ("IDR", 2), ("ILS", 2), ("INR", 2), ("IQD", 3), ("IRR", 2), ("ISK", 0), ("JMD", 2), ("JOD", 3),
+    ("JPY", 0), ("KES", 2), ("KGS", 2), ("KHR", 2), ("KMF", 0), ("KPW", 2), ("KRW", 0), ("KWD", 3),
+    ("KYD", 2), ("KZT", 2), ("LAK", 2), ("LBP", 2), ("LKR", 2), ("LRD", 2), ("LSL", 2), ("LTL", 2),
+    ("LVL", 2), ("LYD", 3), ("MAD", 2), ("MDL", 2), ("MGA", 2), ("MKD", 2), ("MMK", 2), ("MNT", 2),
+    ("MOP", 2), ("MRO", 2), ("MRU", 2), ("MUR", 2), ("MVR", 2), ("MWK", 2), ("MXN", 2), ("MXV", 2),
+    ("MYR", 2), ("MZN", 2), ("NAD", 2), ("NGN", 2), ("NIO", 2), ("NOK", 2), ("NPR", 2), ("NZD", 2),
+    ("OMR", 3), ("PAB", 2), ("PEN", 2), ("PGK", 2), ("PHP", 2), ("PKR", 2), ("PLN", 2), ("PYG", 0),
+    ("QAR", 2), ("RON", 2), ("RSD", 2), ("RUB", 2), ("RWF", 0), ("SAR", 2), ("SBD", 2), ("SCR", 2),
+    ("SDG", 2), ("SEK", 2), ("SGD", 2), ("SHP", 2), ("SLL", 2), ("SOS", 2), ("SRD", 2), ("SSP", 2),
+    ("STD", 2), ("STN", 2), ("SVC", 2), ("SYP", 2), ("SZL", 2), ("THB", 2), ("TJS", 2), ("TMT", 2),
+    ("TND", 3), ("TOP", 2), ("TRY", 2), ("TTD", 2), ("TWD", 2), ("TZS", 2), ("UAH", 2), ("UGX", 0),
+    ("USD", 2), ("USN", 2), ("USS", 2), ("UYI", 0), ("UYU", 2), ("UZS", 2), ("VEF", 2), ("VES", 2),
+    ("VND", 0), ("VUV", 0), ("WST", 2), ("XAF", 0), ("XCD", 2), ("XOF", 0), ("XPF", 0), ("YER", 2),
+    ("ZAR", 2), ("ZMW", 2), ("ZWL", 2),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn currency(code: &str) -> Currency {
+        Currency::from_code(code).expect("test uses a known currency")
+    }
+
+    #[test]
+    fn the_list_has_payrocs_171_codes_without_repeats() {
+        assert_eq!(CURRENCIES.len(), 171);
+        let mut codes: Vec<_> = CURRENCIES.iter().map(|(code, _)| *code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), 171);
+    }
+
+    #[test]
+    fn codes_are_case_insensitive_and_unknown_codes_are_refused() {
+        assert_eq!(currency(" usd ").code(), "USD");
+        assert!(Currency::from_code("XXX").is_none());
+        assert!(Currency::from_code("").is_none());
+        assert!(Currency::from_code("US").is_none());
+    }
+
+    #[test]
+    fn every_exponent_converts_exactly() {
+        // exponent 0
+        assert_eq!(parse_amount("1200", currency("JPY")), Ok(1200));
+        assert_eq!(parse_amount("7", currency("KRW")), Ok(7));
+        // exponent 2
+        assert_eq!(parse_amount("49.99", currency("USD")), Ok(4999));
+        assert_eq!(parse_amount("49.9", currency("USD")), Ok(4990));
+        assert_eq!(parse_amount("49", currency("USD")), Ok(4900));
+        assert_eq!(parse_amount("0.01", currency("EUR")), Ok(1));
+        assert_eq!(parse_amount(" 0.10 ", currency("GBP")), Ok(10));
+        // exponent 3
+        assert_eq!(parse_amount("1.234", currency("KWD")), Ok(1234));
+        assert_eq!(parse_amount("1.2", currency("BHD")), Ok(1200));
+        assert_eq!(parse_amount("5", currency("TND")), Ok(5000));
+        // exponent 4
+        assert_eq!(parse_amount("1.0001", currency("CLF")), Ok(10001));
+        // values a float would round: 0.1 + 0.2 style and large cent values
+        assert_eq!(parse_amount("0.29", currency("USD")), Ok(29));
+        assert_eq!(parse_amount("1.15", currency("USD")), Ok(115));
+        assert_eq!(
+            parse_amount("90071992547409.93", currency("USD")),
+            Ok(9_007_199_254_740_993)
+        );
+        assert_eq!(parse_amount("007.50", currency("USD")), Ok(750));
+    }
+
+    #[test]
+    fn every_malformed_shape_is_refused_with_its_reason() {
+        let usd = currency("USD");
+        assert_eq!(parse_amount("", usd), Err(AmountError::Empty));
+        assert_eq!(parse_amount("   ", usd), Err(AmountError::Empty));
+        for signed in ["-1.00", "+1.00", "-0"] {
+            assert!(
+                matches!(parse_amount(signed, usd), Err(AmountError::Signed(_))),
+                "{signed}"
+            );
+        }
+        for shape in [
+            "1,000.00", "1 000", "1e3", "1E3", "$5", "5$", "1.2.3", ".5", "5.", ".", "12,50", "0x10", "١٢", "NaN",
+            "inf", "1_000", "5 .00", "4.99USD",
+        ] {
+            assert!(
+                matches!(parse_amount(shape, usd), Err(AmountError::NotDecimal(_))),
+                "{shape:?} gave {:?}",
+                parse_amount(shape, usd)
+            );
+        }
+        assert!(matches!(
+            parse_amount("49.999", usd),
+            Err(AmountError::TooManyPlaces {
+                places: 3,
+                allowed: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_amount("1200.0", currency("JPY")),
+            Err(AmountError::TooManyPlaces {
+                places: 1,
+                allowed: 0,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_amount("1.2345", currency("KWD")),
+            Err(AmountError::TooManyPlaces { .. })
+        ));
+        for zero in ["0", "0.00", "000", "0.0"] {
+            assert!(matches!(parse_amount(zero, usd), Err(AmountError::Zero(_))), "{zero}");
+        }
+        assert!(matches!(
+            parse_amount("92233720368547758.08", usd),
+            Err(AmountError::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_amount("99999999999999999999", currency("JPY")),
+            Err(AmountError::TooLarge(_))
+        ));
+        assert_eq!(parse_amount("92233720368547758.07", usd), Ok(i64::MAX));
+    }
+
+    #[test]
+    fn messages_say_what_is_allowed() {
+        let error = parse_amount("1200.5", currency("JPY")).unwrap_err();
+        assert_eq!(error.to_string(), "\"1200.5\" has 1 decimal places but JPY allows 0");
+    }
+
+    #[test]
+    fn formatting_round_trips() {
+        for (text, code) in [
+            ("49.99", "USD"),
+            ("1200", "JPY"),
+            ("1.234", "KWD"),
+            ("0.01", "USD"),
+            ("1.0001", "CLF"),
+        ] {
+            let currency = currency(code);
+            let minor = parse_amount(text, currency).unwrap();
+            assert_eq!(format_amount(minor, currency), text);
+        }
+        assert_eq!(format_amount(-4999, currency("USD")), "-49.99");
+    }
+}

@@ -1,0 +1,342 @@
+//! Building the exact bytes sent to Payroc for a row, and a fingerprint of them that is safe to keep.
+//!
+//! Payroc compares key + URI + body on a repeated Idempotency-Key, so a row must produce the
+//! same bytes on every send, in every run, on every machine. The body is therefore serialised from
+//! structs with a fixed field order (never a map), from values the input stage has already
+//! normalised (digits only, upper-case currency, `MMYY`). The ledger cannot keep the body — it
+//! holds a card or account number — so it keeps a [`PreparedRefund::fingerprint`]: SHA-256 of the
+//! same body built with the payee masked. A re-run compares fingerprints to notice that the file
+//! now asks something different for a refund already sent.
+
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::idempotency::Identity;
+use crate::input::{Method, Payee, RefundRow, hex, mask_card_number};
+
+/// A row made ready to send: its identity, its body, and what the ledger may keep about it.
+pub struct PreparedRefund {
+    /// What makes it the same refund across runs.
+    pub identity: Identity,
+    /// The request body. Holds the full card or account number: never log it, never store it.
+    pub body: Vec<u8>,
+    /// SHA-256 (hex) of the body built with the payee masked.
+    pub fingerprint: String,
+    /// First 6 + last 4 of a card, last 4 of an account or token.
+    pub payee_masked: String,
+}
+
+impl std::fmt::Debug for PreparedRefund {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PreparedRefund")
+            .field("identity", &self.identity)
+            .field("body", &format_args!("<{} bytes, redacted>", self.body.len()))
+            .field("fingerprint", &self.fingerprint)
+            .field("payee_masked", &self.payee_masked)
+            .finish()
+    }
+}
+
+/// Builds the body for `row` under `environment` and key `namespace`.
+pub fn prepare(row: &RefundRow, environment: &str, namespace: &str) -> PreparedRefund {
+    let identity = Identity {
+        environment: environment.to_owned(),
+        namespace: namespace.to_owned(),
+        method: row.method.as_str().to_owned(),
+        processing_terminal_id: row.processing_terminal_id.clone(),
+        order_id: row.order_id.clone(),
+    };
+    let body = serialize(row, Exposure::Full);
+    let masked_body = serialize(row, Exposure::Masked);
+    PreparedRefund {
+        identity,
+        body,
+        fingerprint: hex(&Sha256::digest(&masked_body)),
+        payee_masked: row.payee.masked(),
+    }
+}
+
+/// Whether the payee's numbers go in whole (to send) or masked (to fingerprint).
+#[derive(Clone, Copy)]
+enum Exposure {
+    Full,
+    Masked,
+}
+
+fn serialize(row: &RefundRow, exposure: Exposure) -> Vec<u8> {
+    let reveal = |secret: &secrecy::SecretString, masked: fn(&str) -> String| match exposure {
+        Exposure::Full => secret.expose_secret().to_owned(),
+        Exposure::Masked => masked(secret.expose_secret()),
+    };
+    let refund_method = match &row.payee {
+        Payee::KeyedCard {
+            card_number,
+            expiry_date,
+            cardholder_name,
+        } => RefundMethod::Card {
+            card_details: CardDetails {
+                entry_method: "keyed",
+                cardholder_name: cardholder_name.as_deref(),
+                keyed_data: KeyedData {
+                    data_format: "plainText",
+                    card_number: reveal(card_number, mask_card_number),
+                    expiry_date,
+                },
+            },
+        },
+        Payee::SecureToken {
+            token,
+            account_type,
+            sec_code,
+        } => RefundMethod::SecureToken {
+            token: reveal(token, mask_last_four),
+            account_type: account_type.as_deref(),
+            sec_code: sec_code.as_deref(),
+        },
+        Payee::Ach {
+            account_number,
+            routing_number,
+            name_on_account,
+            account_type,
+            sec_code,
+        } => RefundMethod::Ach {
+            sec_code: sec_code.as_deref(),
+            account_type: account_type.as_deref(),
+            name_on_account,
+            account_number: reveal(account_number, mask_last_four),
+            routing_number: reveal(routing_number, mask_last_four),
+        },
+    };
+    let mut contact_methods = Vec::new();
+    if let Some(email) = &row.customer.email {
+        contact_methods.push(ContactMethod {
+            kind: "email",
+            value: email,
+        });
+    }
+    if let Some(phone) = &row.customer.phone {
+        contact_methods.push(ContactMethod {
+            kind: "phone",
+            value: phone,
+        });
+    }
+    let customer = (!row.customer.is_empty()).then_some(CustomerBody {
+        first_name: row.customer.first_name.as_deref(),
+        last_name: row.customer.last_name.as_deref(),
+        contact_methods,
+    });
+    let custom_fields: Vec<CustomField<'_>> = row
+        .custom_fields
+        .iter()
+        .map(|(name, value)| CustomField { name, value })
+        .collect();
+    let order = Order {
+        order_id: &row.order_id,
+        description: &row.description,
+        amount: row.amount_minor,
+        currency: row.currency.code(),
+    };
+    let body = match row.method {
+        Method::Card => serde_json::to_vec(&CardRefundBody {
+            channel: row.channel,
+            processing_terminal_id: &row.processing_terminal_id,
+            operator: row.operator.as_deref(),
+            order,
+            customer,
+            refund_method,
+            custom_fields,
+        }),
+        Method::Bank => serde_json::to_vec(&BankRefundBody {
+            processing_terminal_id: &row.processing_terminal_id,
+            order,
+            customer,
+            refund_method,
+            custom_fields,
+        }),
+    };
+    // Serialising plain structs of strings and integers into a Vec cannot fail: there is no
+    // map with non-string keys and no I/O.
+    body.expect("serialising a refund body of strings and integers into memory cannot fail")
+}
+
+fn mask_last_four(text: &str) -> String {
+    let count = text.chars().count();
+    let last: String = text.chars().skip(count.saturating_sub(4)).collect();
+    format!("****{last}")
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CardRefundBody<'row> {
+    channel: &'static str,
+    processing_terminal_id: &'row str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operator: Option<&'row str>,
+    order: Order<'row>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer: Option<CustomerBody<'row>>,
+    refund_method: RefundMethod<'row>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    custom_fields: Vec<CustomField<'row>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BankRefundBody<'row> {
+    processing_terminal_id: &'row str,
+    order: Order<'row>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer: Option<CustomerBody<'row>>,
+    refund_method: RefundMethod<'row>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    custom_fields: Vec<CustomField<'row>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Order<'row> {
+    order_id: &'row str,
+    description: &'row str,
+    amount: i64,
+    currency: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CustomerBody<'row> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<&'row str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<&'row str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    contact_methods: Vec<ContactMethod<'row>>,
+}
+
+#[derive(Serialize)]
+struct ContactMethod<'row> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: &'row str,
+}
+
+#[derive(Serialize)]
+struct CustomField<'row> {
+    name: &'row str,
+    value: &'row str,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+enum RefundMethod<'row> {
+    #[serde(rename_all = "camelCase")]
+    Card { card_details: CardDetails<'row> },
+    #[serde(rename_all = "camelCase")]
+    SecureToken {
+        token: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account_type: Option<&'row str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sec_code: Option<&'row str>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Ach {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sec_code: Option<&'row str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account_type: Option<&'row str>,
+        name_on_account: &'row str,
+        account_number: String,
+        routing_number: String,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CardDetails<'row> {
+    entry_method: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cardholder_name: Option<&'row str>,
+    keyed_data: KeyedData<'row>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyedData<'row> {
+    data_format: &'static str,
+    card_number: String,
+    expiry_date: &'row str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::{Customer, RefundRow};
+    use crate::money::Currency;
+
+    fn card_row() -> RefundRow {
+        RefundRow {
+            row: 2,
+            method: Method::Card,
+            processing_terminal_id: "1234001".into(),
+            order_id: "R20240702-0001".into(),
+            amount_minor: 4999,
+            currency: Currency::from_code("USD").unwrap(),
+            description: "Refund for order 6543".into(),
+            channel: "moto",
+            operator: None,
+            payee: Payee::KeyedCard {
+                card_number: "4539858876047062".into(),
+                expiry_date: "1230".into(),
+                cardholder_name: Some("Sarah Hopper".into()),
+            },
+            customer: Customer {
+                email: Some("sarah@example.com".into()),
+                ..Customer::default()
+            },
+            custom_fields: vec![("batchRow".into(), "17".into())],
+        }
+    }
+
+    #[test]
+    fn the_card_body_has_payrocs_shape_and_a_stable_byte_order() {
+        let prepared = prepare(&card_row(), "production", "default");
+        assert_eq!(
+            String::from_utf8(prepared.body.clone()).unwrap(),
+            r#"{"channel":"moto","processingTerminalId":"1234001","order":{"orderId":"R20240702-0001","description":"Refund for order 6543","amount":4999,"currency":"USD"},"customer":{"contactMethods":[{"type":"email","value":"sarah@example.com"}]},"refundMethod":{"type":"card","cardDetails":{"entryMethod":"keyed","cardholderName":"Sarah Hopper","keyedData":{"dataFormat":"plainText","cardNumber":"4539858876047062","expiryDate":"1230"}}},"customFields":[{"name":"batchRow","value":"17"}]}"#
+        );
+        assert_eq!(prepare(&card_row(), "production", "default").body, prepared.body);
+    }
+
+    #[test]
+    fn the_bank_body_has_no_card_only_fields() {
+        let mut row = card_row();
+        row.method = Method::Bank;
+        row.description = String::new();
+        row.customer = Customer::default();
+        row.custom_fields.clear();
+        row.payee = Payee::Ach {
+            account_number: "1234567890".into(),
+            routing_number: "011000015".into(),
+            name_on_account: "Sarah Hopper".into(),
+            account_type: Some("checking".into()),
+            sec_code: Some("web".into()),
+        };
+        let body = String::from_utf8(prepare(&row, "uat", "default").body).unwrap();
+        assert_eq!(
+            body,
+            r#"{"processingTerminalId":"1234001","order":{"orderId":"R20240702-0001","description":"","amount":4999,"currency":"USD"},"refundMethod":{"type":"ach","secCode":"web","accountType":"checking","nameOnAccount":"Sarah Hopper","accountNumber":"1234567890","routingNumber":"011000015"}}"#
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_moves_with_the_body_but_never_holds_the_number() {
+        let base = prepare(&card_row(), "production", "default");
+        let mut changed = card_row();
+        changed.amount_minor = 5000;
+        assert_ne!(prepare(&changed, "production", "default").fingerprint, base.fingerprint);
+        assert_eq!(base.payee_masked, "453985******7062");
+        assert!(!format!("{base:?}").contains("4539858876047062"));
+    }
+}
