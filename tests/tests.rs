@@ -1,0 +1,7 @@
+//! Integration tests: the real `refund-batch` binary against a Payroc sandbox on loopback.
+
+// Helpers: scratch directories, the hermetic command, the sandbox.
+mod util;
+
+// The main path: every row exactly once, re-runs, new ledgers, invalid files, results.
+mod end_to_end;

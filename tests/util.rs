@@ -1,0 +1,147 @@
+//! Test helpers: a scratch directory, the real `refund-batch` binary with a hermetic environment,
+//! and a Payroc sandbox on a loopback port whose counters the tests read.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use payroc_sandbox::{RunningSandbox, SandboxConfig, Stats};
+
+/// The API key the tests use. Distinctive, so a search of every written file can find a leak.
+pub const API_KEY: &str = "test-api-key-DO-NOT-LEAK-8c1f";
+
+/// A sandbox served from its own runtime thread, so tests stay synchronous like the CLI.
+pub struct TestSandbox {
+    running: Option<RunningSandbox>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl TestSandbox {
+    /// Starts a sandbox on 127.0.0.1:0.
+    pub fn start(config: SandboxConfig) -> TestSandbox {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        let running = runtime
+            .block_on(payroc_sandbox::spawn(([127, 0, 0, 1], 0).into(), config))
+            .expect("sandbox starts on a free loopback port");
+        TestSandbox { running: Some(running), runtime }
+    }
+
+    fn running(&self) -> &RunningSandbox {
+        self.running.as_ref().expect("the sandbox runs until dropped")
+    }
+
+    /// The sandbox's counters.
+    pub fn stats(&self) -> Stats {
+        self.running().sandbox().stats()
+    }
+
+    /// `--env uat --api-url … --identity-url …` pointing at this sandbox.
+    pub fn arguments(&self) -> Vec<String> {
+        vec![
+            "--env".into(),
+            "uat".into(),
+            "--api-url".into(),
+            self.running().api_url(),
+            "--identity-url".into(),
+            self.running().identity_url(),
+        ]
+    }
+}
+
+impl Drop for TestSandbox {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            self.runtime.block_on(running.shutdown());
+        }
+    }
+}
+
+/// A scratch directory holding the input, the ledger and the results of one test.
+pub struct Workdir {
+    directory: tempfile::TempDir,
+}
+
+impl Workdir {
+    /// A new, empty directory.
+    pub fn new() -> Workdir {
+        Workdir { directory: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// Path of `name` inside.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.directory.path().join(name)
+    }
+
+    /// Writes `content` to `name`.
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, content).expect("write test file");
+        path
+    }
+
+    /// Reads `name`.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_else(|error| panic!("read {name}: {error}"))
+    }
+
+    /// The binary with every variable that could change its behaviour removed, the ledger in
+    /// this directory, the test API key set, fast retries, and no progress display.
+    pub fn command(&self) -> Command {
+        let mut command = Command::cargo_bin("refund-batch").expect("the refund-batch binary is built");
+        for (name, _) in std::env::vars() {
+            if name.starts_with("REFUND_BATCH_") || name.starts_with("PAYROC_") || name == "RUST_LOG" {
+                command.env_remove(name);
+            }
+        }
+        command
+            .current_dir(self.directory.path())
+            .env("REFUND_BATCH_LEDGER", self.path("ledger.sqlite"))
+            .env("PAYROC_API_KEY", API_KEY)
+            .env("REFUND_BATCH_RETRY_DELAY_MS", "1")
+            .env("REFUND_BATCH_MAX_RETRY_DELAY_MS", "20")
+            .env("NO_COLOR", "1")
+            .arg("--no-progress");
+        command
+    }
+
+    /// Every file in the directory (recursively), with its bytes.
+    pub fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        fn walk(directory: &Path, found: &mut Vec<(PathBuf, Vec<u8>)>) {
+            for entry in std::fs::read_dir(directory).expect("read dir") {
+                let path = entry.expect("dir entry").path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else {
+                    let bytes = std::fs::read(&path).expect("read file");
+                    found.push((path, bytes));
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(self.directory.path(), &mut found);
+        found
+    }
+}
+
+/// The results CSV as rows of (column → value) maps, in file order.
+pub fn read_results(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|error| panic!("results {}: {error}", path.display()));
+    let headers = reader.headers().expect("results header").clone();
+    reader
+        .records()
+        .map(|record| {
+            let record = record.expect("results record");
+            headers.iter().zip(record.iter()).map(|(name, value)| (name.to_owned(), value.to_owned())).collect()
+        })
+        .collect()
+}
+
+/// The repository's sample file `name`.
+pub fn sample(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(name)).expect("sample file")
+}
