@@ -120,6 +120,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// What the ledger knows: batches, rows by status, totals by currency.
     Status(StatusArgs),
+    /// Settle rows whose outcome is unknown by looking them up at Payroc.
+    Reconcile(ReconcileArgs),
     /// Serve the local Payroc sandbox until stopped (prints its address on stdout).
     Sandbox(SandboxArgs),
 }
@@ -161,10 +163,21 @@ pub struct RunArgs {
     /// Confirm a production run without a terminal to ask on.
     #[arg(long)]
     pub yes: bool,
+    /// Connection and retry settings.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Refuse the run if the file would refund more than AMOUNT in CURRENCY (e.g. 5000.00:USD). Repeatable.
+    #[arg(long, value_name = "AMOUNT:CURRENCY")]
+    pub max_total: Vec<String>,
+}
+
+/// How requests are made and retried (shared by `run` and `reconcile`).
+#[derive(Debug, Args, Clone)]
+pub struct ConnectionArgs {
     /// Key namespace: part of every idempotency key. Change it only to keep two ledgers' keys apart.
     #[arg(long, env = "REFUND_BATCH_KEY_NAMESPACE", default_value = "default")]
     pub key_namespace: String,
-    /// Retries per refund on 408/429/5xx/network errors (same key, same bytes).
+    /// Retries per request on 408/429/5xx/network errors (same key, same bytes).
     #[arg(long, env = "REFUND_BATCH_MAX_RETRIES", default_value_t = 5)]
     pub max_retries: u32,
     /// First retry delay in milliseconds; doubled per retry, with jitter.
@@ -176,9 +189,27 @@ pub struct RunArgs {
     /// Per-request timeout in seconds.
     #[arg(long, env = "REFUND_BATCH_TIMEOUT", default_value_t = 30)]
     pub timeout: u64,
-    /// Refuse the run if the file would refund more than AMOUNT in CURRENCY (e.g. 5000.00:USD). Repeatable.
-    #[arg(long, value_name = "AMOUNT:CURRENCY")]
-    pub max_total: Vec<String>,
+    /// After Ctrl-C, how long requests in flight may take to finish, in milliseconds; then they
+    /// are abandoned (their rows stay `sending` and are re-sent with the same key next run).
+    #[arg(long, env = "REFUND_BATCH_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+/// `reconcile`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The file and how to read it.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Where to write the results CSV. Default: `<input stem>.results.csv` beside the input.
+    #[arg(long, value_name = "PATH")]
+    pub results: Option<PathBuf>,
+    /// Also look up `queued` rows, to see whether Payroc has settled them.
+    #[arg(long)]
+    pub include_queued: bool,
+    /// Connection and retry settings.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 /// `validate`.

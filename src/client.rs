@@ -370,6 +370,80 @@ impl PayrocClient {
     /// `body` is reference-counted, so every retry sends the very same buffer.
     pub async fn send_refund(&self, method: Method, key: &str, body: bytes::Bytes) -> SendReport {
         let url = self.endpoint(method);
+        let exchange = self
+            .exchange(|token| {
+                self.http
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("Idempotency-Key", key)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await;
+        let result = match exchange.result {
+            Ok((status, bytes)) => match classify(status, &bytes) {
+                Some(outcome) => SendResult::Answered(outcome),
+                // `exchange` only returns final statuses; a retryable one here would be a bug,
+                // and the cautious reading of it is "may have reached Payroc".
+                None => SendResult::GaveUp {
+                    maybe_reached: true,
+                    detail: format!("HTTP {status}"),
+                    http_status: Some(status.as_u16()),
+                },
+            },
+            Err(result) => result,
+        };
+        SendReport { result, requests: exchange.requests }
+    }
+
+    /// Looks up the refunds Payroc has for one order (`GET /refunds?processingTerminalId&orderId`
+    /// or the bank-transfer list), for `reconcile`.
+    pub async fn find_refunds(&self, method: Method, terminal: &str, order_id: &str) -> Result<Vec<FoundRefund>, SendResult> {
+        let url = self.endpoint(method);
+        let exchange = self
+            .exchange(|token| {
+                self.http
+                    .get(&url)
+                    .bearer_auth(token)
+                    .query(&[("processingTerminalId", terminal), ("orderId", order_id), ("limit", "100")])
+            })
+            .await;
+        let (status, bytes) = exchange.result?;
+        if !status.is_success() {
+            let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(SendResult::GaveUp {
+                maybe_reached: false,
+                detail: format!("the lookup was refused: HTTP {}: {}", status.as_u16(), problem.describe(status)),
+                http_status: Some(status.as_u16()),
+            });
+        }
+        let list: RefundList = serde_json::from_slice(&bytes).map_err(|error| SendResult::GaveUp {
+            maybe_reached: false,
+            detail: format!("the lookup answer was not a refund list ({error})"),
+            http_status: Some(status.as_u16()),
+        })?;
+        Ok(list
+            .data
+            .into_iter()
+            .filter(|refund| refund.order.as_ref().is_none_or(|order| order.order_id.as_deref().is_none_or(|id| id == order_id)))
+            .map(|refund| {
+                let order = refund.order.unwrap_or_default();
+                let result = refund.transaction_result.unwrap_or_default();
+                FoundRefund {
+                    refund_id: refund.refund_id.clone().unwrap_or_default(),
+                    amount_minor: order.amount,
+                    currency: order.currency,
+                    outcome: created_outcome(status, refund.refund_id, result),
+                }
+            })
+            .collect())
+    }
+
+    /// One request with everything around it: the shared pause, a token, retries with backoff
+    /// on 408/429/5xx and transport errors, one token refresh on 401. `build` makes the request
+    /// from a bearer token; it is called again for each retry, with the same key and bytes.
+    /// Returns the first final answer (any other status, with its body) or why it gave up.
+    async fn exchange(&self, build: impl Fn(&str) -> reqwest::RequestBuilder) -> Exchange {
         let mut requests = 0;
         let mut retry = 0;
         let mut refreshed_after_401 = false;
@@ -378,24 +452,10 @@ impl PayrocClient {
             self.pause.wait().await;
             let token = match self.bearer_token().await {
                 Ok(token) => token,
-                Err(error) => {
-                    return SendReport {
-                        result: SendResult::Systemic(error),
-                        requests,
-                    };
-                }
+                Err(error) => return Exchange { result: Err(SendResult::Systemic(error)), requests },
             };
             requests += 1;
-            let response = self
-                .http
-                .post(&url)
-                .bearer_auth(token.expose_secret())
-                .header("Idempotency-Key", key)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone())
-                .send()
-                .await;
-            let (detail, http_status) = match response {
+            let (detail, http_status) = match build(token.expose_secret()).send().await {
                 Err(error) => {
                     // A refused connection never carried the request; anything later might have.
                     if !error.is_connect() {
@@ -406,114 +466,101 @@ impl PayrocClient {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = retry_after(response.headers());
-                    let bytes = match response.bytes().await {
-                        Ok(bytes) => bytes,
+                    match response.bytes().await {
                         Err(error) => {
                             maybe_reached = true;
-                            let detail = format!(
-                                "HTTP {status}, then the answer was cut off ({})",
-                                transport_description(&error)
-                            );
-                            if let Some(report) = self
-                                .give_up_or_wait(
-                                    &mut retry,
-                                    maybe_reached,
-                                    &detail,
-                                    Some(status.as_u16()),
-                                    requests,
-                                    None,
-                                )
-                                .await
-                            {
-                                return report;
+                            let cut = transport_description(&error);
+                            (format!("HTTP {status}, then the answer was cut off ({cut})"), Some(status.as_u16()))
+                        }
+                        Ok(bytes) if status == StatusCode::UNAUTHORIZED => {
+                            if refreshed_after_401 {
+                                let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
+                                let reason = format!("Payroc answered 401 again after a fresh token: {}", problem.describe(status));
+                                let result = Err(SendResult::Systemic(SystemicError::Authentication(reason)));
+                                return Exchange { result, requests };
                             }
+                            // A 401 means the request was not processed: refresh and re-send.
+                            refreshed_after_401 = true;
+                            self.invalidate(&token).await;
                             continue;
                         }
-                    };
-                    if status == StatusCode::UNAUTHORIZED {
-                        if refreshed_after_401 {
+                        Ok(bytes) if !is_retryable(status) => return Exchange { result: Ok((status, bytes)), requests },
+                        Ok(bytes) => {
+                            // Only a 429 is taken to mean "not processed".
+                            if status != StatusCode::TOO_MANY_REQUESTS {
+                                maybe_reached = true;
+                            }
+                            if let Some(pause) = retry_after {
+                                self.pause.pause_until(Instant::now() + pause.min(self.config.retry.max_delay));
+                            }
                             let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
-                            let reason = format!(
-                                "Payroc answered 401 again after a fresh token: {}",
-                                problem.describe(status)
-                            );
-                            return SendReport {
-                                result: SendResult::Systemic(SystemicError::Authentication(reason)),
-                                requests,
-                            };
+                            (format!("HTTP {}: {}", status.as_u16(), problem.describe(status)), Some(status.as_u16()))
                         }
-                        refreshed_after_401 = true;
-                        self.invalidate(&token).await;
-                        continue;
                     }
-                    if let Some(outcome) = classify(status, &bytes) {
-                        return SendReport {
-                            result: SendResult::Answered(outcome),
-                            requests,
-                        };
-                    }
-                    // Retryable: 408, 429, 5xx. Only a 429 is taken to mean "not processed".
-                    if status != StatusCode::TOO_MANY_REQUESTS {
-                        maybe_reached = true;
-                    }
-                    if let Some(pause) = retry_after {
-                        self.pause
-                            .pause_until(Instant::now() + pause.min(self.config.retry.max_delay));
-                    }
-                    let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
-                    let detail = format!("HTTP {}: {}", status.as_u16(), problem.describe(status));
-                    if let Some(report) = self
-                        .give_up_or_wait(
-                            &mut retry,
-                            maybe_reached,
-                            &detail,
-                            Some(status.as_u16()),
-                            requests,
-                            retry_after,
-                        )
-                        .await
-                    {
-                        return report;
-                    }
-                    continue;
                 }
             };
-            if let Some(report) = self
-                .give_up_or_wait(&mut retry, maybe_reached, &detail, http_status, requests, None)
-                .await
-            {
-                return report;
-            }
-        }
-    }
-
-    /// After a retryable failure: give up when retries are spent, else sleep the backoff (the
-    /// shared pause covers `Retry-After`) and count the retry.
-    async fn give_up_or_wait(
-        &self,
-        retry: &mut u32,
-        maybe_reached: bool,
-        detail: &str,
-        http_status: Option<u16>,
-        requests: u32,
-        retry_after: Option<Duration>,
-    ) -> Option<SendReport> {
-        if *retry >= self.config.retry.max_retries {
-            return Some(SendReport {
-                result: SendResult::GaveUp {
+            if retry >= self.config.retry.max_retries {
+                let result = Err(SendResult::GaveUp {
                     maybe_reached,
                     detail: format!("{detail} (gave up after {requests} requests)"),
                     http_status,
-                },
-                requests,
-            });
+                });
+                return Exchange { result, requests };
+            }
+            // The shared pause covers a Retry-After; otherwise back off.
+            self.pause.wait().await;
+            tokio::time::sleep(self.config.retry.backoff(retry)).await;
+            retry += 1;
         }
-        if retry_after.is_none() {
-            tokio::time::sleep(self.config.retry.backoff(*retry)).await;
-        }
-        *retry += 1;
-        None
     }
+}
+
+/// What [`PayrocClient::exchange`] came back with.
+struct Exchange {
+    /// A final answer's status and body, or why there is none.
+    result: Result<(StatusCode, bytes::Bytes), SendResult>,
+    /// HTTP requests sent.
+    requests: u32,
+}
+
+/// 408, 429 and 5xx: worth the same request again.
+fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// A refund Payroc has for an order, as `reconcile` sees it.
+#[derive(Debug, Clone)]
+pub struct FoundRefund {
+    /// Payroc's id.
+    pub refund_id: String,
+    /// `order.amount`.
+    pub amount_minor: Option<i64>,
+    /// `order.currency`.
+    pub currency: Option<String>,
+    /// What the ledger would record for it.
+    pub outcome: Outcome,
+}
+
+#[derive(Deserialize, Default)]
+struct RefundList {
+    #[serde(default)]
+    data: Vec<ListedRefund>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ListedRefund {
+    refund_id: Option<String>,
+    order: Option<ListedOrder>,
+    transaction_result: Option<TransactionResult>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ListedOrder {
+    order_id: Option<String>,
+    amount: Option<i64>,
+    currency: Option<String>,
 }
 
 /// Reads an answer that will not change by retrying; `None` for 408/429/5xx.
@@ -532,25 +579,9 @@ fn classify(status: StatusCode, bytes: &[u8]) -> Option<Outcome> {
                 ..Outcome::default()
             });
         };
-        let result = created.transaction_result.unwrap_or_default();
-        let state = match result.response_code.as_deref() {
-            Some("A") => RefundState::Succeeded,
-            Some("D" | "R" | "C") => RefundState::Declined,
-            // E is "accepted for later processing"; anything else (P, or a code this version
-            // does not know) is not a decline, so it is not safe to retry: it needs a look.
-            _ => RefundState::Queued,
-        };
-        return Some(Outcome {
-            state: Some(state),
-            http_status,
-            refund_id: created.refund_id.map(|id| redact_digit_runs(&id)),
-            payroc_status: result.status,
-            response_code: result.response_code,
-            response_message: result.response_message.map(|message| redact_digit_runs(&message)),
-            ..Outcome::default()
-        });
+        return Some(created_outcome(status, created.refund_id, created.transaction_result.unwrap_or_default()));
     }
-    if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+    if is_retryable(status) {
         return None;
     }
     let problem: Problem = serde_json::from_slice(bytes).unwrap_or_default();
@@ -568,6 +599,26 @@ fn classify(status: StatusCode, bytes: &[u8]) -> Option<Outcome> {
         problem_detail: Some(problem.describe(status)),
         ..Outcome::default()
     })
+}
+
+/// The outcome of a refund Payroc created, read by `responseCode` (never by `status`).
+fn created_outcome(status: StatusCode, refund_id: Option<String>, result: TransactionResult) -> Outcome {
+    let state = match result.response_code.as_deref() {
+        Some("A") => RefundState::Succeeded,
+        Some("D" | "R" | "C") => RefundState::Declined,
+        // E is "accepted for later processing"; anything else (P, or a code this version
+        // does not know) is not a decline, so it is not safe to retry: it needs a look.
+        _ => RefundState::Queued,
+    };
+    Outcome {
+        state: Some(state),
+        http_status: Some(i64::from(status.as_u16())),
+        refund_id: refund_id.map(|id| redact_digit_runs(&id)),
+        payroc_status: result.status,
+        response_code: result.response_code,
+        response_message: result.response_message.map(|message| redact_digit_runs(&message)),
+        ..Outcome::default()
+    }
 }
 
 /// `Retry-After` in seconds or an HTTP date, or the sandbox's and some APIs' `retry-after-ms`.

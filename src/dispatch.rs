@@ -49,6 +49,8 @@ pub struct DispatchOptions {
     pub retry_failed: bool,
     /// The ledger batch this run records under.
     pub batch: i64,
+    /// After a stop request, how long requests in flight may take before they are abandoned.
+    pub shutdown_grace: Duration,
 }
 
 /// A row the dispatcher did not send, and why, for the results CSV.
@@ -171,7 +173,8 @@ pub fn decide(
     }
 }
 
-fn new_refund<'a>(
+/// The ledger's view of a prepared row under `key`.
+pub(crate) fn new_refund<'a>(
     identity: &'a str,
     prepared: &'a PreparedRefund,
     key: &'a str,
@@ -209,7 +212,8 @@ fn describe_change(record: &RefundRecord, amount_minor: i64, currency: &str, pay
     changes.join("; ")
 }
 
-fn sent_too_long_ago(record: &RefundRecord) -> bool {
+/// Whether a refund was first sent longer ago than Payroc can be trusted to remember its key.
+pub fn sent_too_long_ago(record: &RefundRecord) -> bool {
     let Some(first_sent) = &record.first_sent_at else {
         return false;
     };
@@ -232,6 +236,55 @@ struct Finished {
 /// the rest for the next run instead of burning every row's retries.
 const REPEATED_FAILURE_LIMIT: u32 = 10;
 
+/// How many consecutive refunds rejected for a reason that is about the account, not the row
+/// (a terminal without the capability, a forbidden call), stop the run: every other row would
+/// be rejected the same way and need `--retry-failed` once the account is fixed.
+const SYSTEMIC_REJECTION_LIMIT: u32 = 5;
+
+/// Problem types that are about the account or the integration rather than one row.
+const SYSTEMIC_PROBLEM_TYPES: [&str; 4] = ["capabilities-missing", "forbidden", "not-acceptable", "unsupported-media-type"];
+
+/// Counts consecutive failures of one kind, to notice when the whole run is failing.
+#[derive(Default)]
+struct FailureStreak {
+    kind: Option<String>,
+    count: u32,
+}
+
+impl FailureStreak {
+    /// Records one result and returns the reason to stop, if the streak has become systemic.
+    fn observe(&mut self, result: &SendResult) -> Option<StopReason> {
+        let (kind, limit, detail) = match result {
+            SendResult::GaveUp { detail, .. } => ("no answer".to_owned(), REPEATED_FAILURE_LIMIT, detail.clone()),
+            SendResult::Answered(outcome) if outcome.state == Some(RefundState::Rejected) => {
+                let kind = outcome.problem_type.clone().unwrap_or_default();
+                let systemic = SYSTEMIC_PROBLEM_TYPES.iter().any(|suffix| kind.ends_with(suffix)) || outcome.http_status == Some(403);
+                if !systemic {
+                    *self = FailureStreak::default();
+                    return None;
+                }
+                (kind, SYSTEMIC_REJECTION_LIMIT, outcome.problem_detail.clone().unwrap_or_default())
+            }
+            _ => {
+                *self = FailureStreak::default();
+                return None;
+            }
+        };
+        if self.kind.as_deref() == Some(kind.as_str()) {
+            self.count += 1;
+        } else {
+            self.kind = Some(kind);
+            self.count = 1;
+        }
+        (self.count >= limit).then(|| {
+            StopReason::Repeated(format!(
+                "{} refunds in a row failed the same way, so the rest were not sent (they stay pending: fix the cause and run again). The last: {detail}",
+                self.count
+            ))
+        })
+    }
+}
+
 /// Streams `input` (already validated) and sends what must be sent. `skip_rows` are rows the
 /// validation pass found invalid beyond a single row's cells (duplicates).
 pub async fn dispatch(
@@ -248,7 +301,9 @@ pub async fn dispatch(
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut next: Option<(RefundRecord, Bytes, Method)> = None;
     let mut rows_exhausted = false;
-    let mut consecutive_failures = 0_u32;
+    let mut streak = FailureStreak::default();
+    // Set when a stop is requested: in-flight requests are abandoned at this instant.
+    let mut abandon_at: Option<tokio::time::Instant> = None;
     loop {
         // Find the next row that needs a request, handling finished rows on the way.
         while next.is_none() && !rows_exhausted && report.stopped.is_none() {
@@ -299,7 +354,14 @@ pub async fn dispatch(
                 if changed.is_err() || *shutdown.borrow() {
                     report.stopped = Some(StopReason::Interrupted);
                     next = None;
+                    abandon_at = Some(tokio::time::Instant::now() + options.shutdown_grace);
                 }
+            }
+            () = sleep_until_or_forever(abandon_at), if !tasks.is_empty() => {
+                // Their rows stay `sending`: the next run re-sends them with the same key.
+                tracing::warn!("abandoning {} requests still in flight after the grace period", tasks.len());
+                tasks.abort_all();
+                break;
             }
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 let finished = match joined {
@@ -314,23 +376,16 @@ pub async fn dispatch(
                 let outcome = outcome_of(&finished.report.result);
                 ledger.record(finished.record_id, Some(finished.attempt), &outcome, i64::from(finished.report.requests.saturating_sub(1)))?;
                 progress.finished(outcome.state.unwrap_or(RefundState::Unknown));
-                match &finished.report.result {
-                    SendResult::Systemic(error) => {
-                        if report.stopped.is_none() {
-                            report.stopped = Some(StopReason::Systemic(error.clone()));
-                        }
-                        next = None;
+                if let SendResult::Systemic(error) = &finished.report.result {
+                    if report.stopped.is_none() {
+                        report.stopped = Some(StopReason::Systemic(error.clone()));
                     }
-                    SendResult::GaveUp { detail, .. } => {
-                        consecutive_failures += 1;
-                        if consecutive_failures >= REPEATED_FAILURE_LIMIT && report.stopped.is_none() {
-                            report.stopped = Some(StopReason::Repeated(format!(
-                                "{consecutive_failures} refunds in a row got no answer; the last: {detail}"
-                            )));
-                            next = None;
-                        }
-                    }
-                    SendResult::Answered(_) => consecutive_failures = 0,
+                    next = None;
+                } else if let Some(reason) = streak.observe(&finished.report.result)
+                    && report.stopped.is_none()
+                {
+                    report.stopped = Some(reason);
+                    next = None;
                 }
             }
             () = limiter.until_ready(), if can_send => {
@@ -347,6 +402,14 @@ pub async fn dispatch(
         }
     }
     Ok(report)
+}
+
+/// Sleeps until `deadline`, or forever when there is none (a `select!` branch that never fires).
+async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What the ledger records for a send result.

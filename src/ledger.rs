@@ -302,7 +302,7 @@ pub struct Ledger {
     _lock: File,
 }
 
-const MIGRATIONS: &[&str] = &[include_str!("ledger/001_initial.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("ledger/001_initial.sql"), include_str!("ledger/002_attempt_refund_ids.sql")];
 
 const REFUND_COLUMNS: &str = "id, identity, method, processing_terminal_id, order_id, generation, idempotency_key, \
      state, fingerprint, amount_minor, currency, payee_masked, attempts, http_status, refund_id, payroc_status, \
@@ -602,18 +602,62 @@ impl Ledger {
                 ])?;
             if let Some(attempt) = attempt {
                 transaction
-                    .prepare_cached("UPDATE attempts SET finished_at = ?2, http_status = ?3, outcome = ?4, detail = ?5 WHERE id = ?1")?
+                    .prepare_cached(
+                        "UPDATE attempts SET finished_at = ?2, http_status = ?3, outcome = ?4, detail = ?5, payroc_refund_id = ?6 \
+                         WHERE id = ?1",
+                    )?
                     .execute(params![
                         attempt,
                         time,
                         outcome.http_status,
                         outcome.state.map(RefundState::as_str),
-                        outcome.problem_detail.as_deref().or(outcome.response_message.as_deref())
+                        outcome.problem_detail.as_deref().or(outcome.response_message.as_deref()),
+                        outcome.refund_id
                     ])?;
             }
             transaction.commit()
         })();
         result.map_err(|source| self.sqlite_error(source))
+    }
+
+    /// Settles a refund from what Payroc's records say (`reconcile`), leaving an audit-trail
+    /// attempt that records the lookup rather than a send.
+    pub fn record_reconciliation(&mut self, id: i64, batch: i64, outcome: &Outcome) -> Result<(), LedgerError> {
+        let time = now();
+        self.connection
+            .execute(
+                "INSERT INTO attempts (refund_id, batch_id, generation, idempotency_key, started_at, finished_at, \
+                 http_status, outcome, detail, payroc_refund_id) \
+                 SELECT id, ?2, generation, idempotency_key, ?3, ?3, ?4, ?5, ?6, ?7 FROM refunds WHERE id = ?1",
+                params![
+                    id,
+                    batch,
+                    time,
+                    outcome.http_status,
+                    outcome.state.map(RefundState::as_str),
+                    format!("reconciled: {}", outcome.problem_detail.as_deref().unwrap_or("found at Payroc")),
+                    outcome.refund_id
+                ],
+            )
+            .map_err(|source| self.sqlite_error(source))?;
+        self.record(id, None, outcome, 0)
+    }
+
+    /// Payroc refund ids produced by earlier key generations of this refund: a lookup by order
+    /// finds those too, and they are not the refund being reconciled.
+    pub fn earlier_generation_refund_ids(&self, id: i64) -> Result<Vec<String>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT a.payroc_refund_id FROM attempts a JOIN refunds r ON r.id = a.refund_id \
+                 WHERE a.refund_id = ?1 AND a.generation < r.generation AND a.payroc_refund_id IS NOT NULL",
+            )
+            .map_err(|source| self.sqlite_error(source))?;
+        let ids = statement
+            .query_map(params![id], |row| row.get(0))
+            .and_then(Iterator::collect)
+            .map_err(|source| self.sqlite_error(source))?;
+        Ok(ids)
     }
 
     /// Batches, newest first, optionally only those of one input file (by SHA-256).

@@ -26,6 +26,7 @@ pub mod input;
 pub mod ledger;
 pub mod money;
 pub mod output;
+pub mod reconcile;
 pub mod redaction;
 pub mod request;
 pub mod results;

@@ -5,7 +5,9 @@
 //! are views on the same pieces. Errors that stop a command come back as [`CommandError`], which
 //! carries the exit code the error means.
 
+pub mod reconcile;
 pub mod run;
+pub mod session;
 pub mod sandbox;
 pub mod status;
 pub mod validate;
@@ -43,6 +45,7 @@ pub async fn execute(cli: Cli, terminal: &Terminal) -> Result<ExitStatus, Comman
         Command::Run(arguments) => run::run(&cli.global, arguments, terminal).await,
         Command::Validate(arguments) => validate::validate(&cli.global, arguments, terminal),
         Command::Status(arguments) => status::status(&cli.global, arguments, terminal),
+        Command::Reconcile(arguments) => reconcile::reconcile(&cli.global, arguments, terminal).await,
         Command::Sandbox(arguments) => sandbox::serve(arguments, terminal).await,
     }
 }

@@ -1,0 +1,38 @@
+//! `refund-batch reconcile FILE`: settle unknown rows from Payroc's records, then write the results.
+
+use crate::cli::{GlobalArgs, ReconcileArgs};
+use crate::commands::CommandError;
+use crate::commands::session::{self, set_banner};
+use crate::exit::ExitStatus;
+use crate::input::InputReader;
+use crate::output::Terminal;
+use crate::reconcile::{ReconcileOptions, reconcile as reconcile_rows};
+
+/// Runs reconciliation over the file's rows.
+pub async fn reconcile(global: &GlobalArgs, arguments: ReconcileArgs, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
+    set_banner(terminal, global.environment);
+    // Invalid rows were never sent, so they are only reported, never a reason to stop.
+    let (check, read_options) = session::check_input(&arguments.input, true, terminal)?;
+    let connection = &arguments.connection;
+    let mut session =
+        session::open(global, &arguments.input, check, read_options, &connection.key_namespace, "reconcile", terminal)?;
+    let endpoint = session::connect(global, connection).await?;
+    terminal.note(&format!("looking up unknown rows at {}", endpoint.api_url));
+    let options = ReconcileOptions {
+        environment: global.environment.as_str().to_owned(),
+        namespace: connection.key_namespace.clone(),
+        include_queued: arguments.include_queued,
+        batch: session.batch,
+    };
+    let input = InputReader::open(&session.input_path, read_options).map_err(CommandError::usage)?;
+    let progress = terminal.progress(session.check.valid);
+    let reconciled =
+        reconcile_rows(&mut session.ledger, input, &session.check.duplicate_rows, &endpoint.client, &options, &progress).await;
+    progress.finish();
+    let report = reconciled.map_err(|error| CommandError { status: ExitStatus::Incomplete, error: error.into() })?;
+    terminal.note(&format!(
+        "reconcile: {} rows looked up, {} settled from Payroc's records, {} never created (the next run sends them)",
+        report.looked_up, report.settled, report.not_created
+    ));
+    session.finish(arguments.results, &report.notes, report.stopped.as_ref(), terminal)
+}

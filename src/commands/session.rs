@@ -1,0 +1,249 @@
+//! What `run` and `reconcile` share: checking the file, opening the ledger, reaching Payroc (or
+//! the embedded sandbox), and, at the end, writing the results, closing the batch and printing
+//! the summary with the next steps.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use secrecy::SecretString;
+
+use crate::cli::{ConnectionArgs, Environment, GlobalArgs, InputArgs};
+use crate::client::{ClientConfig, PayrocClient, RetryPolicy, SystemicError, check_base_url};
+use crate::commands::validate::report_check;
+use crate::commands::{CommandError, ledger_path, read_options};
+use crate::dispatch::{RowNote, StopReason};
+use crate::exit::ExitStatus;
+use crate::input::{InputReader, ReadOptions};
+use crate::ledger::{BatchSummary, Ledger};
+use crate::output::Terminal;
+use crate::redaction::load_api_key;
+use crate::results::{self, ResultsContext, Tally};
+use crate::validation::{FileCheck, check_file};
+
+/// A checked file with its ledger open and a batch begun.
+pub struct Session {
+    /// Where refunds go.
+    pub environment: Environment,
+    /// The input file.
+    pub input_path: PathBuf,
+    /// How it is read.
+    pub read_options: ReadOptions,
+    /// What the check found.
+    pub check: FileCheck,
+    /// The open (and locked) ledger.
+    pub ledger: Ledger,
+    /// Its path, for messages.
+    pub ledger_path: PathBuf,
+    /// The batch this command records under.
+    pub batch: i64,
+    /// The key namespace.
+    pub namespace: String,
+}
+
+/// Sets the banner that marks non-production screens.
+pub fn set_banner(terminal: &Terminal, environment: Environment) {
+    terminal.set_banner(match environment {
+        Environment::Sandbox => Some("[sandbox, no money moves]".into()),
+        Environment::Uat => Some("[uat]".into()),
+        Environment::Production => None,
+    });
+}
+
+/// Checks the whole file. With invalid rows and no `skip_invalid`, prints them and returns
+/// `Err(ExitStatus::Usage)`-carrying error: nothing may be sent.
+pub fn check_input(input: &InputArgs, skip_invalid: bool, terminal: &Terminal) -> Result<(FileCheck, ReadOptions), CommandError> {
+    let options = read_options(input)?;
+    let check = check_file(&input.file, options)
+        .with_context(|| format!("cannot read the refund file {}", input.file.display()))
+        .map_err(CommandError::usage)?;
+    report_check(&check, terminal);
+    if !check.invalid.is_empty() && !skip_invalid {
+        return Err(CommandError::usage(anyhow!(
+            "{} of {} rows are invalid; nothing was sent. Fix them, or pass --skip-invalid to send the valid rows only",
+            check.invalid.len(),
+            check.rows
+        )));
+    }
+    Ok((check, options))
+}
+
+/// Opens the ledger and begins a batch for `command` over the checked file.
+pub fn open(
+    global: &GlobalArgs,
+    input: &InputArgs,
+    check: FileCheck,
+    read_options: ReadOptions,
+    namespace: &str,
+    command: &str,
+    terminal: &Terminal,
+) -> Result<Session, CommandError> {
+    let ledger_path = ledger_path(global.ledger.as_ref())?;
+    let mut ledger = Ledger::open(&ledger_path).map_err(CommandError::usage)?;
+    terminal.note(&format!("ledger: {}", ledger_path.display()));
+    let batch = ledger
+        .begin_batch(&input.file.display().to_string(), &check.sha256, global.environment.as_str(), command)
+        .map_err(CommandError::usage)?;
+    Ok(Session {
+        environment: global.environment,
+        input_path: input.file.clone(),
+        read_options,
+        check,
+        ledger,
+        ledger_path,
+        batch,
+        namespace: namespace.to_owned(),
+    })
+}
+
+/// Where requests go, and the embedded sandbox serving them when there is one.
+pub struct Endpoint {
+    /// The client, shared by all senders.
+    pub client: Arc<PayrocClient>,
+    /// The API base, for messages.
+    pub api_url: String,
+    /// Held so the embedded sandbox serves until the command ends.
+    _sandbox: Option<payroc_sandbox::RunningSandbox>,
+}
+
+/// Works out where requests go — explicit URLs, the Payroc environment's, or an embedded
+/// sandbox — loads the API key and builds the client.
+pub async fn connect(global: &GlobalArgs, connection: &ConnectionArgs) -> Result<Endpoint, CommandError> {
+    let retry = RetryPolicy {
+        max_retries: connection.max_retries,
+        base_delay: Duration::from_millis(connection.retry_delay_ms),
+        max_delay: Duration::from_millis(connection.max_retry_delay_ms.max(1)),
+    };
+    let timeout = Duration::from_secs(connection.timeout.max(1));
+    let api_key_from_environment = std::env::var("PAYROC_API_KEY").ok();
+    let (api_url, identity_url, sandbox) = match (&global.api_url, &global.identity_url, global.environment) {
+        (Some(api), Some(identity), _) => (api.clone(), identity.clone(), None),
+        (Some(_), None, _) | (None, Some(_), _) => {
+            return Err(CommandError::usage(anyhow!("--api-url and --identity-url go together: give both or neither")));
+        }
+        (None, None, Environment::Sandbox) => {
+            let running = payroc_sandbox::spawn(([127, 0, 0, 1], 0).into(), payroc_sandbox::SandboxConfig::default())
+                .await
+                .context("cannot start the embedded sandbox")
+                .map_err(CommandError::usage)?;
+            (running.api_url(), running.identity_url(), Some(running))
+        }
+        (None, None, Environment::Uat) => {
+            ("https://api.uat.payroc.com/v1".into(), "https://identity.uat.payroc.com".into(), None)
+        }
+        (None, None, Environment::Production) => {
+            ("https://api.payroc.com/v1".into(), "https://identity.payroc.com".into(), None)
+        }
+    };
+    for (name, url) in [("--api-url", &api_url), ("--identity-url", &identity_url)] {
+        check_base_url(name, url).map_err(|message| CommandError::usage(anyhow!(message)))?;
+    }
+    let api_key = if global.environment == Environment::Sandbox
+        && global.api_key_file.is_none()
+        && api_key_from_environment.is_none()
+    {
+        // The sandbox accepts any key; there is nothing to protect.
+        SecretString::from("sandbox-key".to_owned())
+    } else {
+        load_api_key(global.api_key_file.as_deref(), api_key_from_environment).map_err(CommandError::usage)?
+    };
+    let config = ClientConfig { api_url: api_url.clone(), identity_url, api_key, timeout, retry };
+    let client = PayrocClient::new(config).context("cannot set up the HTTPS client").map_err(CommandError::usage)?;
+    Ok(Endpoint { client: Arc::new(client), api_url, _sandbox: sandbox })
+}
+
+impl Session {
+    /// Writes the results, closes the batch, prints the summary, and works out the exit status.
+    pub fn finish(
+        mut self,
+        results_path: Option<PathBuf>,
+        notes: &HashMap<u64, RowNote>,
+        stopped: Option<&StopReason>,
+        terminal: &Terminal,
+    ) -> Result<ExitStatus, CommandError> {
+        let results_path = results_path.unwrap_or_else(|| results::default_path(&self.input_path));
+        let context = ResultsContext {
+            environment: self.environment.as_str(),
+            namespace: &self.namespace,
+            notes,
+            invalid: &self.check.invalid,
+            skip_rows: &self.check.duplicate_rows,
+        };
+        let input = InputReader::open(&self.input_path, self.read_options).map_err(CommandError::usage)?;
+        let tally = results::write(&results_path, input, &self.ledger, &context)
+            .with_context(|| format!("the refunds are recorded in the ledger {}, but", self.ledger_path.display()))
+            .map_err(CommandError::usage)?;
+        let unfinished = tally.count("unknown") + tally.count("pending");
+        let needs_review =
+            tally.count("declined") + tally.count("rejected") + tally.count("conflict") + tally.count("invalid");
+        let mut status = ExitStatus::from_counts(unfinished, needs_review);
+        if let Some(StopReason::Systemic(SystemicError::Authentication(_))) = stopped {
+            status = ExitStatus::Authentication;
+        }
+        let summary = BatchSummary {
+            rows: self.check.rows,
+            invalid: self.check.invalid.len() as u64,
+            exit_code: i32::from(status.code()),
+            counts: tally.counts_text(),
+        };
+        self.ledger.finish_batch(self.batch, &summary).map_err(CommandError::usage)?;
+        print_summary(terminal, &tally, &results_path, &self.ledger_path, stopped);
+        Ok(status)
+    }
+}
+
+fn print_summary(terminal: &Terminal, tally: &Tally, results_path: &Path, ledger_path: &Path, stopped: Option<&StopReason>) {
+    let counts: Vec<String> = results::STATUSES
+        .iter()
+        .filter(|status| tally.count(status) > 0)
+        .map(|status| format!("{} {status}", tally.count(status)))
+        .collect();
+    let counts = if counts.is_empty() { "none".to_owned() } else { counts.join(", ") };
+    terminal.note(&format!("{} rows: {counts}", tally.total()));
+    if let Some(amounts) = tally.amounts_text("succeeded") {
+        terminal.note(&format!("refunded: {amounts}"));
+    }
+    if let Some(amounts) = tally.amounts_text("queued") {
+        terminal.note(&format!("accepted for later processing: {amounts}"));
+    }
+    terminal.note(&format!("results: {}", results_path.display()));
+    terminal.note(&format!("ledger: {}", ledger_path.display()));
+    match stopped {
+        Some(StopReason::Interrupted) => terminal.warn("stopped by request; run the same command again to resume"),
+        Some(StopReason::Systemic(error)) => terminal.error(&format!("stopped early: {error}")),
+        Some(StopReason::Repeated(detail)) => terminal.error(&format!("stopped early: {detail}")),
+        None => {}
+    }
+    for line in next_steps(tally) {
+        terminal.note(&format!("next: {line}"));
+    }
+}
+
+/// What to do next, in words, one line per kind of row that needs something.
+pub fn next_steps(tally: &Tally) -> Vec<String> {
+    let mut steps = Vec::new();
+    let unfinished = tally.count("unknown") + tally.count("pending");
+    if unfinished > 0 {
+        steps.push(format!(
+            "{unfinished} rows not finished (unknown or pending): run the same command again to resume; they keep their keys"
+        ));
+    }
+    let failed = tally.count("declined") + tally.count("rejected");
+    if failed > 0 {
+        steps.push(format!(
+            "{failed} rows declined or rejected: see the results CSV, fix what it says and run again with --retry-failed"
+        ));
+    }
+    if tally.count("conflict") > 0 {
+        steps.push(format!(
+            "{} rows in conflict: the file differs from what was already sent for those orders; see the error column",
+            tally.count("conflict")
+        ));
+    }
+    if tally.count("invalid") > 0 {
+        steps.push(format!("{} rows invalid: fix them in the file and run again", tally.count("invalid")));
+    }
+    steps
+}
