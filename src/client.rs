@@ -393,19 +393,28 @@ impl PayrocClient {
             },
             Err(result) => result,
         };
-        SendReport { result, requests: exchange.requests }
+        SendReport {
+            result,
+            requests: exchange.requests,
+        }
     }
 
     /// Looks up the refunds Payroc has for one order (`GET /refunds?processingTerminalId&orderId`
     /// or the bank-transfer list), for `reconcile`.
-    pub async fn find_refunds(&self, method: Method, terminal: &str, order_id: &str) -> Result<Vec<FoundRefund>, SendResult> {
+    pub async fn find_refunds(
+        &self,
+        method: Method,
+        terminal: &str,
+        order_id: &str,
+    ) -> Result<Vec<FoundRefund>, SendResult> {
         let url = self.endpoint(method);
         let exchange = self
             .exchange(|token| {
-                self.http
-                    .get(&url)
-                    .bearer_auth(token)
-                    .query(&[("processingTerminalId", terminal), ("orderId", order_id), ("limit", "100")])
+                self.http.get(&url).bearer_auth(token).query(&[
+                    ("processingTerminalId", terminal),
+                    ("orderId", order_id),
+                    ("limit", "100"),
+                ])
             })
             .await;
         let (status, bytes) = exchange.result?;
@@ -413,7 +422,11 @@ impl PayrocClient {
             let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
             return Err(SendResult::GaveUp {
                 maybe_reached: false,
-                detail: format!("the lookup was refused: HTTP {}: {}", status.as_u16(), problem.describe(status)),
+                detail: format!(
+                    "the lookup was refused: HTTP {}: {}",
+                    status.as_u16(),
+                    problem.describe(status)
+                ),
                 http_status: Some(status.as_u16()),
             });
         }
@@ -425,7 +438,12 @@ impl PayrocClient {
         Ok(list
             .data
             .into_iter()
-            .filter(|refund| refund.order.as_ref().is_none_or(|order| order.order_id.as_deref().is_none_or(|id| id == order_id)))
+            .filter(|refund| {
+                refund
+                    .order
+                    .as_ref()
+                    .is_none_or(|order| order.order_id.as_deref().is_none_or(|id| id == order_id))
+            })
             .map(|refund| {
                 let order = refund.order.unwrap_or_default();
                 let result = refund.transaction_result.unwrap_or_default();
@@ -452,7 +470,12 @@ impl PayrocClient {
             self.pause.wait().await;
             let token = match self.bearer_token().await {
                 Ok(token) => token,
-                Err(error) => return Exchange { result: Err(SendResult::Systemic(error)), requests },
+                Err(error) => {
+                    return Exchange {
+                        result: Err(SendResult::Systemic(error)),
+                        requests,
+                    };
+                }
             };
             requests += 1;
             let (detail, http_status) = match build(token.expose_secret()).send().await {
@@ -470,12 +493,18 @@ impl PayrocClient {
                         Err(error) => {
                             maybe_reached = true;
                             let cut = transport_description(&error);
-                            (format!("HTTP {status}, then the answer was cut off ({cut})"), Some(status.as_u16()))
+                            (
+                                format!("HTTP {status}, then the answer was cut off ({cut})"),
+                                Some(status.as_u16()),
+                            )
                         }
                         Ok(bytes) if status == StatusCode::UNAUTHORIZED => {
                             if refreshed_after_401 {
                                 let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
-                                let reason = format!("Payroc answered 401 again after a fresh token: {}", problem.describe(status));
+                                let reason = format!(
+                                    "Payroc answered 401 again after a fresh token: {}",
+                                    problem.describe(status)
+                                );
                                 let result = Err(SendResult::Systemic(SystemicError::Authentication(reason)));
                                 return Exchange { result, requests };
                             }
@@ -484,17 +513,26 @@ impl PayrocClient {
                             self.invalidate(&token).await;
                             continue;
                         }
-                        Ok(bytes) if !is_retryable(status) => return Exchange { result: Ok((status, bytes)), requests },
+                        Ok(bytes) if !is_retryable(status) => {
+                            return Exchange {
+                                result: Ok((status, bytes)),
+                                requests,
+                            };
+                        }
                         Ok(bytes) => {
                             // Only a 429 is taken to mean "not processed".
                             if status != StatusCode::TOO_MANY_REQUESTS {
                                 maybe_reached = true;
                             }
                             if let Some(pause) = retry_after {
-                                self.pause.pause_until(Instant::now() + pause.min(self.config.retry.max_delay));
+                                self.pause
+                                    .pause_until(Instant::now() + pause.min(self.config.retry.max_delay));
                             }
                             let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
-                            (format!("HTTP {}: {}", status.as_u16(), problem.describe(status)), Some(status.as_u16()))
+                            (
+                                format!("HTTP {}: {}", status.as_u16(), problem.describe(status)),
+                                Some(status.as_u16()),
+                            )
                         }
                     }
                 }
@@ -579,7 +617,11 @@ fn classify(status: StatusCode, bytes: &[u8]) -> Option<Outcome> {
                 ..Outcome::default()
             });
         };
-        return Some(created_outcome(status, created.refund_id, created.transaction_result.unwrap_or_default()));
+        return Some(created_outcome(
+            status,
+            created.refund_id,
+            created.transaction_result.unwrap_or_default(),
+        ));
     }
     if is_retryable(status) {
         return None;

@@ -242,7 +242,12 @@ const REPEATED_FAILURE_LIMIT: u32 = 10;
 const SYSTEMIC_REJECTION_LIMIT: u32 = 5;
 
 /// Problem types that are about the account or the integration rather than one row.
-const SYSTEMIC_PROBLEM_TYPES: [&str; 4] = ["capabilities-missing", "forbidden", "not-acceptable", "unsupported-media-type"];
+const SYSTEMIC_PROBLEM_TYPES: [&str; 4] = [
+    "capabilities-missing",
+    "forbidden",
+    "not-acceptable",
+    "unsupported-media-type",
+];
 
 /// Counts consecutive failures of one kind, to notice when the whole run is failing.
 #[derive(Default)]
@@ -258,12 +263,17 @@ impl FailureStreak {
             SendResult::GaveUp { detail, .. } => ("no answer".to_owned(), REPEATED_FAILURE_LIMIT, detail.clone()),
             SendResult::Answered(outcome) if outcome.state == Some(RefundState::Rejected) => {
                 let kind = outcome.problem_type.clone().unwrap_or_default();
-                let systemic = SYSTEMIC_PROBLEM_TYPES.iter().any(|suffix| kind.ends_with(suffix)) || outcome.http_status == Some(403);
+                let systemic = SYSTEMIC_PROBLEM_TYPES.iter().any(|suffix| kind.ends_with(suffix))
+                    || outcome.http_status == Some(403);
                 if !systemic {
                     *self = FailureStreak::default();
                     return None;
                 }
-                (kind, SYSTEMIC_REJECTION_LIMIT, outcome.problem_detail.clone().unwrap_or_default())
+                (
+                    kind,
+                    SYSTEMIC_REJECTION_LIMIT,
+                    outcome.problem_detail.clone().unwrap_or_default(),
+                )
             }
             _ => {
                 *self = FailureStreak::default();

@@ -302,7 +302,10 @@ pub struct Ledger {
     _lock: File,
 }
 
-const MIGRATIONS: &[&str] = &[include_str!("ledger/001_initial.sql"), include_str!("ledger/002_attempt_refund_ids.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("ledger/001_initial.sql"),
+    include_str!("ledger/002_attempt_refund_ids.sql"),
+];
 
 const REFUND_COLUMNS: &str = "id, identity, method, processing_terminal_id, order_id, generation, idempotency_key, \
      state, fingerprint, amount_minor, currency, payee_masked, attempts, http_status, refund_id, payroc_status, \
@@ -635,7 +638,10 @@ impl Ledger {
                     time,
                     outcome.http_status,
                     outcome.state.map(RefundState::as_str),
-                    format!("reconciled: {}", outcome.problem_detail.as_deref().unwrap_or("found at Payroc")),
+                    format!(
+                        "reconciled: {}",
+                        outcome.problem_detail.as_deref().unwrap_or("found at Payroc")
+                    ),
                     outcome.refund_id
                 ],
             )

@@ -66,14 +66,19 @@ pub async fn reconcile(
             _ => continue,
         };
         let prepared = prepare(&row, &options.environment, &options.namespace);
-        let Some(record) = ledger.find(&prepared.identity.ledger_id())? else { continue };
+        let Some(record) = ledger.find(&prepared.identity.ledger_id())? else {
+            continue;
+        };
         let wanted = matches!(record.state, RefundState::Unknown | RefundState::Sending)
             || (options.include_queued && record.state == RefundState::Queued);
         if !wanted {
             continue;
         }
         report.looked_up += 1;
-        let found = match client.find_refunds(row.method, &row.processing_terminal_id, &row.order_id).await {
+        let found = match client
+            .find_refunds(row.method, &row.processing_terminal_id, &row.order_id)
+            .await
+        {
             Ok(found) => found,
             Err(SendResult::Systemic(error)) => {
                 report.stopped = Some(StopReason::Systemic(error));
@@ -86,7 +91,10 @@ pub async fn reconcile(
                 };
                 report.notes.insert(
                     row.row,
-                    RowNote { status: record.state.result_status(), error: format!("the lookup at Payroc failed: {detail}") },
+                    RowNote {
+                        status: record.state.result_status(),
+                        error: format!("the lookup at Payroc failed: {detail}"),
+                    },
                 );
                 progress.finished(record.state);
                 continue;
@@ -97,7 +105,12 @@ pub async fn reconcile(
             .into_iter()
             .filter(|refund| !earlier.contains(&refund.refund_id))
             .filter(|refund| refund.amount_minor.is_none_or(|amount| amount == record.amount_minor))
-            .filter(|refund| refund.currency.as_deref().is_none_or(|currency| currency == record.currency))
+            .filter(|refund| {
+                refund
+                    .currency
+                    .as_deref()
+                    .is_none_or(|currency| currency == record.currency)
+            })
             .collect();
         match candidates.as_slice() {
             [refund] => {

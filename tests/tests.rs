@@ -5,3 +5,6 @@ mod util;
 
 // The main path: every row exactly once, re-runs, new ledgers, invalid files, results.
 mod end_to_end;
+
+// Each fault alone: tokens, 429, 5xx, drops, unknown rows, reconcile, locks, signals.
+mod faults;

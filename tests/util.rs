@@ -28,7 +28,10 @@ impl TestSandbox {
         let running = runtime
             .block_on(payroc_sandbox::spawn(([127, 0, 0, 1], 0).into(), config))
             .expect("sandbox starts on a free loopback port");
-        TestSandbox { running: Some(running), runtime }
+        TestSandbox {
+            running: Some(running),
+            runtime,
+        }
     }
 
     fn running(&self) -> &RunningSandbox {
@@ -69,7 +72,9 @@ pub struct Workdir {
 impl Workdir {
     /// A new, empty directory.
     pub fn new() -> Workdir {
-        Workdir { directory: tempfile::tempdir().expect("temp dir") }
+        Workdir {
+            directory: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// Path of `name` inside.
@@ -92,7 +97,12 @@ impl Workdir {
     /// The binary with every variable that could change its behaviour removed, the ledger in
     /// this directory, the test API key set, fast retries, and no progress display.
     pub fn command(&self) -> Command {
-        let mut command = Command::cargo_bin("refund-batch").expect("the refund-batch binary is built");
+        Command::from_std(self.std_command())
+    }
+
+    /// [`Workdir::command`] as a plain `std::process::Command`, for tests that signal or kill it.
+    pub fn std_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_refund-batch"));
         for (name, _) in std::env::vars() {
             if name.starts_with("REFUND_BATCH_") || name.starts_with("PAYROC_") || name == "RUST_LOG" {
                 command.env_remove(name);
@@ -136,7 +146,11 @@ pub fn read_results(path: &Path) -> Vec<std::collections::HashMap<String, String
         .records()
         .map(|record| {
             let record = record.expect("results record");
-            headers.iter().zip(record.iter()).map(|(name, value)| (name.to_owned(), value.to_owned())).collect()
+            headers
+                .iter()
+                .zip(record.iter())
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect()
         })
         .collect()
 }

@@ -7,8 +7,8 @@
 
 pub mod reconcile;
 pub mod run;
-pub mod session;
 pub mod sandbox;
+pub mod session;
 pub mod status;
 pub mod validate;
 

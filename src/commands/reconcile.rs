@@ -9,13 +9,24 @@ use crate::output::Terminal;
 use crate::reconcile::{ReconcileOptions, reconcile as reconcile_rows};
 
 /// Runs reconciliation over the file's rows.
-pub async fn reconcile(global: &GlobalArgs, arguments: ReconcileArgs, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
+pub async fn reconcile(
+    global: &GlobalArgs,
+    arguments: ReconcileArgs,
+    terminal: &Terminal,
+) -> Result<ExitStatus, CommandError> {
     set_banner(terminal, global.environment);
     // Invalid rows were never sent, so they are only reported, never a reason to stop.
     let (check, read_options) = session::check_input(&arguments.input, true, terminal)?;
     let connection = &arguments.connection;
-    let mut session =
-        session::open(global, &arguments.input, check, read_options, &connection.key_namespace, "reconcile", terminal)?;
+    let mut session = session::open(
+        global,
+        &arguments.input,
+        check,
+        read_options,
+        &connection.key_namespace,
+        "reconcile",
+        terminal,
+    )?;
     let endpoint = session::connect(global, connection).await?;
     terminal.note(&format!("looking up unknown rows at {}", endpoint.api_url));
     let options = ReconcileOptions {
@@ -26,10 +37,20 @@ pub async fn reconcile(global: &GlobalArgs, arguments: ReconcileArgs, terminal: 
     };
     let input = InputReader::open(&session.input_path, read_options).map_err(CommandError::usage)?;
     let progress = terminal.progress(session.check.valid);
-    let reconciled =
-        reconcile_rows(&mut session.ledger, input, &session.check.duplicate_rows, &endpoint.client, &options, &progress).await;
+    let reconciled = reconcile_rows(
+        &mut session.ledger,
+        input,
+        &session.check.duplicate_rows,
+        &endpoint.client,
+        &options,
+        &progress,
+    )
+    .await;
     progress.finish();
-    let report = reconciled.map_err(|error| CommandError { status: ExitStatus::Incomplete, error: error.into() })?;
+    let report = reconciled.map_err(|error| CommandError {
+        status: ExitStatus::Incomplete,
+        error: error.into(),
+    })?;
     terminal.note(&format!(
         "reconcile: {} rows looked up, {} settled from Payroc's records, {} never created (the next run sends them)",
         report.looked_up, report.settled, report.not_created

@@ -34,8 +34,15 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
 
     // 2. Ledger, endpoint, client.
     let connection = &arguments.connection;
-    let mut session =
-        session::open(global, &arguments.input, check, read_options, &connection.key_namespace, "run", terminal)?;
+    let mut session = session::open(
+        global,
+        &arguments.input,
+        check,
+        read_options,
+        &connection.key_namespace,
+        "run",
+        terminal,
+    )?;
     let endpoint = session::connect(global, connection).await?;
     terminal.note(&format!("sending to {}", endpoint.api_url));
     let dispatch_options = DispatchOptions {
@@ -71,7 +78,10 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     };
     let status = session.finish(arguments.results, &report.notes, report.stopped.as_ref(), terminal)?;
     if let Some(error) = dispatch_error {
-        return Err(CommandError { status: ExitStatus::Incomplete, error: anyhow::Error::new(error).context("the run stopped") });
+        return Err(CommandError {
+            status: ExitStatus::Incomplete,
+            error: anyhow::Error::new(error).context("the run stopped"),
+        });
     }
     Ok(status)
 }
@@ -85,7 +95,9 @@ fn parse_caps(texts: &[String]) -> Result<Vec<(Currency, i64)>, CommandError> {
                 .rsplit_once(':')
                 .ok_or_else(|| CommandError::usage(anyhow!("--max-total {text:?} must look like 5000.00:USD")))?;
             let currency = Currency::from_code(code).ok_or_else(|| {
-                CommandError::usage(anyhow!("--max-total {text:?}: {code:?} is not a currency Payroc accepts"))
+                CommandError::usage(anyhow!(
+                    "--max-total {text:?}: {code:?} is not a currency Payroc accepts"
+                ))
             })?;
             let minor = parse_amount(amount, currency)
                 .map_err(|error| CommandError::usage(anyhow!("--max-total {text:?}: the amount {error}")))?;
@@ -115,7 +127,11 @@ fn confirm_production(check: &FileCheck, yes: bool, terminal: &Terminal) -> Resu
         .iter()
         .map(|(currency, minor)| format!("{} {currency}", format_amount(*minor, *currency)))
         .collect();
-    let what = format!("PRODUCTION: {} refunds totalling {} with real money", check.valid, totals.join(", "));
+    let what = format!(
+        "PRODUCTION: {} refunds totalling {} with real money",
+        check.valid,
+        totals.join(", ")
+    );
     if yes {
         terminal.note(&format!("{what} (confirmed by --yes)"));
         return Ok(());
@@ -128,6 +144,13 @@ fn confirm_production(check: &FileCheck, yes: bool, terminal: &Terminal) -> Resu
     }
     terminal.warn(&format!("{what}. Type `yes` to send:"));
     let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).context("cannot read the answer").map_err(CommandError::usage)?;
-    if answer.trim() == "yes" { Ok(()) } else { Err(CommandError::usage(anyhow!("not confirmed; nothing was sent"))) }
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("cannot read the answer")
+        .map_err(CommandError::usage)?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CommandError::usage(anyhow!("not confirmed; nothing was sent")))
+    }
 }

@@ -54,7 +54,11 @@ pub fn set_banner(terminal: &Terminal, environment: Environment) {
 
 /// Checks the whole file. With invalid rows and no `skip_invalid`, prints them and returns
 /// `Err(ExitStatus::Usage)`-carrying error: nothing may be sent.
-pub fn check_input(input: &InputArgs, skip_invalid: bool, terminal: &Terminal) -> Result<(FileCheck, ReadOptions), CommandError> {
+pub fn check_input(
+    input: &InputArgs,
+    skip_invalid: bool,
+    terminal: &Terminal,
+) -> Result<(FileCheck, ReadOptions), CommandError> {
     let options = read_options(input)?;
     let check = check_file(&input.file, options)
         .with_context(|| format!("cannot read the refund file {}", input.file.display()))
@@ -84,7 +88,12 @@ pub fn open(
     let mut ledger = Ledger::open(&ledger_path).map_err(CommandError::usage)?;
     terminal.note(&format!("ledger: {}", ledger_path.display()));
     let batch = ledger
-        .begin_batch(&input.file.display().to_string(), &check.sha256, global.environment.as_str(), command)
+        .begin_batch(
+            &input.file.display().to_string(),
+            &check.sha256,
+            global.environment.as_str(),
+            command,
+        )
         .map_err(CommandError::usage)?;
     Ok(Session {
         environment: global.environment,
@@ -121,7 +130,9 @@ pub async fn connect(global: &GlobalArgs, connection: &ConnectionArgs) -> Result
     let (api_url, identity_url, sandbox) = match (&global.api_url, &global.identity_url, global.environment) {
         (Some(api), Some(identity), _) => (api.clone(), identity.clone(), None),
         (Some(_), None, _) | (None, Some(_), _) => {
-            return Err(CommandError::usage(anyhow!("--api-url and --identity-url go together: give both or neither")));
+            return Err(CommandError::usage(anyhow!(
+                "--api-url and --identity-url go together: give both or neither"
+            )));
         }
         (None, None, Environment::Sandbox) => {
             let running = payroc_sandbox::spawn(([127, 0, 0, 1], 0).into(), payroc_sandbox::SandboxConfig::default())
@@ -130,12 +141,16 @@ pub async fn connect(global: &GlobalArgs, connection: &ConnectionArgs) -> Result
                 .map_err(CommandError::usage)?;
             (running.api_url(), running.identity_url(), Some(running))
         }
-        (None, None, Environment::Uat) => {
-            ("https://api.uat.payroc.com/v1".into(), "https://identity.uat.payroc.com".into(), None)
-        }
-        (None, None, Environment::Production) => {
-            ("https://api.payroc.com/v1".into(), "https://identity.payroc.com".into(), None)
-        }
+        (None, None, Environment::Uat) => (
+            "https://api.uat.payroc.com/v1".into(),
+            "https://identity.uat.payroc.com".into(),
+            None,
+        ),
+        (None, None, Environment::Production) => (
+            "https://api.payroc.com/v1".into(),
+            "https://identity.payroc.com".into(),
+            None,
+        ),
     };
     for (name, url) in [("--api-url", &api_url), ("--identity-url", &identity_url)] {
         check_base_url(name, url).map_err(|message| CommandError::usage(anyhow!(message)))?;
@@ -149,9 +164,21 @@ pub async fn connect(global: &GlobalArgs, connection: &ConnectionArgs) -> Result
     } else {
         load_api_key(global.api_key_file.as_deref(), api_key_from_environment).map_err(CommandError::usage)?
     };
-    let config = ClientConfig { api_url: api_url.clone(), identity_url, api_key, timeout, retry };
-    let client = PayrocClient::new(config).context("cannot set up the HTTPS client").map_err(CommandError::usage)?;
-    Ok(Endpoint { client: Arc::new(client), api_url, _sandbox: sandbox })
+    let config = ClientConfig {
+        api_url: api_url.clone(),
+        identity_url,
+        api_key,
+        timeout,
+        retry,
+    };
+    let client = PayrocClient::new(config)
+        .context("cannot set up the HTTPS client")
+        .map_err(CommandError::usage)?;
+    Ok(Endpoint {
+        client: Arc::new(client),
+        api_url,
+        _sandbox: sandbox,
+    })
 }
 
 impl Session {
@@ -173,7 +200,12 @@ impl Session {
         };
         let input = InputReader::open(&self.input_path, self.read_options).map_err(CommandError::usage)?;
         let tally = results::write(&results_path, input, &self.ledger, &context)
-            .with_context(|| format!("the refunds are recorded in the ledger {}, but", self.ledger_path.display()))
+            .with_context(|| {
+                format!(
+                    "the refunds are recorded in the ledger {}, but",
+                    self.ledger_path.display()
+                )
+            })
             .map_err(CommandError::usage)?;
         let unfinished = tally.count("unknown") + tally.count("pending");
         let needs_review =
@@ -188,19 +220,31 @@ impl Session {
             exit_code: i32::from(status.code()),
             counts: tally.counts_text(),
         };
-        self.ledger.finish_batch(self.batch, &summary).map_err(CommandError::usage)?;
+        self.ledger
+            .finish_batch(self.batch, &summary)
+            .map_err(CommandError::usage)?;
         print_summary(terminal, &tally, &results_path, &self.ledger_path, stopped);
         Ok(status)
     }
 }
 
-fn print_summary(terminal: &Terminal, tally: &Tally, results_path: &Path, ledger_path: &Path, stopped: Option<&StopReason>) {
+fn print_summary(
+    terminal: &Terminal,
+    tally: &Tally,
+    results_path: &Path,
+    ledger_path: &Path,
+    stopped: Option<&StopReason>,
+) {
     let counts: Vec<String> = results::STATUSES
         .iter()
         .filter(|status| tally.count(status) > 0)
         .map(|status| format!("{} {status}", tally.count(status)))
         .collect();
-    let counts = if counts.is_empty() { "none".to_owned() } else { counts.join(", ") };
+    let counts = if counts.is_empty() {
+        "none".to_owned()
+    } else {
+        counts.join(", ")
+    };
     terminal.note(&format!("{} rows: {counts}", tally.total()));
     if let Some(amounts) = tally.amounts_text("succeeded") {
         terminal.note(&format!("refunded: {amounts}"));
@@ -243,7 +287,10 @@ pub fn next_steps(tally: &Tally) -> Vec<String> {
         ));
     }
     if tally.count("invalid") > 0 {
-        steps.push(format!("{} rows invalid: fix them in the file and run again", tally.count("invalid")));
+        steps.push(format!(
+            "{} rows invalid: fix them in the file and run again",
+            tally.count("invalid")
+        ));
     }
     steps
 }

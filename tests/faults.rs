@@ -1,0 +1,415 @@
+//! Each fault alone: the run still refunds every row exactly once, or stops resumably and says why.
+
+use std::time::Duration;
+
+use payroc_sandbox::{SandboxConfig, Stats};
+use predicates::prelude::*;
+
+use crate::util::{TestSandbox, Workdir, read_results};
+
+const HEADER: &str = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,account_number,routing_number,name_on_account\n";
+
+/// `count` rows, alternating card and bank, every one approved by the sandbox.
+fn rows(count: usize, terminal: &str) -> String {
+    let mut text = HEADER.to_owned();
+    for index in 0..count {
+        if index % 2 == 0 {
+            text.push_str(&format!(
+                "card,{terminal},F{index:05},{}.{:02},USD,fault test,4111111111111111,0929,,,\n",
+                1 + index,
+                index % 100
+            ));
+        } else {
+            text.push_str(&format!(
+                "bank,{terminal},F{index:05},{}.{:02},USD,fault test,,,1234567890,011000015,Grace Hopper\n",
+                1 + index,
+                index % 100
+            ));
+        }
+    }
+    text
+}
+
+fn assert_each_order_created_once(stats: &Stats, count: usize) {
+    assert_eq!(stats.refunds.len(), count, "one refund per row");
+    assert_eq!(stats.created_per_order.len(), count);
+    assert!(
+        stats.created_per_order.values().all(|created| *created == 1),
+        "{:?}",
+        stats.created_per_order
+    );
+}
+
+fn assert_results_match(workdir: &Workdir, stats: &Stats, count: usize) {
+    let results = read_results(&workdir.path("day.results.csv"));
+    assert_eq!(results.len(), count);
+    for line in &results {
+        let refund = stats
+            .refunds
+            .iter()
+            .find(|refund| refund.order_id == line["order_id"])
+            .unwrap_or_else(|| panic!("no refund for {}", line["order_id"]));
+        assert_eq!(line["refund_id"], refund.refund_id);
+        assert_eq!(line["status"], "succeeded");
+        assert_eq!(line["idempotency_key"], refund.idempotency_key);
+    }
+}
+
+#[test]
+fn an_expiring_token_is_refreshed_once_and_the_same_bytes_resent() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(40, "1234001"));
+    // Tokens say they last an hour but die after 50 ms: the run meets 401s mid-way.
+    let sandbox = TestSandbox::start(SandboxConfig {
+        token_actual_lifetime: Some(Duration::from_millis(50)),
+        ..SandboxConfig::default()
+    });
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv", "--rate", "200", "--concurrency", "4"])
+        .assert()
+        .code(0);
+    let stats = sandbox.stats();
+    assert!(
+        stats.faults.token_expired_early > 0,
+        "the run met a dead token: {:?}",
+        stats.faults
+    );
+    assert!(stats.tokens_issued > 1, "it fetched a new one");
+    assert_each_order_created_once(&stats, 40);
+    assert_results_match(&workdir, &stats, 40);
+}
+
+#[test]
+fn bad_credentials_stop_the_run_with_exit_4_and_nothing_sent() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(6, "1234001"));
+    let sandbox = TestSandbox::start(SandboxConfig {
+        api_key: Some("the-right-key".into()),
+        ..SandboxConfig::default()
+    });
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("authentication failed"));
+    assert_eq!(sandbox.stats().refund_posts, 0);
+    let results = read_results(&workdir.path("day.results.csv"));
+    assert!(
+        results.iter().all(|line| line["status"] == "pending"),
+        "rows stay resumable"
+    );
+}
+
+#[test]
+fn a_429_storm_is_waited_out_with_retry_after() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(30, "1234001"));
+    let sandbox = TestSandbox::start(SandboxConfig {
+        rate_429: 0.5,
+        rate_503: 0.2,
+        retry_after: Duration::from_millis(5),
+        seed: 7,
+        ..SandboxConfig::default()
+    });
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args([
+            "run",
+            "day.csv",
+            "--rate",
+            "1000",
+            "--concurrency",
+            "8",
+            "--max-retries",
+            "30",
+        ])
+        .assert()
+        .code(0);
+    let stats = sandbox.stats();
+    assert!(stats.faults.too_many_requests > 5, "{:?}", stats.faults);
+    assert_each_order_created_once(&stats, 30);
+    assert_results_match(&workdir, &stats, 30);
+}
+
+#[test]
+fn a_500_after_the_refund_was_made_is_retried_with_the_same_key_and_not_refunded_twice() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(30, "1234001"));
+    let sandbox = TestSandbox::start(SandboxConfig {
+        rate_500_after_create: 0.5,
+        seed: 3,
+        ..SandboxConfig::default()
+    });
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv", "--rate", "1000"])
+        .assert()
+        .code(0);
+    let stats = sandbox.stats();
+    assert!(stats.faults.error_500_after_create > 5, "{:?}", stats.faults);
+    assert!(
+        stats.requests_per_key.values().any(|requests| *requests > 1),
+        "some keys were sent again"
+    );
+    assert_each_order_created_once(&stats, 30);
+    assert_results_match(&workdir, &stats, 30);
+    let results = read_results(&workdir.path("day.results.csv"));
+    assert!(
+        results.iter().any(|line| line["attempts"] != "1"),
+        "the retries are counted"
+    );
+}
+
+#[test]
+fn a_connection_dropped_after_the_refund_was_made_is_retried_safely() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(30, "1234001"));
+    let sandbox = TestSandbox::start(SandboxConfig {
+        rate_drop_after_create: 0.5,
+        seed: 5,
+        ..SandboxConfig::default()
+    });
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv", "--rate", "1000"])
+        .assert()
+        .code(0);
+    let stats = sandbox.stats();
+    assert!(stats.faults.drop_after_create > 5, "{:?}", stats.faults);
+    assert_each_order_created_once(&stats, 30);
+    assert_results_match(&workdir, &stats, 30);
+}
+
+#[test]
+fn rows_unknown_after_retries_run_out_are_settled_by_reconcile() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(6, "1234001"));
+    // Every creating request answers 500 and there are no retries: every row ends unknown.
+    let sandbox = TestSandbox::start(SandboxConfig {
+        rate_500_after_create: 1.0,
+        ..SandboxConfig::default()
+    });
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv", "--max-retries", "0"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("6 rows not finished"));
+    let results = read_results(&workdir.path("day.results.csv"));
+    assert!(results.iter().all(|line| line["status"] == "unknown"), "{results:?}");
+    let posts = sandbox.stats().refund_posts;
+
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["reconcile", "day.csv"])
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("6 rows looked up, 6 settled"));
+    let stats = sandbox.stats();
+    assert_eq!(stats.refund_posts, posts, "reconcile only looks, it never sends");
+    assert_each_order_created_once(&stats, 6);
+    assert_results_match(&workdir, &stats, 6);
+}
+
+#[test]
+fn a_row_reconcile_proves_never_created_is_sent_by_the_next_run() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(4, "1234001"));
+    // A Payroc that answers 503 to everything: the rows may or may not have arrived.
+    let down = TestSandbox::start(SandboxConfig {
+        rate_503: 1.0,
+        retry_after: Duration::from_millis(1),
+        ..SandboxConfig::default()
+    });
+    workdir
+        .command()
+        .args(down.arguments())
+        .args(["run", "day.csv", "--max-retries", "1"])
+        .assert()
+        .code(3);
+    assert!(
+        read_results(&workdir.path("day.results.csv"))
+            .iter()
+            .all(|line| line["status"] == "unknown")
+    );
+    let keys: Vec<String> = read_results(&workdir.path("day.results.csv"))
+        .iter()
+        .map(|line| line["idempotency_key"].clone())
+        .collect();
+    drop(down);
+
+    // Payroc is back and has no record of them: reconcile proves they were never created.
+    let up = TestSandbox::start(SandboxConfig::default());
+    workdir
+        .command()
+        .args(up.arguments())
+        .args(["reconcile", "day.csv"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("4 never created"));
+    assert!(
+        read_results(&workdir.path("day.results.csv"))
+            .iter()
+            .all(|line| line["status"] == "pending")
+    );
+    workdir
+        .command()
+        .args(up.arguments())
+        .args(["run", "day.csv"])
+        .assert()
+        .code(0);
+    let stats = up.stats();
+    assert_each_order_created_once(&stats, 4);
+    let results = read_results(&workdir.path("day.results.csv"));
+    let resent: Vec<String> = results.iter().map(|line| line["idempotency_key"].clone()).collect();
+    assert_eq!(resent, keys, "sent with the same keys, which Payroc still remembers");
+}
+
+#[test]
+fn a_terminal_without_the_capability_stops_the_run_early() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(40, "9999001"));
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv", "--concurrency", "1"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("5 refunds in a row failed the same way"));
+    let results = read_results(&workdir.path("day.results.csv"));
+    let rejected = results.iter().filter(|line| line["status"] == "rejected").count();
+    let pending = results.iter().filter(|line| line["status"] == "pending").count();
+    assert_eq!(rejected, 5);
+    assert_eq!(pending, 35, "the rest is left for the next run");
+    assert!(
+        results[0]["error"].contains("processingTerminalId"),
+        "{}",
+        results[0]["error"]
+    );
+}
+
+#[test]
+fn a_second_run_on_the_same_ledger_is_refused() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(2, "1234001"));
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    // Hold the ledger's run lock, as a running refund-batch does.
+    let lock = std::fs::File::create(workdir.path("ledger.sqlite.lock")).expect("lock file");
+    lock.try_lock().expect("the lock is free");
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is in use by another refund-batch run"));
+    assert_eq!(sandbox.stats().refund_posts, 0);
+    drop(lock);
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv"])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn a_row_first_sent_more_than_six_days_ago_is_reconciled_not_resent() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(2, "1234001"));
+    let sandbox = TestSandbox::start(SandboxConfig {
+        rate_500_after_create: 1.0,
+        ..SandboxConfig::default()
+    });
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv", "--max-retries", "0"])
+        .assert()
+        .code(3);
+    // Age the ledger: the rows were first sent eight days ago.
+    let connection = rusqlite::Connection::open(workdir.path("ledger.sqlite")).expect("open ledger");
+    connection
+        .execute("UPDATE refunds SET first_sent_at = '2020-01-01T00:00:00.000Z'", [])
+        .expect("age rows");
+    drop(connection);
+    let posts = sandbox.stats().refund_posts;
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv"])
+        .assert()
+        .code(3);
+    assert_eq!(sandbox.stats().refund_posts, posts, "not re-sent blindly");
+    let results = read_results(&workdir.path("day.results.csv"));
+    assert!(results[0]["error"].contains("reconcile"), "{}", results[0]["error"]);
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["reconcile", "day.csv"])
+        .assert()
+        .code(0);
+    assert_each_order_created_once(&sandbox.stats(), 2);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_cleanly_writes_the_results_and_the_run_resumes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(60, "1234001"));
+    let sandbox = TestSandbox::start(SandboxConfig {
+        latency: Duration::from_millis(20),
+        ..SandboxConfig::default()
+    });
+    let mut command = workdir.std_command();
+    let mut child = command
+        .args(sandbox.arguments())
+        .args(["run", "day.csv", "--rate", "50", "--concurrency", "2"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start refund-batch");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
+    let mut line = String::new();
+    // The run announces where it sends just before the first request.
+    while stderr.read_line(&mut line).expect("read stderr") > 0 && !line.contains("sending to") {
+        line.clear();
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(3), "{rest}");
+    assert!(rest.contains("stopped by request"), "{rest}");
+    let results = read_results(&workdir.path("day.results.csv"));
+    assert_eq!(results.len(), 60, "the results are written even when interrupted");
+    assert!(
+        results.iter().any(|line| line["status"] == "pending"),
+        "it stopped before the end"
+    );
+
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv", "--rate", "1000"])
+        .assert()
+        .code(0);
+    let stats = sandbox.stats();
+    assert_each_order_created_once(&stats, 60);
+    assert_results_match(&workdir, &stats, 60);
+}
