@@ -8,3 +8,6 @@ mod end_to_end;
 
 // Each fault alone: tokens, 429, 5xx, drops, unknown rows, reconcile, locks, signals.
 mod faults;
+
+// Everything at once, with SIGKILL at random moments.
+mod chaos;
