@@ -100,6 +100,10 @@ pub struct GlobalArgs {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Config file with team defaults (TOML). Default: ./refund-batch.toml, then
+    /// <config dir>/refund-batch/refund-batch.toml. Precedence: option > environment > file > default.
+    #[arg(long, global = true, env = "REFUND_BATCH_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 /// How logs are written.
@@ -124,6 +128,14 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Serve the local Payroc sandbox until stopped (prints its address on stdout).
     Sandbox(SandboxArgs),
+    /// Print a shell completion script on stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
 }
 
 /// How the file is read.

@@ -384,6 +384,13 @@ pub async fn dispatch(
                     }
                 };
                 let outcome = outcome_of(&finished.report.result);
+                tracing::debug!(
+                    refund = finished.record_id,
+                    state = outcome.state.map(RefundState::as_str),
+                    http_status = outcome.http_status,
+                    requests = finished.report.requests,
+                    "refund finished"
+                );
                 ledger.record(finished.record_id, Some(finished.attempt), &outcome, i64::from(finished.report.requests.saturating_sub(1)))?;
                 progress.finished(outcome.state.unwrap_or(RefundState::Unknown));
                 if let SendResult::Systemic(error) = &finished.report.result {
@@ -401,6 +408,7 @@ pub async fn dispatch(
             () = limiter.until_ready(), if can_send => {
                 if let Some((record, body, method)) = next.take() {
                     let attempt = ledger.mark_sending(record.id, options.batch)?;
+                    tracing::debug!(refund = record.id, key = %record.idempotency_key, generation = record.generation, "sending");
                     report.sent += 1;
                     let client = Arc::clone(&client);
                     tasks.spawn(async move {

@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod config;
 pub mod dispatch;
 pub mod exit;
 pub mod idempotency;

@@ -15,6 +15,40 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ledger::RefundState;
 
+/// The progress bar on screen, if any: every write to stderr goes around it (see
+/// [`StderrWriter`]) so that notes and logs never tear it.
+static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Runs `write` with the progress bar (if one is drawn) lifted off the screen.
+fn around_bar<T>(write: impl FnOnce() -> T) -> T {
+    let bar = ACTIVE_BAR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    match bar {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
+/// A stderr handle for the log subscriber that writes around the progress bar.
+pub struct StderrWriter;
+
+impl Write for StderrWriter {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        around_bar(|| std::io::stderr().write_all(buffer)).map(|()| buffer.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// The `MakeWriter` for `tracing_subscriber`: logs to stderr, around the progress bar.
+pub fn stderr_writer() -> StderrWriter {
+    StderrWriter
+}
+
 /// How much the user asked to see.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputOptions {
@@ -61,12 +95,12 @@ impl Terminal {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let mut stderr = std::io::stderr().lock();
-        // A closed stderr has nowhere to report to; the exit code still tells.
-        let _ = match banner {
-            Some(banner) => writeln!(stderr, "{banner} {text}"),
-            None => writeln!(stderr, "{text}"),
+        let line = match banner {
+            Some(banner) => format!("{banner} {text}\n"),
+            None => format!("{text}\n"),
         };
+        // A closed stderr has nowhere to report to; the exit code still tells.
+        let _ = around_bar(|| std::io::stderr().write_all(line.as_bytes()));
     }
 
     /// An informational line; hidden by `--quiet`.
@@ -94,6 +128,7 @@ impl Terminal {
             let style = ProgressStyle::with_template("{bar:30} {pos}/{len} rows  {msg}  {per_sec}  ETA {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
+            *ACTIVE_BAR.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bar.clone());
             bar
         });
         Progress {
@@ -180,6 +215,7 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+            *ACTIVE_BAR.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         }
     }
 }

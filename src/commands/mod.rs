@@ -47,6 +47,18 @@ pub async fn execute(cli: Cli, terminal: &Terminal) -> Result<ExitStatus, Comman
         Command::Status(arguments) => status::status(&cli.global, arguments, terminal),
         Command::Reconcile(arguments) => reconcile::reconcile(&cli.global, arguments, terminal).await,
         Command::Sandbox(arguments) => sandbox::serve(arguments, terminal).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "refund-batch", &mut std::io::stdout());
+            Ok(ExitStatus::Success)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command)
+                .render(&mut std::io::stdout())
+                .map_err(|error| CommandError::usage(anyhow::Error::new(error).context("cannot write the man page")))?;
+            Ok(ExitStatus::Success)
+        }
     }
 }
 

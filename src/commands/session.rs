@@ -95,6 +95,16 @@ pub fn open(
             command,
         )
         .map_err(CommandError::usage)?;
+    tracing::info!(
+        batch,
+        command,
+        file = %input.file.display(),
+        sha256 = %check.sha256,
+        rows = check.rows,
+        valid = check.valid,
+        environment = global.environment.as_str(),
+        "batch started"
+    );
     Ok(Session {
         environment: global.environment,
         input_path: input.file.clone(),
