@@ -43,7 +43,7 @@ pub struct ConfigFile {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read the config file {path}: {source}")]
+    #[error("cannot read the config file {path}")]
     Io {
         /// The file.
         path: PathBuf,

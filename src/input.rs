@@ -221,7 +221,7 @@ pub enum ParsedRow {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The file could not be opened or read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The input file.
         path: PathBuf,

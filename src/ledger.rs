@@ -113,7 +113,7 @@ impl fmt::Display for RefundState {
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// SQLite failed.
-    #[error("ledger {path}: {source}")]
+    #[error("ledger {path}")]
     Sqlite {
         /// The ledger file.
         path: PathBuf,
@@ -121,7 +121,7 @@ pub enum LedgerError {
         source: rusqlite::Error,
     },
     /// The file or its directory could not be created or opened.
-    #[error("ledger {path}: {source}")]
+    #[error("ledger {path}")]
     Io {
         /// The ledger file.
         path: PathBuf,

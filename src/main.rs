@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         match config::load(path) {
             Ok(file) => command = config::apply(&file, command),
             Err(error) => {
-                eprintln!("error: {error}");
+                eprintln!("error: {:#}", anyhow::Error::from(error));
                 return ExitCode::from(2);
             }
         }

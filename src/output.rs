@@ -49,6 +49,15 @@ pub fn stderr_writer() -> StderrWriter {
     StderrWriter
 }
 
+/// "1 row", "2 rows": counts in messages read as English.
+pub fn rows(count: u64) -> String {
+    if count == 1 {
+        "1 row".to_owned()
+    } else {
+        format!("{count} rows")
+    }
+}
+
 /// How much the user asked to see.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputOptions {

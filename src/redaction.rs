@@ -66,7 +66,7 @@ pub enum ApiKeyError {
     #[error("no API key: set PAYROC_API_KEY or pass --api-key-file PATH (a key is never taken on the command line)")]
     Missing,
     /// The key file could not be read.
-    #[error("cannot read the API key file {path}: {source}")]
+    #[error("cannot read the API key file {path}")]
     Unreadable {
         /// The file.
         path: String,

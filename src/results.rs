@@ -98,7 +98,7 @@ impl Tally {
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
     /// Writing the file failed.
-    #[error("cannot write the results {path}: {source}")]
+    #[error("cannot write the results {path}")]
     Io {
         /// The results path.
         path: PathBuf,
@@ -106,7 +106,7 @@ pub enum ResultsError {
         source: std::io::Error,
     },
     /// The CSV writer failed.
-    #[error("cannot write the results {path}: {source}")]
+    #[error("cannot write the results {path}")]
     Csv {
         /// The results path.
         path: PathBuf,

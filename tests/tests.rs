@@ -11,3 +11,6 @@ mod faults;
 
 // Everything at once, with SIGKILL at random moments.
 mod chaos;
+
+// Screens pinned as snapshots, and the production guard rails.
+mod screens;

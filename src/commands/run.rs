@@ -11,7 +11,7 @@ use crate::dispatch::{DispatchOptions, dispatch};
 use crate::exit::ExitStatus;
 use crate::input::InputReader;
 use crate::money::{Currency, format_amount, parse_amount};
-use crate::output::Terminal;
+use crate::output::{Terminal, rows};
 use crate::validation::FileCheck;
 
 /// Runs the batch.
@@ -76,6 +76,12 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         Ok(report) => (report, None),
         Err(error) => (Default::default(), Some(error)),
     };
+    terminal.note(&match (report.sent, report.already_done) {
+        (0, 0) => "nothing to send".to_owned(),
+        (0, done) => format!("nothing to send: {} already done in the ledger", rows(done)),
+        (sent, 0) => format!("sent {}", rows(sent)),
+        (sent, done) => format!("sent {}; {} already done in the ledger", rows(sent), rows(done)),
+    });
     let status = session.finish(arguments.results, &report.notes, report.stopped.as_ref(), terminal)?;
     if let Some(error) = dispatch_error {
         return Err(CommandError {

@@ -18,7 +18,7 @@ use crate::dispatch::{RowNote, StopReason};
 use crate::exit::ExitStatus;
 use crate::input::{InputReader, ReadOptions};
 use crate::ledger::{BatchSummary, Ledger};
-use crate::output::Terminal;
+use crate::output::{Terminal, rows};
 use crate::redaction::load_api_key;
 use crate::results::{self, ResultsContext, Tally};
 use crate::validation::{FileCheck, check_file};
@@ -60,15 +60,14 @@ pub fn check_input(
     terminal: &Terminal,
 ) -> Result<(FileCheck, ReadOptions), CommandError> {
     let options = read_options(input)?;
-    let check = check_file(&input.file, options)
-        .with_context(|| format!("cannot read the refund file {}", input.file.display()))
-        .map_err(CommandError::usage)?;
+    // The error names the file already.
+    let check = check_file(&input.file, options).map_err(CommandError::usage)?;
     report_check(&check, terminal);
     if !check.invalid.is_empty() && !skip_invalid {
         return Err(CommandError::usage(anyhow!(
-            "{} of {} rows are invalid; nothing was sent. Fix them, or pass --skip-invalid to send the valid rows only",
+            "{} of {} invalid; nothing was sent. Fix them, or pass --skip-invalid to send the valid rows only",
             check.invalid.len(),
-            check.rows
+            rows(check.rows)
         )));
     }
     Ok((check, options))
@@ -255,7 +254,7 @@ fn print_summary(
     } else {
         counts.join(", ")
     };
-    terminal.note(&format!("{} rows: {counts}", tally.total()));
+    terminal.note(&format!("{}: {counts}", rows(tally.total())));
     if let Some(amounts) = tally.amounts_text("succeeded") {
         terminal.note(&format!("refunded: {amounts}"));
     }
@@ -281,19 +280,21 @@ pub fn next_steps(tally: &Tally) -> Vec<String> {
     let unfinished = tally.count("unknown") + tally.count("pending");
     if unfinished > 0 {
         steps.push(format!(
-            "{unfinished} rows not finished (unknown or pending): run the same command again to resume; they keep their keys"
+            "{} not finished (unknown or pending): run the same command again to resume; they keep their keys",
+            rows(unfinished)
         ));
     }
     let failed = tally.count("declined") + tally.count("rejected");
     if failed > 0 {
         steps.push(format!(
-            "{failed} rows declined or rejected: see the results CSV, fix what it says and run again with --retry-failed"
+            "{} declined or rejected: see the results CSV, fix what it says and run again with --retry-failed",
+            rows(failed)
         ));
     }
     if tally.count("conflict") > 0 {
         steps.push(format!(
-            "{} rows in conflict: the file differs from what was already sent for those orders; see the error column",
-            tally.count("conflict")
+            "{} in conflict: the file differs from what was already sent for those orders; see the error column",
+            rows(tally.count("conflict"))
         ));
     }
     if tally.count("invalid") > 0 {

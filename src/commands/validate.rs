@@ -1,12 +1,10 @@
 //! `refund-batch validate FILE`: the whole-file check alone. Sends nothing, opens no ledger.
 
-use anyhow::Context as _;
-
 use crate::cli::{GlobalArgs, ValidateArgs};
 use crate::commands::{CommandError, read_options};
 use crate::exit::ExitStatus;
 use crate::money::format_amount;
-use crate::output::Terminal;
+use crate::output::{Terminal, rows};
 use crate::validation::{FileCheck, check_file};
 
 /// Checks the file and prints every problem, then what would be sent.
@@ -17,23 +15,22 @@ pub fn validate(
 ) -> Result<ExitStatus, CommandError> {
     let options = read_options(&arguments.input)?;
     let path = &arguments.input.file;
-    let check = check_file(path, options)
-        .with_context(|| format!("cannot validate {}", path.display()))
-        .map_err(CommandError::usage)?;
+    // The error names the file already.
+    let check = check_file(path, options).map_err(CommandError::usage)?;
     report_check(&check, terminal);
     if check.invalid.is_empty() {
         terminal.note(&format!(
-            "{}: all {} rows are valid; nothing was sent",
+            "{}: {} valid; nothing was sent",
             path.display(),
-            check.rows
+            all_rows(check.rows)
         ));
         Ok(ExitStatus::Success)
     } else {
         terminal.note(&format!(
-            "{}: {} of {} rows are invalid; nothing was sent",
+            "{}: {} of {} invalid; nothing was sent",
             path.display(),
             check.invalid.len(),
-            check.rows
+            rows(check.rows)
         ));
         Ok(ExitStatus::Usage)
     }
@@ -56,17 +53,26 @@ pub fn report_check(check: &FileCheck, terminal: &Terminal) {
             .iter()
             .map(|(currency, minor)| {
                 format!(
-                    "{} {} ({} rows)",
+                    "{} {} ({})",
                     format_amount(*minor, *currency),
                     currency,
-                    check.counts.get(currency).copied().unwrap_or(0)
+                    rows(check.counts.get(currency).copied().unwrap_or(0))
                 )
             })
             .collect();
         terminal.note(&format!(
-            "{} valid rows would refund {}",
-            check.valid,
+            "{} valid: would refund {}",
+            rows(check.valid),
             totals.join(", ")
         ));
+    }
+}
+
+/// "all 5 rows are", "the 1 row is": the count of a whole file.
+fn all_rows(count: u64) -> String {
+    match count {
+        0 => "no rows: the file has a header and nothing else, so it is".to_owned(),
+        1 => "the 1 row is".to_owned(),
+        count => format!("all {count} rows are"),
     }
 }
