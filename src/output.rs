@@ -134,9 +134,25 @@ impl Terminal {
         let show = !self.options.quiet && !self.options.no_progress;
         let bar = (show && self.is_terminal).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
-            let style = ProgressStyle::with_template("{bar:30} {pos}/{len} rows  {msg}  {per_sec}  ETA {eta}")
+            let style = ProgressStyle::with_template("{prefix}{bar:30} {pos}/{len} rows  {msg}  {rate}  ETA {eta}")
+                .map(|style| {
+                    style.with_key(
+                        "rate",
+                        |state: &indicatif::ProgressState, writer: &mut dyn std::fmt::Write| {
+                            let _ = write!(writer, "{:.0} rows/s", state.per_sec());
+                        },
+                    )
+                })
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
+            if let Some(banner) = self
+                .banner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+            {
+                bar.set_prefix(format!("{banner} "));
+            }
             *ACTIVE_BAR.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bar.clone());
             bar
         });
