@@ -10,7 +10,13 @@ use crate::util::{API_KEY, TestSandbox, Workdir, read_results, sample};
 
 /// Runs `run FILE` against `sandbox` and returns the exit code.
 fn run(workdir: &Workdir, sandbox: &TestSandbox, file: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
-    workdir.command().args(sandbox.arguments()).arg("run").arg(file).args(extra).assert()
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .arg("run")
+        .arg(file)
+        .args(extra)
+        .assert()
 }
 
 #[test]
@@ -24,13 +30,24 @@ fn every_row_is_sent_exactly_once_and_the_results_agree_with_the_sandbox() {
 
     let stats = sandbox.stats();
     assert_eq!(stats.refunds.len(), 5, "one refund per row");
-    assert!(stats.created_per_order.values().all(|count| *count == 1), "{:?}", stats.created_per_order);
-    assert!(stats.requests_per_key.values().all(|count| *count == 1), "{:?}", stats.requests_per_key);
+    assert!(
+        stats.created_per_order.values().all(|count| *count == 1),
+        "{:?}",
+        stats.created_per_order
+    );
+    assert!(
+        stats.requests_per_key.values().all(|count| *count == 1),
+        "{:?}",
+        stats.requests_per_key
+    );
 
     let results = read_results(&workdir.path("mixed.results.csv"));
     assert_eq!(results.len(), 5);
-    let by_order: HashMap<&str, &payroc_sandbox::RefundRecord> =
-        stats.refunds.iter().map(|refund| (refund.order_id.as_str(), refund)).collect();
+    let by_order: HashMap<&str, &payroc_sandbox::RefundRecord> = stats
+        .refunds
+        .iter()
+        .map(|refund| (refund.order_id.as_str(), refund))
+        .collect();
     for (index, line) in results.iter().enumerate() {
         assert_eq!(line["row"], (index + 2).to_string(), "results are in input order");
         let refund = by_order[line["order_id"].as_str()];
@@ -39,14 +56,22 @@ fn every_row_is_sent_exactly_once_and_the_results_agree_with_the_sandbox() {
         assert_eq!(line["payroc_status"], refund.status);
         assert_eq!(line["idempotency_key"], refund.idempotency_key);
         assert_eq!(line["method"], refund.method);
-        let expected = if refund.response_code == "A" { "succeeded" } else { "declined" };
+        let expected = if refund.response_code == "A" {
+            "succeeded"
+        } else {
+            "declined"
+        };
         assert_eq!(line["status"], expected);
         assert_eq!(line["attempts"], "1");
     }
     assert_eq!(results[1]["status"], "declined", "the sample's decline card");
     assert_eq!(results[3]["amount"], "9.500", "KWD has three decimals");
     assert_eq!(results[3]["currency"], "KWD");
-    let kwd = stats.refunds.iter().find(|refund| refund.currency == "KWD").expect("KWD refund");
+    let kwd = stats
+        .refunds
+        .iter()
+        .find(|refund| refund.currency == "KWD")
+        .expect("KWD refund");
     assert_eq!(kwd.amount, 9500, "minor units by the currency's exponent");
 }
 
@@ -80,10 +105,16 @@ fn a_second_run_sends_nothing_and_a_new_ledger_replays_the_same_keys() {
     let third = sandbox.stats();
     assert_eq!(third.refunds.len(), 5, "no new refund was created");
     assert!(third.created_per_order.values().all(|count| *count == 1));
-    assert!(third.requests_per_key.values().all(|count| *count == 2), "each key was sent once per ledger");
+    assert!(
+        third.requests_per_key.values().all(|count| *count == 2),
+        "each key was sent once per ledger"
+    );
     let third_results = read_results(&workdir.path("mixed.results.csv"));
     for (before, after) in first_results.iter().zip(&third_results) {
-        assert_eq!(before["idempotency_key"], after["idempotency_key"], "same row, same key");
+        assert_eq!(
+            before["idempotency_key"], after["idempotency_key"],
+            "same row, same key"
+        );
         assert_eq!(before["refund_id"], after["refund_id"], "the stored response came back");
     }
 }
@@ -117,7 +148,12 @@ fn an_invalid_file_exits_2_sends_nothing_and_names_every_bad_row_and_column() {
     assert!(!workdir.path("invalid.results.csv").exists());
 
     // validate says the same and also exits 2.
-    workdir.command().args(["validate", "invalid.csv"]).assert().code(2).stderr(predicate::str::contains("row 7, column order_id"));
+    workdir
+        .command()
+        .args(["validate", "invalid.csv"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("row 7, column order_id"));
 }
 
 #[test]
@@ -133,7 +169,11 @@ fn skip_invalid_sends_the_valid_rows_and_reports_the_others() {
     let results = read_results(&workdir.path("day.results.csv"));
     assert_eq!(results[0]["status"], "succeeded");
     assert_eq!(results[1]["status"], "invalid");
-    assert!(results[1]["error"].contains("row 3, column amount"), "{}", results[1]["error"]);
+    assert!(
+        results[1]["error"].contains("row 3, column amount"),
+        "{}",
+        results[1]["error"]
+    );
     assert_eq!(sandbox.stats().refunds.len(), 1);
 }
 
@@ -148,7 +188,10 @@ fn a_changed_row_is_a_conflict_and_retry_failed_uses_the_next_key() {
     let sandbox = TestSandbox::start(SandboxConfig::default());
     run(&workdir, &sandbox, "day.csv", &[]).code(1);
     let first = read_results(&workdir.path("day.results.csv"));
-    assert_eq!((first[0]["status"].as_str(), first[1]["status"].as_str()), ("succeeded", "declined"));
+    assert_eq!(
+        (first[0]["status"].as_str(), first[1]["status"].as_str()),
+        ("succeeded", "declined")
+    );
 
     // The file now asks 12.00 for K1: refused as a conflict, nothing sent.
     workdir.write(
@@ -160,16 +203,26 @@ fn a_changed_row_is_a_conflict_and_retry_failed_uses_the_next_key() {
     assert_eq!(sandbox.stats().refund_posts, posts_before);
     let second = read_results(&workdir.path("day.results.csv"));
     assert_eq!(second[0]["status"], "conflict");
-    assert!(second[0]["error"].contains("amount was 1000 USD minor units, now 1200"), "{}", second[0]["error"]);
+    assert!(
+        second[0]["error"].contains("amount was 1000 USD minor units, now 1200"),
+        "{}",
+        second[0]["error"]
+    );
 
     // --retry-failed sends the declined row again under a new key; the succeeded one never.
     run(&workdir, &sandbox, "day.csv", &["--retry-failed"]).code(1);
     let third = read_results(&workdir.path("day.results.csv"));
-    assert_ne!(third[1]["idempotency_key"], first[1]["idempotency_key"], "a new generation, a new key");
+    assert_ne!(
+        third[1]["idempotency_key"], first[1]["idempotency_key"],
+        "a new generation, a new key"
+    );
     assert_eq!(third[1]["status"], "declined", "the test card declines again");
     let stats = sandbox.stats();
     assert_eq!(stats.created_per_order["card|1234001|K1"], 1);
-    assert_eq!(stats.created_per_order["card|1234001|K2"], 2, "the retry is a new refund attempt");
+    assert_eq!(
+        stats.created_per_order["card|1234001|K2"], 2,
+        "the retry is a new refund attempt"
+    );
 }
 
 #[test]
@@ -182,7 +235,9 @@ fn the_embedded_sandbox_runs_the_sample_without_any_configuration() {
         .args(["run", "mixed.csv"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("[sandbox, no money moves] 5 rows: 4 succeeded, 1 declined"));
+        .stderr(predicate::str::contains(
+            "[sandbox, no money moves] 5 rows: 4 succeeded, 1 declined",
+        ));
     let results = read_results(&workdir.path("mixed.results.csv"));
     assert_eq!(results.len(), 5);
 }
@@ -199,7 +254,11 @@ fn no_secret_reaches_any_file_or_output() {
         printed.extend(output.stdout);
         printed.extend(output.stderr);
     }
-    workdir.command().args(["status", "--format", "json"]).assert().success();
+    workdir
+        .command()
+        .args(["status", "--format", "json"])
+        .assert()
+        .success();
     assert_eq!(sandbox.stats().refunds.len(), 7);
     let secrets = [
         "4539858876047062",
@@ -217,7 +276,11 @@ fn no_secret_reaches_any_file_or_output() {
     ];
     let inputs = [workdir.path("card.csv"), workdir.path("bank.csv")];
     let mut searched = 0;
-    for (path, bytes) in workdir.all_files().into_iter().filter(|(path, _)| !inputs.contains(path)) {
+    for (path, bytes) in workdir
+        .all_files()
+        .into_iter()
+        .filter(|(path, _)| !inputs.contains(path))
+    {
         searched += 1;
         let text = String::from_utf8_lossy(&bytes);
         for secret in secrets {
@@ -227,7 +290,10 @@ fn no_secret_reaches_any_file_or_output() {
     assert!(searched >= 3, "the ledger, its WAL and the results were searched");
     // The search can see what is there: the masked forms are in the results.
     let results = workdir.read("card.results.csv") + &workdir.read("bank.results.csv");
-    assert!(results.contains("453985******7062") && results.contains("ach ****7890"), "{results}");
+    assert!(
+        results.contains("453985******7062") && results.contains("ach ****7890"),
+        "{results}"
+    );
     let printed = String::from_utf8_lossy(&printed);
     for secret in secrets {
         assert!(!printed.contains(secret), "{secret:?} printed");
@@ -236,7 +302,11 @@ fn no_secret_reaches_any_file_or_output() {
     {
         use std::os::unix::fs::PermissionsExt;
         for name in ["ledger.sqlite", "card.results.csv", "bank.results.csv"] {
-            let mode = std::fs::metadata(workdir.path(name)).expect("file exists").permissions().mode() & 0o777;
+            let mode = std::fs::metadata(workdir.path(name))
+                .expect("file exists")
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{name}");
         }
     }

@@ -5,3 +5,6 @@ mod util;
 
 // The main path: every row exactly once, re-runs, new ledgers, invalid files, results.
 mod end_to_end;
+
+// Input that fights back: encodings, NUL, runaway cells, ragged rows, delimiters, empty and large files.
+mod hostile;

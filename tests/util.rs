@@ -28,7 +28,10 @@ impl TestSandbox {
         let running = runtime
             .block_on(payroc_sandbox::spawn(([127, 0, 0, 1], 0).into(), config))
             .expect("sandbox starts on a free loopback port");
-        TestSandbox { running: Some(running), runtime }
+        TestSandbox {
+            running: Some(running),
+            runtime,
+        }
     }
 
     fn running(&self) -> &RunningSandbox {
@@ -69,7 +72,9 @@ pub struct Workdir {
 impl Workdir {
     /// A new, empty directory.
     pub fn new() -> Workdir {
-        Workdir { directory: tempfile::tempdir().expect("temp dir") }
+        Workdir {
+            directory: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// Path of `name` inside.
@@ -81,6 +86,13 @@ impl Workdir {
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, content).expect("write test file");
+        path
+    }
+
+    /// Writes raw `bytes` to `name` (for files that are not UTF-8).
+    pub fn write_bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).expect("write test file");
         path
     }
 
@@ -136,7 +148,11 @@ pub fn read_results(path: &Path) -> Vec<std::collections::HashMap<String, String
         .records()
         .map(|record| {
             let record = record.expect("results record");
-            headers.iter().zip(record.iter()).map(|(name, value)| (name.to_owned(), value.to_owned())).collect()
+            headers
+                .iter()
+                .zip(record.iter())
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect()
         })
         .collect()
 }

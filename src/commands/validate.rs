@@ -21,7 +21,15 @@ pub fn validate(
         .with_context(|| format!("cannot validate {}", path.display()))
         .map_err(CommandError::usage)?;
     report_check(&check, terminal);
-    if check.invalid.is_empty() {
+    if check.rows == 0 {
+        // A header with no rows is a valid, empty day (nothing to refund), not an error: cron
+        // runs on such a day must not fail.
+        terminal.note(&format!(
+            "{}: the file has a header but no rows; nothing to send",
+            path.display()
+        ));
+        Ok(ExitStatus::Success)
+    } else if check.invalid.is_empty() {
         terminal.note(&format!(
             "{}: all {} rows are valid; nothing was sent",
             path.display(),
