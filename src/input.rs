@@ -1110,6 +1110,9 @@ fn aba_check_digit_valid(routing: &str) -> bool {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
