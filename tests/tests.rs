@@ -8,3 +8,6 @@ mod end_to_end;
 
 // Input that fights back: encodings, NUL, runaway cells, ragged rows, delimiters, empty and large files.
 mod hostile;
+
+// Data protection: formula cells neutralised, no full number or unkeyed hash of one at rest.
+mod data_protection;
