@@ -11,13 +11,14 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::money::{self, Currency};
+use crate::redaction::{excerpt, redact_digit_runs};
 
 /// How a refund reaches the customer, and which Payroc endpoint takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -310,10 +311,24 @@ impl ColumnMap {
     }
 }
 
+/// The longest cell, in bytes, the reader looks at. No column allows more than 256 characters
+/// (1024 bytes of UTF-8), so anything longer is refused before it is decoded, checked or quoted
+/// in a message: a runaway cell (a pasted document, a broken quote swallowing the rest of the
+/// file) costs one length check, not a multi-megabyte error message.
+const MAX_CELL_BYTES: usize = 4096;
+
+/// How much of a cell an error message or an invalid row's results line repeats.
+const MAX_LABEL_CHARACTERS: usize = 64;
+
+/// The byte stream under the CSV parser: hashed as it is read, buffered so the first line can be
+/// looked at (and a `sep=` line skipped) before the parser sees it. Boxed so tests can read from
+/// memory.
+type InputStream = BufReader<HashingReader<Box<dyn Read + Send>>>;
+
 /// Streams a refund file one row at a time. See the module documentation.
 pub struct InputReader {
     path: PathBuf,
-    reader: csv::Reader<HashingReader<File>>,
+    reader: csv::Reader<InputStream>,
     columns: ColumnMap,
     unknown_columns: Vec<String>,
     record: csv::ByteRecord,
@@ -329,23 +344,41 @@ impl InputReader {
             path: path.to_owned(),
             source,
         })?;
-        let hashing = HashingReader {
-            inner: file,
-            hasher: Sha256::new(),
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .has_headers(true)
-            .delimiter(options.delimiter.unwrap_or(b','))
-            .from_reader(hashing);
-        let header = reader.byte_headers().map_err(|error| csv_error(path, error))?.clone();
+        InputReader::from_reader(path, Box::new(file), options)
+    }
+
+    /// Reads a file's bytes from `source`; `path` is only used in messages.
+    pub(crate) fn from_reader(
+        path: &Path,
+        source: Box<dyn Read + Send>,
+        options: ReadOptions,
+    ) -> Result<InputReader, InputError> {
         let header_error = |message: String| InputError::Header {
             path: path.to_owned(),
             message,
         };
+        let mut stream = BufReader::new(HashingReader {
+            inner: source,
+            hasher: Sha256::new(),
+        });
+        let delimiter = options.delimiter.unwrap_or(b',');
+        skip_separator_line(&mut stream, delimiter)
+            .map_err(|source| InputError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .map_err(header_error)?;
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(true)
+            .delimiter(delimiter)
+            .from_reader(stream);
+        let header = reader.byte_headers().map_err(|error| csv_error(path, error))?.clone();
         if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
             return Err(header_error(
-                "the file is empty: it needs a header row naming the columns (see the README)".into(),
+                "the file is empty (no header row, only blank lines or nothing at all): it needs a header row \
+                 naming the columns (see the README)"
+                    .into(),
             ));
         }
         let mut positions = vec![None; KNOWN_COLUMNS.len()];
@@ -379,11 +412,18 @@ impl InputReader {
             width: header.len(),
         };
         if header.len() == 1 && options.delimiter.is_none() {
-            let only = String::from_utf8_lossy(&header[0]).into_owned();
-            if only.contains(';') || only.to_ascii_lowercase().starts_with("sep=") {
+            let only = &header[0];
+            if only.contains(&b';') {
                 return Err(header_error(
                     "the header is one column separated by ';': this looks like a semicolon-delimited export. \
-                     Re-export as comma-separated CSV, or pass --delimiter ';' (and remove a first line \"sep=;\")"
+                     Re-export as comma-separated CSV, or pass --delimiter ';'"
+                        .into(),
+                ));
+            }
+            if only.contains(&b'\t') {
+                return Err(header_error(
+                    "the header is one column separated by tabs: this looks like a tab-delimited export. \
+                     Re-export as comma-separated CSV, or pass --delimiter tab"
                         .into(),
                 ));
             }
@@ -444,9 +484,54 @@ impl InputReader {
                 path: self.path.clone(),
                 source,
             })?;
-        let digest = self.reader.into_inner().hasher.finalize();
+        let digest = self.reader.into_inner().into_inner().hasher.finalize();
         Ok(hex(&digest))
     }
+}
+
+/// Skips a first line `sep=X` (Excel's hint naming the delimiter, which Excel itself hides) when
+/// `X` is the delimiter in use, so `--delimiter ';'` reads a file that starts `sep=;` as it is.
+/// When `X` is another delimiter, the file cannot be read as asked: the message names the option
+/// to pass. Row numbers are unchanged by the skip: the header is row 1, as a spreadsheet shows it.
+///
+/// Returns the outer `io::Error` when reading fails, the inner `Err` with a message when the line
+/// names another delimiter.
+fn skip_separator_line(stream: &mut InputStream, delimiter: u8) -> io::Result<Result<(), String>> {
+    let buffer = stream.fill_buf()?;
+    let bom = if buffer.starts_with(b"\xef\xbb\xbf") { 3 } else { 0 };
+    let line = &buffer[bom..];
+    if !line.get(..4).is_some_and(|start| start.eq_ignore_ascii_case(b"sep=")) {
+        return Ok(Ok(()));
+    }
+    let ending = match line.get(5..) {
+        Some([b'\r', b'\n', ..]) => 2,
+        Some([b'\n', ..]) | Some([b'\r', ..]) => 1,
+        Some([]) => 0,
+        // `sep=` followed by more text is not the hint; leave it to the header checks.
+        _ => return Ok(Ok(())),
+    };
+    let Some(&named) = line.get(4) else {
+        return Ok(Ok(()));
+    };
+    if named != delimiter {
+        let shown = if named == b'\t' {
+            "tab".to_owned()
+        } else {
+            (named as char).escape_default().to_string()
+        };
+        let option = if named == b'\t' {
+            "tab".to_owned()
+        } else {
+            format!("'{shown}'")
+        };
+        return Ok(Err(format!(
+            "row 1 is \"sep={shown}\": the file says its fields are separated by {shown}, so pass --delimiter {option} \
+             (the line is then skipped), or remove the line and re-export as comma-separated CSV"
+        )));
+    }
+    let consumed = bom + 5 + ending;
+    stream.consume(consumed);
+    Ok(Ok(()))
 }
 
 /// Lower-case hex of bytes, for digests.
@@ -487,11 +572,14 @@ struct RowCheck<'record> {
 }
 
 impl RowCheck<'_> {
+    /// Records a problem. Messages may quote a cell, and a cell may hold a card or account number
+    /// typed into the wrong column; long digit runs are redacted so such a number never reaches
+    /// the terminal or the results.
     fn problem(&mut self, column: &str, message: impl Into<String>) {
         self.problems.push(Problem {
             row: self.row,
             column: Some(column.to_owned()),
-            message: message.into(),
+            message: redact_digit_runs(&message.into()),
         });
     }
 
@@ -503,10 +591,27 @@ impl RowCheck<'_> {
 
     fn cell_at(&mut self, column: &str, index: usize) -> Option<String> {
         let bytes = self.record.get(index)?;
+        if bytes.len() > MAX_CELL_BYTES {
+            self.problem(
+                column,
+                format!(
+                    "is {} bytes long, far more than any column allows (at most 256 characters); \
+                     check for a quote that is never closed",
+                    bytes.len()
+                ),
+            );
+            return None;
+        }
         let text = match std::str::from_utf8(bytes) {
             Ok(text) => text,
-            Err(_) => {
-                self.problem(column, "is not valid UTF-8 (re-export the file as \"CSV UTF-8\")");
+            Err(error) => {
+                self.problem(
+                    column,
+                    format!(
+                        "is not valid UTF-8 (byte {} is not): re-export the file as \"CSV UTF-8\"",
+                        error.valid_up_to() + 1
+                    ),
+                );
                 return None;
             }
         };
@@ -514,10 +619,19 @@ impl RowCheck<'_> {
         if text.is_empty() {
             return None;
         }
-        if text.chars().any(char::is_control) {
+        // A line break inside a quoted cell is refused, not sent: Payroc's fields are one line
+        // of text, and a description that continues on a second line is more often a broken
+        // quote than intent. The row number stays the record's (as a spreadsheet counts it).
+        if let Some(control) = text.chars().find(|character| character.is_control()) {
+            let what = match control {
+                '\n' | '\r' => "a line break (a multi-line cell)".to_owned(),
+                '\t' => "a tab".to_owned(),
+                '\0' => "a NUL byte".to_owned(),
+                other => format!("the control character U+{:04X}", u32::from(other)),
+            };
             self.problem(
                 column,
-                "contains a control character (tabs, line breaks and NUL are not allowed)",
+                format!("contains {what} (one line of text without tabs, NUL or other control characters)"),
             );
             return None;
         }
@@ -557,7 +671,10 @@ impl RowCheck<'_> {
         match allowed.iter().find(|candidate| **candidate == lower) {
             Some(found) => Some(found),
             None => {
-                self.problem(column, format!("{value:?} is not allowed ({})", allowed.join(", ")));
+                self.problem(
+                    column,
+                    format!("{:?} is not allowed ({})", excerpt(&value, 20), allowed.join(", ")),
+                );
                 None
             }
         }
@@ -599,7 +716,10 @@ fn validate_record(record: &csv::ByteRecord, row: u64, columns: &ColumnMap, opti
         columns
             .position(column)
             .and_then(|index| record.get(index))
-            .map(|bytes| String::from_utf8_lossy(bytes).trim().to_owned())
+            .map(|bytes| {
+                let start = &bytes[..bytes.len().min(MAX_CELL_BYTES)];
+                excerpt(String::from_utf8_lossy(start).trim(), MAX_LABEL_CHARACTERS)
+            })
             .unwrap_or_default()
     };
     label.processing_terminal_id = raw("processing_terminal_id");
@@ -612,7 +732,10 @@ fn validate_record(record: &csv::ByteRecord, row: u64, columns: &ColumnMap, opti
         Some(text) => match Method::parse(&text) {
             Some(method) => Some(method),
             None => {
-                check.problem("method", format!("{text:?} is not a method (card or bank)"));
+                check.problem(
+                    "method",
+                    format!("{:?} is not a method (card or bank)", excerpt(&text, 20)),
+                );
                 None
             }
         },
@@ -636,7 +759,10 @@ fn validate_record(record: &csv::ByteRecord, row: u64, columns: &ColumnMap, opti
             None => {
                 check.problem(
                     "currency",
-                    format!("{code:?} is not a currency Payroc accepts (an ISO 4217 code such as USD, EUR, JPY)"),
+                    format!(
+                        "{:?} is not a currency Payroc accepts (an ISO 4217 code such as USD, EUR, JPY)",
+                        excerpt(&code, 20)
+                    ),
                 );
                 None
             }
@@ -856,7 +982,10 @@ fn card_payee(check: &mut RowCheck<'_>) -> Option<Payee> {
                 } else {
                     check.problem(
                         "expiry_date",
-                        format!("{text:?} is not a card expiry (MMYY or MM/YY, month 01–12)"),
+                        format!(
+                            "{:?} is not a card expiry (MMYY or MM/YY, month 01–12)",
+                            excerpt(&text, 20)
+                        ),
                     );
                     None
                 }
@@ -979,6 +1108,9 @@ fn aba_check_digit_valid(routing: &str) -> bool {
         .sum();
     sum.is_multiple_of(10)
 }
+
+#[cfg(test)]
+mod fuzz_tests;
 
 #[cfg(test)]
 mod tests {

@@ -95,7 +95,7 @@ pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> 
         return Err(AmountError::Empty);
     }
     if trimmed.starts_with(['+', '-']) {
-        return Err(AmountError::Signed(trimmed.to_owned()));
+        return Err(AmountError::Signed(shown(trimmed)));
     }
     let (whole, fraction) = match trimmed.split_once('.') {
         Some((whole, fraction)) => (whole, Some(fraction)),
@@ -103,19 +103,19 @@ pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> 
     };
     let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
     if !all_digits(whole) || fraction.is_some_and(|fraction| !all_digits(fraction)) {
-        return Err(AmountError::NotDecimal(trimmed.to_owned()));
+        return Err(AmountError::NotDecimal(shown(trimmed)));
     }
     let fraction = fraction.unwrap_or("");
     let exponent = currency.exponent();
     if fraction.len() > exponent as usize {
         return Err(AmountError::TooManyPlaces {
-            amount: trimmed.to_owned(),
+            amount: shown(trimmed),
             places: fraction.len(),
             currency,
             allowed: exponent,
         });
     }
-    let too_large = || AmountError::TooLarge(trimmed.to_owned());
+    let too_large = || AmountError::TooLarge(shown(trimmed));
     let mut minor: i64 = 0;
     for digit in whole.bytes().chain(fraction.bytes()) {
         minor = minor
@@ -127,9 +127,15 @@ pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> 
     let missing_places = exponent - fraction.len() as u32;
     minor = minor.checked_mul(10_i64.pow(missing_places)).ok_or_else(too_large)?;
     if minor == 0 {
-        return Err(AmountError::Zero(trimmed.to_owned()));
+        return Err(AmountError::Zero(shown(trimmed)));
     }
     Ok(minor)
+}
+
+/// The amount as an error repeats it: at most 40 characters, so a runaway cell does not make a
+/// runaway message.
+fn shown(text: &str) -> String {
+    crate::redaction::excerpt(text, 40)
 }
 
 /// Formats minor units back as a decimal in major units: `4999` USD is `49.99`, `1200` JPY `1200`.

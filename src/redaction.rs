@@ -59,6 +59,16 @@ pub fn redact_digit_runs(text: &str) -> String {
     output
 }
 
+/// The first `max_characters` characters of `text`, with `…` when it was longer: what a message
+/// repeats of a cell it refuses. A hostile or runaway cell (megabytes, a whole pasted document)
+/// must not come back as a message of the same size on the terminal and in the results.
+pub fn excerpt(text: &str, max_characters: usize) -> String {
+    match text.char_indices().nth(max_characters) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// Errors loading the API key.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiKeyError {
@@ -133,6 +143,13 @@ mod tests {
         );
         assert_eq!(redact_digit_runs(""), "");
         assert_eq!(redact_digit_runs("é 12345678"), "é [redacted …5678]");
+    }
+
+    #[test]
+    fn excerpts_cut_on_characters() {
+        assert_eq!(excerpt("short", 8), "short");
+        assert_eq!(excerpt("éééééééééé", 3), "ééé…");
+        assert_eq!(excerpt("", 3), "");
     }
 
     #[test]

@@ -14,3 +14,9 @@ mod chaos;
 
 // Screens pinned as snapshots, and the production guard rails.
 mod screens;
+
+// Input that fights back: encodings, NUL, runaway cells, ragged rows, delimiters, empty and large files.
+mod hostile;
+
+// Data protection: formula cells neutralised, no full number or unkeyed hash of one at rest.
+mod data_protection;

@@ -43,6 +43,39 @@ impl TestSandbox {
         self.running().sandbox().stats()
     }
 
+    /// What the sandbox holds for card refund `refund_id` (GET /v1/refunds/{id}), as JSON: how a
+    /// test sees exactly what was sent. Fetches its own token (counted in `tokens_issued`).
+    pub fn card_refund(&self, refund_id: &str) -> serde_json::Value {
+        let identity = self.running().identity_url();
+        let api = self.running().api_url();
+        self.runtime.block_on(async move {
+            let client = reqwest::Client::new();
+            let token: serde_json::Value = serde_json::from_str(
+                &client
+                    .post(format!("{identity}/authorize"))
+                    .header("x-api-key", API_KEY)
+                    .send()
+                    .await
+                    .expect("authorize")
+                    .text()
+                    .await
+                    .expect("token body"),
+            )
+            .expect("token JSON");
+            let access_token = token["access_token"].as_str().expect("access_token").to_owned();
+            let body = client
+                .get(format!("{api}/refunds/{refund_id}"))
+                .bearer_auth(access_token)
+                .send()
+                .await
+                .expect("get refund")
+                .text()
+                .await
+                .expect("refund body");
+            serde_json::from_str(&body).expect("refund JSON")
+        })
+    }
+
     /// `--env uat --api-url … --identity-url …` pointing at this sandbox.
     pub fn arguments(&self) -> Vec<String> {
         vec![
@@ -86,6 +119,13 @@ impl Workdir {
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, content).expect("write test file");
+        path
+    }
+
+    /// Writes raw `bytes` to `name` (for files that are not UTF-8).
+    pub fn write_bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).expect("write test file");
         path
     }
 

@@ -18,7 +18,15 @@ pub fn validate(
     // The error names the file already.
     let check = check_file(path, options).map_err(CommandError::usage)?;
     report_check(&check, terminal);
-    if check.invalid.is_empty() {
+    if check.rows == 0 {
+        // A header with no rows is a valid, empty day (nothing to refund), not an error: cron
+        // runs on such a day must not fail.
+        terminal.note(&format!(
+            "{}: the file has a header but no rows; nothing to send",
+            path.display()
+        ));
+        Ok(ExitStatus::Success)
+    } else if check.invalid.is_empty() {
         terminal.note(&format!(
             "{}: {} valid; nothing was sent",
             path.display(),

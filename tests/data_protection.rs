@@ -1,0 +1,277 @@
+//! Data protection (issue 6): results cells a spreadsheet would run as formulas are neutralised
+//! while what is sent to Payroc is not touched, and nothing the tool writes at rest — ledger,
+//! its WAL and shared memory, the results, stdout and stderr — holds a full card, account or
+//! routing number, or an unkeyed SHA-256 of one.
+
+use std::collections::HashSet;
+
+use payroc_sandbox::SandboxConfig;
+use sha2::{Digest, Sha256};
+
+use crate::util::{TestSandbox, Workdir, read_results};
+
+#[test]
+fn formula_cells_are_neutralised_in_the_results_but_sent_unchanged() {
+    let workdir = Workdir::new();
+    let header =
+        "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,custom.note\n";
+    let rows = [
+        ("=1+2", "=HYPERLINK(\"http://x.example\")", "=cmd|' /C calc'!A0"),
+        ("-123", "-5 goodwill", "-1"),
+        ("+44", "+SUM(A1:A9)", "+x"),
+        ("@home", "@SUM(1)", "@x"),
+    ];
+    let mut content = header.to_owned();
+    for (order_id, description, note) in rows {
+        let quote = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
+        content.push_str(&format!(
+            "card,1234001,{},1.00,USD,{},4111111111111111,0929,{}\n",
+            quote(order_id),
+            quote(description),
+            quote(note)
+        ));
+    }
+    // An invalid row whose label cells are formulas too (reported with --skip-invalid).
+    content.push_str("card,1234001,=BAD,=1+1,USD,x,4111111111111111,0929,\n");
+    workdir.write("formulas.csv", &content);
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "formulas.csv", "--skip-invalid"])
+        .assert()
+        .code(1);
+
+    let results = read_results(&workdir.path("formulas.results.csv"));
+    assert_eq!(results.len(), 5);
+    for (line, (order_id, ..)) in results.iter().zip(rows) {
+        assert_eq!(line["status"], "succeeded", "{line:?}");
+        assert_eq!(
+            line["order_id"],
+            format!("'{order_id}"),
+            "the results cell is neutralised"
+        );
+    }
+    assert_eq!(results[4]["status"], "invalid");
+    assert_eq!(results[4]["order_id"], "'=BAD");
+    assert_eq!(results[4]["amount"], "'=1+1");
+    for line in &results {
+        for (column, cell) in line {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{column} = {cell:?}"
+            );
+        }
+    }
+
+    // Payroc got the values as written: the neutralising quote is only in the results.
+    let stats = sandbox.stats();
+    assert_eq!(stats.refunds.len(), 4);
+    for (refund, (order_id, description, note)) in stats.refunds.iter().zip(rows) {
+        assert_eq!(refund.order_id, order_id);
+        let stored = sandbox.card_refund(&refund.refund_id);
+        assert_eq!(stored["order"]["orderId"], order_id);
+        assert_eq!(stored["order"]["description"], description);
+        assert_eq!(stored["customFields"][0]["name"], "note");
+        assert_eq!(stored["customFields"][0]["value"], note);
+    }
+}
+
+/// A small deterministic generator (splitmix64), so the numbers repeat from run to run.
+struct Numbers(u64);
+
+impl Numbers {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut value = self.0;
+        value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        value ^ (value >> 31)
+    }
+
+    fn digits(&mut self, count: usize) -> String {
+        (0..count)
+            .map(|_| char::from(b'0' + (self.next() % 10) as u8))
+            .collect()
+    }
+}
+
+fn luhn_check_digit(body: &str) -> char {
+    (b'0'..=b'9')
+        .map(char::from)
+        .find(|check| {
+            let number = format!("{body}{check}");
+            let sum: u32 = number
+                .bytes()
+                .rev()
+                .enumerate()
+                .map(|(position, byte)| {
+                    let digit = u32::from(byte - b'0');
+                    if position % 2 == 1 {
+                        if digit * 2 > 9 { digit * 2 - 9 } else { digit * 2 }
+                    } else {
+                        digit
+                    }
+                })
+                .sum();
+            sum.is_multiple_of(10)
+        })
+        .expect("one check digit fits")
+}
+
+fn aba_check_digit(first_eight: &str) -> char {
+    let digits: Vec<u32> = first_eight.bytes().map(|byte| u32::from(byte - b'0')).collect();
+    let partial =
+        3 * (digits[0] + digits[3] + digits[6]) + 7 * (digits[1] + digits[4] + digits[7]) + digits[2] + digits[5];
+    char::from(b'0' + ((10 - partial % 10) % 10) as u8)
+}
+
+/// Every place in `haystack` where one of `needles` occurs, found by scanning runs of digits and
+/// of hex characters (so thousands of needles cost one pass), plus raw 32-byte digests.
+fn leaks(
+    haystack: &[u8],
+    numbers: &HashSet<Vec<u8>>,
+    hex_digests: &HashSet<Vec<u8>>,
+    raw_digests: &HashSet<Vec<u8>>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let number_lengths: HashSet<usize> = numbers.iter().map(Vec::len).collect();
+    let runs = |predicate: fn(&u8) -> bool| {
+        haystack
+            .split(move |byte| !predicate(byte))
+            .filter(|run| !run.is_empty())
+            .collect::<Vec<_>>()
+    };
+    for run in runs(u8::is_ascii_digit) {
+        for length in &number_lengths {
+            for window in run.windows(*length) {
+                if numbers.contains(window) {
+                    found.push(format!("number {}", String::from_utf8_lossy(window)));
+                }
+            }
+        }
+    }
+    for run in runs(u8::is_ascii_hexdigit) {
+        for window in run.windows(64) {
+            if hex_digests.contains(&window.to_ascii_lowercase()) {
+                found.push(format!("hex SHA-256 {}", String::from_utf8_lossy(window)));
+            }
+        }
+    }
+    let prefixes: HashSet<&[u8]> = raw_digests.iter().map(|digest| &digest[..8]).collect();
+    for window in haystack.windows(32) {
+        if prefixes.contains(&window[..8]) && raw_digests.contains(window) {
+            found.push("raw SHA-256".into());
+        }
+    }
+    found
+}
+
+#[test]
+fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
+    let workdir = Workdir::new();
+    let mut numbers = Numbers(6);
+    let mut secrets: Vec<String> = Vec::new();
+    let mut content = String::from(
+        "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,account_number,routing_number,name_on_account\n",
+    );
+    let rows = 2_000;
+    for index in 0..rows {
+        if index % 2 == 0 {
+            let body = format!("45{:06}{}", index, numbers.digits(7));
+            let card = format!("{body}{}", luhn_check_digit(&body));
+            content.push_str(&format!(
+                "card,1234001,P{index},1.{:02},USD,Refund,{card},0929,,,\n",
+                index % 100
+            ));
+            secrets.push(card);
+        } else {
+            let account = format!("7{:05}{}", index, numbers.digits(6));
+            let first_eight = format!("{:08}", (index as u64 * 7919 + 1_234_567) % 100_000_000);
+            let routing = format!("{first_eight}{}", aba_check_digit(&first_eight));
+            content.push_str(&format!(
+                "bank,1234001,P{index},2.00,USD,,,,{account},{routing},Pat Doe\n"
+            ));
+            secrets.push(account);
+            secrets.push(routing);
+        }
+    }
+    assert_eq!(
+        secrets.iter().collect::<HashSet<_>>().len(),
+        secrets.len(),
+        "every number is distinct"
+    );
+    workdir.write("numbers.csv", &content);
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    let run = workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "numbers.csv", "--rate", "100000", "--concurrency", "16", "-vv"])
+        .assert()
+        .code(0);
+    assert_eq!(sandbox.stats().refunds.len(), rows);
+
+    let number_needles: HashSet<Vec<u8>> = secrets.iter().map(|secret| secret.as_bytes().to_vec()).collect();
+    let raw_digests: HashSet<Vec<u8>> = secrets
+        .iter()
+        .map(|secret| Sha256::digest(secret.as_bytes()).to_vec())
+        .collect();
+    let hex_digests: HashSet<Vec<u8>> = raw_digests
+        .iter()
+        .map(|digest| {
+            digest
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+                .into_bytes()
+        })
+        .collect();
+
+    let output = run.get_output();
+    let mut searched = vec![
+        ("stdout".to_owned(), output.stdout.clone()),
+        ("stderr".to_owned(), output.stderr.clone()),
+    ];
+    let input = workdir.path("numbers.csv");
+    for (path, bytes) in workdir.all_files() {
+        if path != input {
+            searched.push((path.display().to_string(), bytes));
+        }
+    }
+    let names: Vec<&str> = searched.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(names.iter().any(|name| name.ends_with("ledger.sqlite")), "{names:?}");
+    assert!(
+        names.iter().any(|name| name.ends_with("numbers.results.csv")),
+        "{names:?}"
+    );
+    // The search can find what it looks for: the input itself is full of it.
+    assert!(!leaks(content.as_bytes(), &number_needles, &hex_digests, &raw_digests).is_empty());
+    for (name, bytes) in &searched {
+        let found = leaks(bytes, &number_needles, &hex_digests, &raw_digests);
+        assert!(
+            found.is_empty(),
+            "{name}: {} leaks, first {:?}",
+            found.len(),
+            found.first()
+        );
+    }
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for name in [
+            "ledger.sqlite",
+            "ledger.sqlite-wal",
+            "ledger.sqlite-shm",
+            "numbers.results.csv",
+        ] {
+            let path = workdir.path(name);
+            // SQLite removes the WAL and shared-memory files when the last connection closes.
+            if (name.ends_with("-wal") || name.ends_with("-shm")) && !path.exists() {
+                continue;
+            }
+            let mode = std::fs::metadata(&path).expect("file exists").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+    }
+}
