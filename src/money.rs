@@ -81,7 +81,18 @@ pub enum AmountError {
     /// Larger than an `i64` of minor units can hold.
     #[error("{0:?} is too large")]
     TooLarge(String),
+    /// More whole digits than any refund has: most likely a card or account number in the wrong
+    /// column. The digits are not repeated, since they may be exactly that.
+    #[error(
+        "has {0} digits before the decimal point; more than {MAX_WHOLE_DIGITS} is not a plausible refund (is a card or account number in the amount column?)"
+    )]
+    Implausible(usize),
 }
+
+/// The most digits a refund's whole part may have: 99,999,999,999 in any currency. Card numbers
+/// (12–19 digits) and long account numbers typed into the amount column are refused instead of
+/// becoming a real, enormous refund — and their digits never reach the ledger as an amount.
+pub const MAX_WHOLE_DIGITS: usize = 11;
 
 /// Parses a decimal amount in major units into minor units of `currency`, exactly.
 ///
@@ -104,6 +115,10 @@ pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> 
     let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
     if !all_digits(whole) || fraction.is_some_and(|fraction| !all_digits(fraction)) {
         return Err(AmountError::NotDecimal(shown(trimmed)));
+    }
+    let significant = whole.trim_start_matches('0').len();
+    if significant > MAX_WHOLE_DIGITS {
+        return Err(AmountError::Implausible(significant));
     }
     let fraction = fraction.unwrap_or("");
     let exponent = currency.exponent();
@@ -233,9 +248,11 @@ mod tests {
         // values a float would round: 0.1 + 0.2 style and large cent values
         assert_eq!(parse_amount("0.29", currency("USD")), Ok(29));
         assert_eq!(parse_amount("1.15", currency("USD")), Ok(115));
+        assert_eq!(parse_amount("12345678901.23", currency("USD")), Ok(1_234_567_890_123));
         assert_eq!(
-            parse_amount("90071992547409.93", currency("USD")),
-            Ok(9_007_199_254_740_993)
+            parse_amount("4.35", currency("USD")),
+            Ok(435),
+            "4.35 * 100 is 434.99999999999994 in f64"
         );
         assert_eq!(parse_amount("007.50", currency("USD")), Ok(750));
     }
@@ -284,15 +301,21 @@ mod tests {
         for zero in ["0", "0.00", "000", "0.0"] {
             assert!(matches!(parse_amount(zero, usd), Err(AmountError::Zero(_))), "{zero}");
         }
-        assert!(matches!(
+        assert_eq!(
             parse_amount("92233720368547758.08", usd),
-            Err(AmountError::TooLarge(_))
-        ));
-        assert!(matches!(
-            parse_amount("99999999999999999999", currency("JPY")),
-            Err(AmountError::TooLarge(_))
-        ));
-        assert_eq!(parse_amount("92233720368547758.07", usd), Ok(i64::MAX));
+            Err(AmountError::Implausible(17))
+        );
+        assert_eq!(
+            parse_amount("4539858876047062", currency("JPY")),
+            Err(AmountError::Implausible(16)),
+            "a card number in the amount column"
+        );
+        assert_eq!(parse_amount("99999999999.99", usd), Ok(9_999_999_999_999));
+        assert_eq!(
+            parse_amount("0000099999999999.9999", currency("CLF")),
+            Ok(999_999_999_999_999)
+        );
+        assert!(!AmountError::Implausible(16).to_string().contains("4539"));
     }
 
     #[test]
