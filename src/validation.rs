@@ -23,8 +23,10 @@ pub struct FileCheck {
     pub valid: u64,
     /// Problems of each invalid row, joined, by row number.
     pub invalid: HashMap<u64, String>,
-    /// Every problem line, in file order, for printing.
+    /// Problem lines in file order, for printing: the first [`PRINTED_PROBLEMS`] of them.
     pub problems: Vec<String>,
+    /// How many problem lines there were in all.
+    pub problem_count: u64,
     /// Rows whose cells are fine but which repeat an earlier row's identity.
     pub duplicate_rows: HashSet<u64>,
     /// Minor units per currency of the valid rows.
@@ -35,6 +37,19 @@ pub struct FileCheck {
     pub sha256: String,
     /// Header names the tool ignores.
     pub unknown_columns: Vec<String>,
+}
+
+/// How many problem lines are kept for printing. A file broken on every row (the wrong file, the
+/// wrong delimiter) would otherwise print millions of lines; the first thousand show the pattern,
+/// and every invalid row still gets its full message in `invalid` (and so in the results CSV).
+pub const PRINTED_PROBLEMS: usize = 1000;
+
+impl FileCheck {
+    fn record_problems(&mut self, lines: Vec<String>) {
+        self.problem_count += lines.len() as u64;
+        let room = PRINTED_PROBLEMS.saturating_sub(self.problems.len());
+        self.problems.extend(lines.into_iter().take(room));
+    }
 }
 
 /// Checks the whole file at `path`.
@@ -93,12 +108,12 @@ pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputE
                 let mut lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
                 lines.extend(duplicate_message);
                 check.invalid.insert(label.row, lines.join("; "));
-                check.problems.extend(lines);
+                check.record_problems(lines);
             }
             ParsedRow::Valid(row) => {
                 if let Some(message) = duplicate_message {
                     check.invalid.insert(row.row, message.clone());
-                    check.problems.push(message);
+                    check.record_problems(vec![message]);
                     check.duplicate_rows.insert(row.row);
                     continue;
                 }

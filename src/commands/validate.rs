@@ -55,6 +55,12 @@ pub fn report_check(check: &FileCheck, terminal: &Terminal) {
     for problem in &check.problems {
         terminal.error(problem);
     }
+    let unprinted = check.problem_count.saturating_sub(check.problems.len() as u64);
+    if unprinted > 0 {
+        terminal.error(&format!(
+            "… and {unprinted} more problems not shown; fix the ones above (often one cause) and check again"
+        ));
+    }
     if check.valid > 0 {
         let totals: Vec<String> = check
             .totals
