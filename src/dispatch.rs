@@ -295,8 +295,28 @@ impl FailureStreak {
     }
 }
 
+/// Rows decided ahead of sending, at most: enough to form groups, few enough that a stop leaves
+/// little decided-but-unsent behind (those stay `pending`, which is harmless).
+const READ_AHEAD: usize = 256;
+
+/// Rows read per pass when none of them needs sending (a re-run of a finished batch), so that
+/// a stop request is still noticed between passes.
+const SCAN_CHUNK: usize = 4096;
+
+/// A row decided and ready to be sent.
+struct ReadyRow {
+    record: RefundRecord,
+    body: Bytes,
+    method: Method,
+}
+
 /// Streams `input` (already validated) and sends what must be sent. `skip_rows` are rows the
 /// validation pass found invalid beyond a single row's cells (duplicates).
+///
+/// Ledger writes are grouped (see [`Ledger::begin_group`]): the decisions of a read-ahead pass,
+/// the `sending` marks of all requests the rate limiter lets go at once, and the outcomes of all
+/// requests that finished together each share one commit. A group of `sending` marks is always
+/// committed before any of its requests is spawned.
 pub async fn dispatch(
     ledger: &mut Ledger,
     mut input: InputReader,
@@ -306,65 +326,91 @@ pub async fn dispatch(
     progress: &Progress,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<DispatchReport, DispatchError> {
-    let limiter = RateLimiter::direct(Quota::per_second(options.rate).allow_burst(NonZeroU32::MIN));
+    // The burst is one request per millisecond of rate (at least one), so the limiter hands out
+    // several permits at once only at rates above 1000/s, where grouping matters.
+    let burst = NonZeroU32::new(options.rate.get() / 1000).unwrap_or(NonZeroU32::MIN);
+    let limiter = RateLimiter::direct(Quota::per_second(options.rate).allow_burst(burst));
     let mut report = DispatchReport::default();
     let mut tasks: JoinSet<Finished> = JoinSet::new();
-    let mut next: Option<(RefundRecord, Bytes, Method)> = None;
+    let mut ready: std::collections::VecDeque<ReadyRow> = std::collections::VecDeque::new();
     let mut rows_exhausted = false;
     let mut streak = FailureStreak::default();
     // Set when a stop is requested: in-flight requests are abandoned at this instant.
     let mut abandon_at: Option<tokio::time::Instant> = None;
+    let mut signals_open = true;
     loop {
-        // Find the next row that needs a request, handling finished rows on the way.
-        while next.is_none() && !rows_exhausted && report.stopped.is_none() {
-            let Some(parsed) = input.next_row() else {
-                rows_exhausted = true;
-                break;
-            };
-            let row = match parsed? {
-                ParsedRow::Valid(row) if !skip_rows.contains(&row.row) => row,
-                ParsedRow::Valid(_) => continue,
-                ParsedRow::Invalid { label, problems } => {
-                    if skip_rows.contains(&label.row) || !problems.is_empty() {
-                        continue;
+        // 1. Read ahead: decide rows until enough are ready to send, in one ledger group.
+        if ready.len() < READ_AHEAD && !rows_exhausted && report.stopped.is_none() {
+            ledger.begin_group()?;
+            let mut scanned = 0;
+            while ready.len() < READ_AHEAD && scanned < SCAN_CHUNK {
+                let Some(parsed) = input.next_row() else {
+                    rows_exhausted = true;
+                    break;
+                };
+                scanned += 1;
+                let row = match parsed? {
+                    ParsedRow::Valid(row) if !skip_rows.contains(&row.row) => row,
+                    ParsedRow::Valid(_) => continue,
+                    ParsedRow::Invalid { label, problems } => {
+                        if skip_rows.contains(&label.row) || !problems.is_empty() {
+                            continue;
+                        }
+                        return Err(DispatchError::InputChanged(format!(
+                            "row {} changed while the batch ran",
+                            label.row
+                        )));
                     }
-                    return Err(DispatchError::InputChanged(format!(
-                        "row {} changed while the batch ran",
-                        label.row
-                    )));
-                }
-            };
-            let prepared = prepare(&row, &options.environment, &options.namespace);
-            match decide(
-                ledger,
-                &prepared,
-                row.amount_minor,
-                row.currency.code(),
-                options,
-                row.row,
-            )? {
-                Decision::Send(record) => next = Some((record, Bytes::from(prepared.body), row.method)),
-                Decision::Done(record) => {
-                    report.already_done += 1;
-                    progress.already_done(record.state);
-                }
-                Decision::Hold(note) => {
-                    progress.held(note.status);
-                    report.notes.insert(row.row, note);
+                };
+                let prepared = prepare(&row, &options.environment, &options.namespace);
+                match decide(
+                    ledger,
+                    &prepared,
+                    row.amount_minor,
+                    row.currency.code(),
+                    options,
+                    row.row,
+                )? {
+                    Decision::Send(record) => ready.push_back(ReadyRow {
+                        record,
+                        body: Bytes::from(prepared.body),
+                        method: row.method,
+                    }),
+                    Decision::Done(record) => {
+                        report.already_done += 1;
+                        progress.already_done(record.state);
+                    }
+                    Decision::Hold(note) => {
+                        progress.held(note.status);
+                        report.notes.insert(row.row, note);
+                    }
                 }
             }
+            ledger.commit_group()?;
         }
-        if next.is_none() && tasks.is_empty() {
-            break;
+        if ready.is_empty() && tasks.is_empty() {
+            if rows_exhausted || report.stopped.is_some() {
+                break;
+            }
+            // Nothing in flight to wait for: check for a stop request without blocking, read on.
+            if shutdown.has_changed().unwrap_or(false) && *shutdown.borrow_and_update() {
+                report.stopped = Some(StopReason::Interrupted);
+            }
+            continue;
         }
-        let can_send = next.is_some() && tasks.len() < options.concurrency && report.stopped.is_none();
+        let can_send = !ready.is_empty() && tasks.len() < options.concurrency && report.stopped.is_none();
         tokio::select! {
             biased;
-            changed = shutdown.changed(), if report.stopped.is_none() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    report.stopped = Some(StopReason::Interrupted);
-                    next = None;
-                    abandon_at = Some(tokio::time::Instant::now() + options.shutdown_grace);
+            changed = shutdown.changed(), if report.stopped.is_none() && signals_open => {
+                match changed {
+                    // Nobody can ask for a stop any more; carry on.
+                    Err(_) => signals_open = false,
+                    Ok(()) if *shutdown.borrow() => {
+                        report.stopped = Some(StopReason::Interrupted);
+                        ready.clear();
+                        abandon_at = Some(tokio::time::Instant::now() + options.shutdown_grace);
+                    }
+                    Ok(()) => {}
                 }
             }
             () = sleep_until_or_forever(abandon_at), if !tasks.is_empty() => {
@@ -374,46 +420,75 @@ pub async fn dispatch(
                 break;
             }
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                let finished = match joined {
-                    Ok(finished) => finished,
-                    // A request task cannot panic by design; if one did, its row stays
-                    // `sending` in the ledger and is re-sent with the same key next run.
-                    Err(error) => {
-                        tracing::error!("a request task failed: {error}");
-                        continue;
+                // Record this outcome and every other one already waiting, in one commit.
+                let mut finished = vec![joined];
+                while let Some(more) = tasks.try_join_next() {
+                    finished.push(more);
+                }
+                ledger.begin_group()?;
+                let mut results = Vec::with_capacity(finished.len());
+                for joined in finished {
+                    let finished = match joined {
+                        Ok(finished) => finished,
+                        // A request task cannot panic by design; if one did, its row stays
+                        // `sending` in the ledger and is re-sent with the same key next run.
+                        Err(error) => {
+                            tracing::error!("a request task failed: {error}");
+                            continue;
+                        }
+                    };
+                    let outcome = outcome_of(&finished.report.result);
+                    tracing::debug!(
+                        refund = finished.record_id,
+                        state = outcome.state.map(RefundState::as_str),
+                        http_status = outcome.http_status,
+                        requests = finished.report.requests,
+                        "refund finished"
+                    );
+                    let retries = i64::from(finished.report.requests.saturating_sub(1));
+                    ledger.record(finished.record_id, Some(finished.attempt), &outcome, retries)?;
+                    results.push((outcome.state.unwrap_or(RefundState::Unknown), finished.report.result));
+                }
+                ledger.commit_group()?;
+                for (state, result) in results {
+                    progress.finished(state);
+                    if let SendResult::Systemic(error) = &result {
+                        if report.stopped.is_none() {
+                            report.stopped = Some(StopReason::Systemic(error.clone()));
+                        }
+                        ready.clear();
+                    } else if let Some(reason) = streak.observe(&result)
+                        && report.stopped.is_none()
+                    {
+                        report.stopped = Some(reason);
+                        ready.clear();
                     }
-                };
-                let outcome = outcome_of(&finished.report.result);
-                tracing::debug!(
-                    refund = finished.record_id,
-                    state = outcome.state.map(RefundState::as_str),
-                    http_status = outcome.http_status,
-                    requests = finished.report.requests,
-                    "refund finished"
-                );
-                ledger.record(finished.record_id, Some(finished.attempt), &outcome, i64::from(finished.report.requests.saturating_sub(1)))?;
-                progress.finished(outcome.state.unwrap_or(RefundState::Unknown));
-                if let SendResult::Systemic(error) = &finished.report.result {
-                    if report.stopped.is_none() {
-                        report.stopped = Some(StopReason::Systemic(error.clone()));
-                    }
-                    next = None;
-                } else if let Some(reason) = streak.observe(&finished.report.result)
-                    && report.stopped.is_none()
-                {
-                    report.stopped = Some(reason);
-                    next = None;
                 }
             }
             () = limiter.until_ready(), if can_send => {
-                if let Some((record, body, method)) = next.take() {
-                    let attempt = ledger.mark_sending(record.id, options.batch)?;
-                    tracing::debug!(refund = record.id, key = %record.idempotency_key, generation = record.generation, "sending");
+                // One permit is ours; take the others available right now, up to the free slots.
+                let free = options.concurrency - tasks.len();
+                let mut group = Vec::new();
+                while let Some(row) = ready.pop_front() {
+                    group.push(row);
+                    if group.len() >= free || ready.is_empty() || limiter.check().is_err() {
+                        break;
+                    }
+                }
+                ledger.begin_group()?;
+                let mut attempts = Vec::with_capacity(group.len());
+                for row in &group {
+                    attempts.push(ledger.mark_sending(row.record.id, options.batch)?);
+                }
+                // `sending` is durable for the whole group before any of its requests exists.
+                ledger.commit_group()?;
+                for (row, attempt) in group.into_iter().zip(attempts) {
+                    tracing::debug!(refund = row.record.id, key = %row.record.idempotency_key, generation = row.record.generation, "sending");
                     report.sent += 1;
                     let client = Arc::clone(&client);
                     tasks.spawn(async move {
-                        let report = client.send_refund(method, &record.idempotency_key, body).await;
-                        Finished { record_id: record.id, attempt, report }
+                        let report = client.send_refund(row.method, &row.record.idempotency_key, row.body).await;
+                        Finished { record_id: row.record.id, attempt, report }
                     });
                 }
             }

@@ -298,6 +298,8 @@ pub struct TotalRow {
 pub struct Ledger {
     connection: Connection,
     path: PathBuf,
+    /// A group commit is open (see [`Ledger::begin_group`]).
+    group_open: bool,
     /// Held for the life of the ledger: `File::try_lock` is released when the file closes.
     _lock: File,
 }
@@ -361,6 +363,7 @@ impl Ledger {
             .map_err(sqlite)?;
         let mut ledger = Ledger {
             connection,
+            group_open: false,
             path: path.to_owned(),
             _lock: lock,
         };
@@ -461,34 +464,77 @@ impl Ledger {
         })
     }
 
-    /// Records a new identity as `pending` with its generation-0 key, remembering the key handed out.
-    pub fn insert(&mut self, refund: &NewRefund<'_>, batch: i64, row: u64) -> Result<RefundRecord, LedgerError> {
-        let time = now();
+    /// Runs `operation` in a transaction of its own — or, while a group is open (see
+    /// [`Ledger::begin_group`]), inside the group's, to be committed with it.
+    fn write<T>(&mut self, operation: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, LedgerError> {
+        if self.group_open {
+            return operation(&self.connection).map_err(|source| self.sqlite_error(source));
+        }
         let transaction = self.connection.transaction().map_err(|source| LedgerError::Sqlite {
             path: self.path.clone(),
             source,
         })?;
-        let inserted = (|| {
-            transaction.prepare_cached(
-                "INSERT INTO refunds (identity, method, processing_terminal_id, order_id, generation, idempotency_key, state, \
-                 fingerprint, amount_minor, currency, payee_masked, created_at, updated_at, batch_id, input_row, environment) \
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)",
-            )?
-            .execute(params![
-                refund.identity, refund.method, refund.processing_terminal_id, refund.order_id, refund.idempotency_key,
-                refund.fingerprint, refund.amount_minor, refund.currency, refund.payee_masked, time, batch, row as i64,
-                refund.environment
-            ])?;
-            let id = transaction.last_insert_rowid();
-            transaction
+        let value = operation(&transaction).and_then(|value| transaction.commit().map(|()| value));
+        value.map_err(|source| self.sqlite_error(source))
+    }
+
+    /// Opens a group commit: the writes until [`Ledger::commit_group`] land in one transaction.
+    ///
+    /// This is how the dispatcher keeps the ledger off the critical path at hundreds of rows per
+    /// second without weakening the rule that `sending` is on disk before a request leaves: it
+    /// marks a whole group `sending`, commits, and only then spawns the group's requests.
+    pub fn begin_group(&mut self) -> Result<(), LedgerError> {
+        if !self.group_open {
+            self.connection
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|source| self.sqlite_error(source))?;
+            self.group_open = true;
+        }
+        Ok(())
+    }
+
+    /// Commits the open group, if any. Until this returns, none of the group's writes is durable.
+    pub fn commit_group(&mut self) -> Result<(), LedgerError> {
+        if self.group_open {
+            self.connection
+                .execute_batch("COMMIT")
+                .map_err(|source| self.sqlite_error(source))?;
+            self.group_open = false;
+        }
+        Ok(())
+    }
+
+    /// Records a new identity as `pending` with its generation-0 key, remembering the key handed out.
+    pub fn insert(&mut self, refund: &NewRefund<'_>, batch: i64, row: u64) -> Result<RefundRecord, LedgerError> {
+        let time = now();
+        let id = self.write(|connection| {
+            connection
                 .prepare_cached(
-                    "INSERT INTO keys (refund_id, generation, idempotency_key, created_at) VALUES (?1, 0, ?2, ?3)",
+                    "INSERT INTO refunds (identity, method, processing_terminal_id, order_id, generation, idempotency_key, state, \
+                     fingerprint, amount_minor, currency, payee_masked, created_at, updated_at, batch_id, input_row, environment) \
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)",
                 )?
+                .execute(params![
+                    refund.identity,
+                    refund.method,
+                    refund.processing_terminal_id,
+                    refund.order_id,
+                    refund.idempotency_key,
+                    refund.fingerprint,
+                    refund.amount_minor,
+                    refund.currency,
+                    refund.payee_masked,
+                    time,
+                    batch,
+                    row as i64,
+                    refund.environment
+                ])?;
+            let id = connection.last_insert_rowid();
+            connection
+                .prepare_cached("INSERT INTO keys (refund_id, generation, idempotency_key, created_at) VALUES (?1, 0, ?2, ?3)")?
                 .execute(params![id, refund.idempotency_key, time])?;
-            transaction.commit()?;
             Ok(id)
-        })();
-        let id = inserted.map_err(|source| self.sqlite_error(source))?;
+        })?;
         self.find_by_id(id)
     }
 
@@ -519,53 +565,53 @@ impl Ledger {
         row: u64,
     ) -> Result<RefundRecord, LedgerError> {
         let time = now();
-        let transaction = self.connection.transaction().map_err(|source| LedgerError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })?;
-        let result = (|| {
-            transaction.execute(
+        self.write(|connection| {
+            connection.execute(
                 "UPDATE refunds SET generation = ?2, idempotency_key = ?3, state = 'pending', fingerprint = ?4, amount_minor = ?5, \
                  currency = ?6, payee_masked = ?7, http_status = NULL, refund_id = NULL, payroc_status = NULL, response_code = NULL, \
                  response_message = NULL, problem_type = NULL, problem_detail = NULL, first_sent_at = NULL, updated_at = ?8, \
                  batch_id = ?9, input_row = ?10 WHERE id = ?1",
-                params![id, generation, key, refund.fingerprint, refund.amount_minor, refund.currency, refund.payee_masked, time, batch, row as i64],
+                params![
+                    id,
+                    generation,
+                    key,
+                    refund.fingerprint,
+                    refund.amount_minor,
+                    refund.currency,
+                    refund.payee_masked,
+                    time,
+                    batch,
+                    row as i64
+                ],
             )?;
-            transaction.execute(
+            connection.execute(
                 "INSERT INTO keys (refund_id, generation, idempotency_key, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![id, generation, key, time],
             )?;
-            transaction.commit()
-        })();
-        result.map_err(|source| self.sqlite_error(source))?;
+            Ok(())
+        })?;
         self.find_by_id(id)
     }
 
-    /// Commits `sending` and opens an attempt, *before* the request leaves. Returns the attempt id.
+    /// Marks `sending` and opens an attempt; returns the attempt id. Outside a group this commits
+    /// at once; inside one, the caller must commit the group *before* the request leaves.
     pub fn mark_sending(&mut self, id: i64, batch: i64) -> Result<i64, LedgerError> {
         let time = now();
-        let transaction = self.connection.transaction().map_err(|source| LedgerError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })?;
-        let result = (|| {
-            transaction
+        self.write(|connection| {
+            connection
                 .prepare_cached(
                     "UPDATE refunds SET state = 'sending', attempts = attempts + 1, first_sent_at = COALESCE(first_sent_at, ?2), \
                      updated_at = ?2, batch_id = ?3 WHERE id = ?1",
                 )?
                 .execute(params![id, time, batch])?;
-            transaction
+            connection
                 .prepare_cached(
                     "INSERT INTO attempts (refund_id, batch_id, generation, idempotency_key, started_at) \
                      SELECT id, ?2, generation, idempotency_key, ?3 FROM refunds WHERE id = ?1",
                 )?
                 .execute(params![id, batch, time])?;
-            let attempt = transaction.last_insert_rowid();
-            transaction.commit()?;
-            Ok(attempt)
-        })();
-        result.map_err(|source| self.sqlite_error(source))
+            Ok(connection.last_insert_rowid())
+        })
     }
 
     /// Records what came of an attempt (or a decision without one, when `attempt` is `None`).
@@ -579,12 +625,8 @@ impl Ledger {
         retries: i64,
     ) -> Result<(), LedgerError> {
         let time = now();
-        let transaction = self.connection.transaction().map_err(|source| LedgerError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })?;
-        let result = (|| {
-            transaction
+        self.write(|connection| {
+            connection
                 .prepare_cached(
                     "UPDATE refunds SET state = COALESCE(?2, state), http_status = ?3, refund_id = COALESCE(?4, refund_id), \
                      payroc_status = ?5, response_code = ?6, response_message = ?7, problem_type = ?8, problem_detail = ?9, \
@@ -604,7 +646,7 @@ impl Ledger {
                     retries
                 ])?;
             if let Some(attempt) = attempt {
-                transaction
+                connection
                     .prepare_cached(
                         "UPDATE attempts SET finished_at = ?2, http_status = ?3, outcome = ?4, detail = ?5, payroc_refund_id = ?6 \
                          WHERE id = ?1",
@@ -618,17 +660,21 @@ impl Ledger {
                         outcome.refund_id
                     ])?;
             }
-            transaction.commit()
-        })();
-        result.map_err(|source| self.sqlite_error(source))
+            Ok(())
+        })
     }
 
     /// Settles a refund from what Payroc's records say (`reconcile`), leaving an audit-trail
     /// attempt that records the lookup rather than a send.
     pub fn record_reconciliation(&mut self, id: i64, batch: i64, outcome: &Outcome) -> Result<(), LedgerError> {
         let time = now();
-        self.connection
-            .execute(
+        let detail = format!(
+            "reconciled: {}",
+            outcome.problem_detail.as_deref().unwrap_or("found at Payroc")
+        );
+        self.begin_group()?;
+        self.write(|connection| {
+            connection.execute(
                 "INSERT INTO attempts (refund_id, batch_id, generation, idempotency_key, started_at, finished_at, \
                  http_status, outcome, detail, payroc_refund_id) \
                  SELECT id, ?2, generation, idempotency_key, ?3, ?3, ?4, ?5, ?6, ?7 FROM refunds WHERE id = ?1",
@@ -638,15 +684,13 @@ impl Ledger {
                     time,
                     outcome.http_status,
                     outcome.state.map(RefundState::as_str),
-                    format!(
-                        "reconciled: {}",
-                        outcome.problem_detail.as_deref().unwrap_or("found at Payroc")
-                    ),
+                    detail,
                     outcome.refund_id
                 ],
             )
-            .map_err(|source| self.sqlite_error(source))?;
-        self.record(id, None, outcome, 0)
+        })?;
+        self.record(id, None, outcome, 0)?;
+        self.commit_group()
     }
 
     /// Payroc refund ids produced by earlier key generations of this refund: a lookup by order

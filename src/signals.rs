@@ -7,40 +7,74 @@
 
 use tokio::sync::watch;
 
-/// Waits for Ctrl-C or (on Unix) SIGTERM.
-pub async fn first_stop_request() {
+/// The signals that ask for a stop, registered as soon as this is built: a signal that arrives
+/// any time after that is caught, never the default "terminate now".
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Registers the handlers now (needs a tokio runtime). A handler that cannot be registered
+    /// leaves that signal's default behaviour, which is still safe (see the module header).
+    pub fn register() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            StopSignals {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        {
+            StopSignals {}
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for the next Ctrl-C or SIGTERM.
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn receive(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = receive(&mut self.interrupt) => {}
+                () = receive(&mut self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
-/// Starts watching for stop requests. The receiver turns `true` at the first; the second exits
-/// the process with code 3 (incomplete) after printing why.
+/// Waits for Ctrl-C or (on Unix) SIGTERM.
+pub async fn first_stop_request() {
+    StopSignals::register().next().await;
+}
+
+/// Registers the handlers now and starts watching. The receiver turns `true` at the first stop
+/// request; the second exits the process with code 3 (incomplete) after printing why.
 pub fn watch_for_stop() -> watch::Receiver<bool> {
+    let mut signals = StopSignals::register();
     let (sender, receiver) = watch::channel(false);
     tokio::spawn(async move {
-        first_stop_request().await;
+        signals.next().await;
         eprintln!(
             "stopping: no new refunds are sent; waiting a few seconds for those in flight (press Ctrl-C again to quit at once, also safe)"
         );
         let _ = sender.send(true);
-        first_stop_request().await;
+        signals.next().await;
         eprintln!(
             "quitting at once: refunds in flight stay `sending` and are re-sent with the same key on the next run"
         );

@@ -18,6 +18,8 @@ use crate::validation::FileCheck;
 pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
     let environment = global.environment;
     set_banner(terminal, environment);
+    // From here on a Ctrl-C or SIGTERM is a request to stop cleanly, never an abrupt end.
+    let stop = crate::signals::watch_for_stop();
     let rate =
         NonZeroU32::new(arguments.rate).ok_or_else(|| CommandError::usage(anyhow!("--rate must be at least 1")))?;
     if arguments.concurrency == 0 {
@@ -58,7 +60,6 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     // 3. Send.
     let input = InputReader::open(&session.input_path, read_options).map_err(CommandError::usage)?;
     let progress = terminal.progress(session.check.valid);
-    let stop = crate::signals::watch_for_stop();
     let dispatched = dispatch(
         &mut session.ledger,
         input,
