@@ -532,3 +532,189 @@ fn outcome_of(result: &SendResult) -> Outcome {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::{Customer, Payee, RefundRow};
+    use crate::money::Currency;
+
+    fn row(amount_minor: i64) -> RefundRow {
+        RefundRow {
+            row: 2,
+            method: Method::Card,
+            processing_terminal_id: "1234001".into(),
+            order_id: "R1".into(),
+            amount_minor,
+            currency: Currency::from_code("USD").expect("USD is known"),
+            description: "Refund".into(),
+            channel: "moto",
+            operator: None,
+            payee: Payee::KeyedCard {
+                card_number: "4111111111111111".into(),
+                expiry_date: "0929".into(),
+                cardholder_name: None,
+            },
+            customer: Customer::default(),
+            custom_fields: Vec::new(),
+        }
+    }
+
+    fn options(retry_failed: bool) -> DispatchOptions {
+        DispatchOptions {
+            environment: "sandbox".into(),
+            namespace: "default".into(),
+            rate: NonZeroU32::MIN,
+            concurrency: 1,
+            retry_failed,
+            batch: 1,
+            shutdown_grace: Duration::ZERO,
+        }
+    }
+
+    /// A ledger (in a temp dir kept alive by the caller) with one batch.
+    fn ledger() -> (tempfile::TempDir, Ledger) {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let mut ledger = Ledger::open(&directory.path().join("ledger.sqlite")).expect("open ledger");
+        ledger.begin_batch("file.csv", "sha", "sandbox", "run").expect("batch");
+        (directory, ledger)
+    }
+
+    fn decide_row(ledger: &mut Ledger, amount_minor: i64, retry_failed: bool) -> Decision {
+        let row = row(amount_minor);
+        let prepared = prepare(&row, "sandbox", "default");
+        decide(
+            ledger,
+            &prepared,
+            row.amount_minor,
+            "USD",
+            &options(retry_failed),
+            row.row,
+        )
+        .expect("decide")
+    }
+
+    fn set_state(ledger: &mut Ledger, id: i64, state: RefundState) {
+        ledger
+            .record(
+                id,
+                None,
+                &Outcome {
+                    state: Some(state),
+                    ..Outcome::default()
+                },
+                0,
+            )
+            .expect("record");
+    }
+
+    #[test]
+    fn a_new_row_is_sent_with_generation_zero() {
+        let (_directory, mut ledger) = ledger();
+        let Decision::Send(record) = decide_row(&mut ledger, 1000, false) else {
+            panic!("a new row is sent")
+        };
+        assert_eq!((record.generation, record.state), (0, RefundState::Pending));
+        assert_eq!(
+            record.idempotency_key,
+            prepare(&row(1000), "sandbox", "default").identity.key(0).to_string()
+        );
+    }
+
+    #[test]
+    fn unfinished_rows_are_sent_again_with_the_same_key() {
+        for state in [RefundState::Pending, RefundState::Sending, RefundState::Unknown] {
+            let (_directory, mut ledger) = ledger();
+            let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
+                panic!()
+            };
+            set_state(&mut ledger, first.id, state);
+            let Decision::Send(again) = decide_row(&mut ledger, 1000, true) else {
+                panic!("{state} is re-sent")
+            };
+            assert_eq!(again.idempotency_key, first.idempotency_key, "{state}: same key");
+            assert_eq!(again.generation, 0);
+        }
+    }
+
+    #[test]
+    fn finished_rows_are_never_sent_again_and_only_failures_are_retried_on_request() {
+        for state in [
+            RefundState::Succeeded,
+            RefundState::Queued,
+            RefundState::Conflict,
+            RefundState::Declined,
+            RefundState::Rejected,
+        ] {
+            let (_directory, mut ledger) = ledger();
+            let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
+                panic!()
+            };
+            set_state(&mut ledger, first.id, state);
+            assert!(
+                matches!(decide_row(&mut ledger, 1000, false), Decision::Done(_)),
+                "{state} without --retry-failed"
+            );
+            match decide_row(&mut ledger, 1000, true) {
+                Decision::Send(retry) => {
+                    assert!(state.is_retryable_failure(), "{state} must never be retried");
+                    assert_eq!(retry.generation, 1);
+                    assert_ne!(
+                        retry.idempotency_key, first.idempotency_key,
+                        "a retry gets the next key"
+                    );
+                }
+                Decision::Done(_) => assert!(!state.is_retryable_failure(), "{state} should be retried"),
+                Decision::Hold(note) => panic!("{state}: unexpected hold {note:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_changed_row_is_a_conflict_unless_a_failure_is_retried() {
+        let (_directory, mut ledger) = ledger();
+        let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
+            panic!()
+        };
+        set_state(&mut ledger, first.id, RefundState::Succeeded);
+        let Decision::Hold(note) = decide_row(&mut ledger, 1200, true) else {
+            panic!("a changed succeeded row is held")
+        };
+        assert_eq!(note.status, "conflict");
+        assert!(
+            note.error.contains("amount was 1000 USD minor units, now 1200 USD"),
+            "{}",
+            note.error
+        );
+
+        let (_directory, mut ledger) = self::ledger();
+        let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
+            panic!()
+        };
+        set_state(&mut ledger, first.id, RefundState::Declined);
+        let Decision::Hold(note) = decide_row(&mut ledger, 1200, false) else {
+            panic!()
+        };
+        assert_eq!(note.status, "declined");
+        assert!(note.error.contains("--retry-failed"), "{}", note.error);
+        let Decision::Send(retry) = decide_row(&mut ledger, 1200, true) else {
+            panic!("the corrected row is sent")
+        };
+        assert_eq!((retry.generation, retry.amount_minor), (1, 1200));
+    }
+
+    #[test]
+    fn a_row_first_sent_over_six_days_ago_is_held_for_reconcile() {
+        let (_directory, mut ledger) = ledger();
+        let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
+            panic!()
+        };
+        ledger.mark_sending(first.id, 1).expect("mark sending");
+        let mut record = ledger.find(&first.identity).expect("find").expect("exists");
+        assert!(!sent_too_long_ago(&record));
+        record.first_sent_at = Some("2020-01-01T00:00:00.000Z".into());
+        assert!(sent_too_long_ago(&record));
+        record.first_sent_at = Some("not a time".into());
+        assert!(sent_too_long_ago(&record), "an unreadable time is treated as old");
+    }
+}
