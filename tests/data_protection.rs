@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use payroc_sandbox::SandboxConfig;
+use predicates::prelude::PredicateBooleanExt;
 use sha2::{Digest, Sha256};
 
 use crate::util::{TestSandbox, Workdir, read_results};
@@ -272,6 +273,74 @@ fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
             }
             let mode = std::fs::metadata(&path).expect("file exists").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{name}");
+        }
+    }
+}
+
+#[test]
+fn secrets_are_taken_only_from_safe_places_and_card_data_only_over_https() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &crate::util::sample("card.csv"));
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+
+    // A key file others can read is refused, naming the file and the fix.
+    let key_file = workdir.write("payroc.key", "key-from-a-file\n");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        workdir
+            .command()
+            .env_remove("PAYROC_API_KEY")
+            .args(sandbox.arguments())
+            .args(["--api-key-file", "payroc.key", "run", "day.csv"])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("readable by other users").and(predicates::str::contains("chmod 600")));
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    // Without any key, UAT refuses to start and says where a key may come from.
+    workdir
+        .command()
+        .env_remove("PAYROC_API_KEY")
+        .args(sandbox.arguments())
+        .args(["run", "day.csv"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("PAYROC_API_KEY").and(predicates::str::contains("--api-key-file")));
+    assert_eq!(sandbox.stats().refund_posts, 0);
+
+    // Plain http to a host that is not loopback is refused before anything is sent.
+    workdir
+        .command()
+        .args([
+            "--env",
+            "uat",
+            "--api-url",
+            "http://api.example.com/v1",
+            "--identity-url",
+            "http://identity.example.com",
+        ])
+        .args(["run", "day.csv"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("plain http to a host that is not loopback"));
+
+    // The key file works once it is private, and its content never shows up anywhere.
+    workdir
+        .command()
+        .env_remove("PAYROC_API_KEY")
+        .args(sandbox.arguments())
+        .args(["--api-key-file", "payroc.key", "run", "day.csv"])
+        .assert()
+        .code(0);
+    for (path, bytes) in workdir.all_files() {
+        if path != key_file {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("key-from-a-file"),
+                "the key leaked into {}",
+                path.display()
+            );
         }
     }
 }
