@@ -160,6 +160,13 @@ impl Terminal {
             bar,
             plain: (show && !self.is_terminal).then(|| Mutex::new(Instant::now())),
             interval: self.options.plain_progress_interval,
+            prefix: self
+                .banner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .map(|banner| format!("{banner} "))
+                .unwrap_or_default(),
             total,
             started: Instant::now(),
             counts: Default::default(),
@@ -174,6 +181,8 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     plain: Option<Mutex<Instant>>,
     interval: Duration,
+    /// The environment banner for plain progress lines.
+    prefix: String,
     total: u64,
     started: Instant,
     counts: [AtomicU64; 8],
@@ -212,7 +221,8 @@ impl Progress {
                 let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
                 let _ = writeln!(
                     std::io::stderr(),
-                    "progress: {done}/{} rows, {}, {rate:.0} rows/s",
+                    "{}progress: {done}/{} rows, {}, {rate:.0} rows/s",
+                    self.prefix,
                     self.total,
                     self.counts_text()
                 );
