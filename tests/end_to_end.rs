@@ -8,17 +8,6 @@ use predicates::prelude::*;
 
 use crate::util::{API_KEY, TestSandbox, Workdir, read_results, sample};
 
-/// Runs `run FILE` against `sandbox` and returns the exit code.
-fn run(workdir: &Workdir, sandbox: &TestSandbox, file: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
-    workdir
-        .command()
-        .args(sandbox.arguments())
-        .arg("run")
-        .arg(file)
-        .args(extra)
-        .assert()
-}
-
 #[test]
 fn every_row_is_sent_exactly_once_and_the_results_agree_with_the_sandbox() {
     let workdir = Workdir::new();
@@ -26,7 +15,7 @@ fn every_row_is_sent_exactly_once_and_the_results_agree_with_the_sandbox() {
     let sandbox = TestSandbox::start(SandboxConfig::default());
 
     // One decline in the sample: exit 1 (needs review).
-    run(&workdir, &sandbox, "mixed.csv", &[]).code(1);
+    workdir.run(&sandbox, "mixed.csv", &[]).code(1);
 
     let stats = sandbox.stats();
     assert_eq!(stats.refunds.len(), 5, "one refund per row");
@@ -80,12 +69,12 @@ fn a_second_run_sends_nothing_and_a_new_ledger_replays_the_same_keys() {
     let workdir = Workdir::new();
     workdir.write("mixed.csv", &sample("mixed.csv"));
     let sandbox = TestSandbox::start(SandboxConfig::default());
-    run(&workdir, &sandbox, "mixed.csv", &[]).code(1);
+    workdir.run(&sandbox, "mixed.csv", &[]).code(1);
     let first = sandbox.stats();
     let first_results = read_results(&workdir.path("mixed.results.csv"));
 
     // Same ledger: nothing is sent at all.
-    run(&workdir, &sandbox, "mixed.csv", &[]).code(1);
+    workdir.run(&sandbox, "mixed.csv", &[]).code(1);
     let second = sandbox.stats();
     assert_eq!(second.refund_posts, first.refund_posts, "a re-run sends no request");
     let second_results = read_results(&workdir.path("mixed.results.csv"));
@@ -124,7 +113,7 @@ fn an_invalid_file_exits_2_sends_nothing_and_names_every_bad_row_and_column() {
     let workdir = Workdir::new();
     workdir.write("invalid.csv", &sample("invalid.csv"));
     let sandbox = TestSandbox::start(SandboxConfig::default());
-    let assert = run(&workdir, &sandbox, "invalid.csv", &[]).code(2);
+    let assert = workdir.run(&sandbox, "invalid.csv", &[]).code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     for expected in [
         "row 2, column amount:",
@@ -165,7 +154,7 @@ fn skip_invalid_sends_the_valid_rows_and_reports_the_others() {
         &format!("{header}card,1234001,S1,10.00,USD,ok,4111111111111111,0929\ncard,1234001,S2,10.001,USD,bad,4111111111111111,0929\n"),
     );
     let sandbox = TestSandbox::start(SandboxConfig::default());
-    run(&workdir, &sandbox, "day.csv", &["--skip-invalid"]).code(1);
+    workdir.run(&sandbox, "day.csv", &["--skip-invalid"]).code(1);
     let results = read_results(&workdir.path("day.results.csv"));
     assert_eq!(results[0]["status"], "succeeded");
     assert_eq!(results[1]["status"], "invalid");
@@ -186,7 +175,7 @@ fn a_changed_row_is_a_conflict_and_retry_failed_uses_the_next_key() {
         &format!("{header}card,1234001,K1,10.00,USD,ok,4111111111111111,0929\ncard,1234001,K2,20.00,USD,decline,4000000000000002,0929\n"),
     );
     let sandbox = TestSandbox::start(SandboxConfig::default());
-    run(&workdir, &sandbox, "day.csv", &[]).code(1);
+    workdir.run(&sandbox, "day.csv", &[]).code(1);
     let first = read_results(&workdir.path("day.results.csv"));
     assert_eq!(
         (first[0]["status"].as_str(), first[1]["status"].as_str()),
@@ -199,7 +188,7 @@ fn a_changed_row_is_a_conflict_and_retry_failed_uses_the_next_key() {
         &format!("{header}card,1234001,K1,12.00,USD,ok,4111111111111111,0929\ncard,1234001,K2,20.00,USD,decline,4000000000000002,0929\n"),
     );
     let posts_before = sandbox.stats().refund_posts;
-    run(&workdir, &sandbox, "day.csv", &[]).code(1);
+    workdir.run(&sandbox, "day.csv", &[]).code(1);
     assert_eq!(sandbox.stats().refund_posts, posts_before);
     let second = read_results(&workdir.path("day.results.csv"));
     assert_eq!(second[0]["status"], "conflict");
@@ -210,7 +199,7 @@ fn a_changed_row_is_a_conflict_and_retry_failed_uses_the_next_key() {
     );
 
     // --retry-failed sends the declined row again under a new key; the succeeded one never.
-    run(&workdir, &sandbox, "day.csv", &["--retry-failed"]).code(1);
+    workdir.run(&sandbox, "day.csv", &["--retry-failed"]).code(1);
     let third = read_results(&workdir.path("day.results.csv"));
     assert_ne!(
         third[1]["idempotency_key"], first[1]["idempotency_key"],
@@ -250,7 +239,7 @@ fn no_secret_reaches_any_file_or_output() {
     let sandbox = TestSandbox::start(SandboxConfig::default());
     let mut printed = Vec::new();
     for file in ["card.csv", "bank.csv"] {
-        let output = run(&workdir, &sandbox, file, &["-vv"]).get_output().clone();
+        let output = workdir.run(&sandbox, file, &["-vv"]).get_output().clone();
         printed.extend(output.stdout);
         printed.extend(output.stderr);
     }

@@ -65,10 +65,7 @@ fn an_expiring_token_is_refreshed_once_and_the_same_bytes_resent() {
         ..SandboxConfig::default()
     });
     workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv", "--rate", "200", "--concurrency", "4"])
-        .assert()
+        .run(&sandbox, "day.csv", &["--rate", "200", "--concurrency", "4"])
         .code(0);
     let stats = sandbox.stats();
     assert!(
@@ -90,10 +87,7 @@ fn bad_credentials_stop_the_run_with_exit_4_and_nothing_sent() {
         ..SandboxConfig::default()
     });
     workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv"])
-        .assert()
+        .run(&sandbox, "day.csv", &[])
         .code(4)
         .stderr(predicate::str::contains("authentication failed"));
     assert_eq!(sandbox.stats().refund_posts, 0);
@@ -116,19 +110,11 @@ fn a_429_storm_is_waited_out_with_retry_after() {
         ..SandboxConfig::default()
     });
     workdir
-        .command()
-        .args(sandbox.arguments())
-        .args([
-            "run",
+        .run(
+            &sandbox,
             "day.csv",
-            "--rate",
-            "1000",
-            "--concurrency",
-            "8",
-            "--max-retries",
-            "30",
-        ])
-        .assert()
+            &["--rate", "1000", "--concurrency", "8", "--max-retries", "30"],
+        )
         .code(0);
     let stats = sandbox.stats();
     assert!(stats.faults.too_many_requests > 5, "{:?}", stats.faults);
@@ -145,12 +131,7 @@ fn a_500_after_the_refund_was_made_is_retried_with_the_same_key_and_not_refunded
         seed: 3,
         ..SandboxConfig::default()
     });
-    workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv", "--rate", "1000"])
-        .assert()
-        .code(0);
+    workdir.run(&sandbox, "day.csv", &["--rate", "1000"]).code(0);
     let stats = sandbox.stats();
     assert!(stats.faults.error_500_after_create > 5, "{:?}", stats.faults);
     assert!(
@@ -175,12 +156,7 @@ fn a_connection_dropped_after_the_refund_was_made_is_retried_safely() {
         seed: 5,
         ..SandboxConfig::default()
     });
-    workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv", "--rate", "1000"])
-        .assert()
-        .code(0);
+    workdir.run(&sandbox, "day.csv", &["--rate", "1000"]).code(0);
     let stats = sandbox.stats();
     assert!(stats.faults.drop_after_create > 5, "{:?}", stats.faults);
     assert_each_order_created_once(&stats, 30);
@@ -197,10 +173,7 @@ fn rows_unknown_after_retries_run_out_are_settled_by_reconcile() {
         ..SandboxConfig::default()
     });
     workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv", "--max-retries", "0"])
-        .assert()
+        .run(&sandbox, "day.csv", &["--max-retries", "0"])
         .code(3)
         .stderr(predicate::str::contains("6 rows not finished"));
     let results = read_results(&workdir.path("day.results.csv"));
@@ -230,12 +203,7 @@ fn a_row_reconcile_proves_never_created_is_sent_by_the_next_run() {
         retry_after: Duration::from_millis(1),
         ..SandboxConfig::default()
     });
-    workdir
-        .command()
-        .args(down.arguments())
-        .args(["run", "day.csv", "--max-retries", "1"])
-        .assert()
-        .code(3);
+    workdir.run(&down, "day.csv", &["--max-retries", "1"]).code(3);
     assert!(
         read_results(&workdir.path("day.results.csv"))
             .iter()
@@ -261,12 +229,7 @@ fn a_row_reconcile_proves_never_created_is_sent_by_the_next_run() {
             .iter()
             .all(|line| line["status"] == "pending")
     );
-    workdir
-        .command()
-        .args(up.arguments())
-        .args(["run", "day.csv"])
-        .assert()
-        .code(0);
+    workdir.run(&up, "day.csv", &[]).code(0);
     let stats = up.stats();
     assert_each_order_created_once(&stats, 4);
     let results = read_results(&workdir.path("day.results.csv"));
@@ -280,10 +243,7 @@ fn a_terminal_without_the_capability_stops_the_run_early() {
     workdir.write("day.csv", &rows(40, "9999001"));
     let sandbox = TestSandbox::start(SandboxConfig::default());
     workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv", "--concurrency", "1"])
-        .assert()
+        .run(&sandbox, "day.csv", &["--concurrency", "1"])
         .code(3)
         .stderr(predicate::str::contains("5 refunds in a row failed the same way"));
     let results = read_results(&workdir.path("day.results.csv"));
@@ -307,20 +267,12 @@ fn a_second_run_on_the_same_ledger_is_refused() {
     let lock = std::fs::File::create(workdir.path("ledger.sqlite.lock")).expect("lock file");
     lock.try_lock().expect("the lock is free");
     workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv"])
-        .assert()
+        .run(&sandbox, "day.csv", &[])
         .code(2)
         .stderr(predicate::str::contains("is in use by another refund-batch run"));
     assert_eq!(sandbox.stats().refund_posts, 0);
     drop(lock);
-    workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv"])
-        .assert()
-        .code(0);
+    workdir.run(&sandbox, "day.csv", &[]).code(0);
 }
 
 #[test]
@@ -331,12 +283,7 @@ fn a_row_first_sent_more_than_six_days_ago_is_reconciled_not_resent() {
         rate_500_after_create: 1.0,
         ..SandboxConfig::default()
     });
-    workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv", "--max-retries", "0"])
-        .assert()
-        .code(3);
+    workdir.run(&sandbox, "day.csv", &["--max-retries", "0"]).code(3);
     // Age the ledger: the rows were first sent eight days ago.
     let connection = rusqlite::Connection::open(workdir.path("ledger.sqlite")).expect("open ledger");
     connection
@@ -344,12 +291,7 @@ fn a_row_first_sent_more_than_six_days_ago_is_reconciled_not_resent() {
         .expect("age rows");
     drop(connection);
     let posts = sandbox.stats().refund_posts;
-    workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv"])
-        .assert()
-        .code(3);
+    workdir.run(&sandbox, "day.csv", &[]).code(3);
     assert_eq!(sandbox.stats().refund_posts, posts, "not re-sent blindly");
     let results = read_results(&workdir.path("day.results.csv"));
     assert!(results[0]["error"].contains("reconcile"), "{}", results[0]["error"]);
@@ -403,12 +345,7 @@ fn sigterm_stops_cleanly_writes_the_results_and_the_run_resumes() {
         "it stopped before the end"
     );
 
-    workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["run", "day.csv", "--rate", "1000"])
-        .assert()
-        .code(0);
+    workdir.run(&sandbox, "day.csv", &["--rate", "1000"]).code(0);
     let stats = sandbox.stats();
     assert_each_order_created_once(&stats, 60);
     assert_results_match(&workdir, &stats, 60);

@@ -159,6 +159,16 @@ impl Workdir {
         command
     }
 
+    /// `refund-batch --env uat --api-url … run FILE EXTRA…` against `sandbox`, asserted on by the caller.
+    pub fn run(&self, sandbox: &TestSandbox, file: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+        self.command()
+            .args(sandbox.arguments())
+            .arg("run")
+            .arg(file)
+            .args(extra)
+            .assert()
+    }
+
     /// Every file in the directory (recursively), with its bytes.
     pub fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         fn walk(directory: &Path, found: &mut Vec<(PathBuf, Vec<u8>)>) {
