@@ -98,7 +98,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     };
 
     // 3. Send.
-    let input = InputReader::open(input_path, options).map_err(CommandError::usage)?;
+    let input = InputReader::open_unhashed(input_path, options).map_err(CommandError::usage)?;
     let progress = terminal.progress(check.valid);
     let stop = crate::signals::watch_for_stop();
     let dispatched = dispatch(
@@ -130,7 +130,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         invalid: &check.invalid,
         skip_rows: &check.duplicate_rows,
     };
-    let input = InputReader::open(input_path, options).map_err(CommandError::usage)?;
+    let input = InputReader::open_unhashed(input_path, options).map_err(CommandError::usage)?;
     let tally = results::write(&results_path, input, &ledger, &context)
         .with_context(|| format!("the refunds were recorded in the ledger {}, but", ledger_path.display()))
         .map_err(CommandError::usage)?;
