@@ -24,11 +24,20 @@ impl Currency {
     /// Returns `None` for codes Payroc does not accept, so validation can refuse them before a
     /// request would come back 400.
     pub fn from_code(code: &str) -> Option<Currency> {
-        let code = code.trim();
+        // A binary search on the upper-cased code: the linear, case-insensitive scan of the
+        // whole table was 15% of validation's instructions.
+        let code = code.trim().as_bytes();
+        let upper: [u8; 3] = [code.first()?, code.get(1)?, code.get(2)?].map(u8::to_ascii_uppercase);
+        if code.len() != 3 {
+            return None;
+        }
         CURRENCIES
-            .iter()
-            .find(|(known, _)| known.eq_ignore_ascii_case(code))
-            .map(|&(code, exponent)| Currency { code, exponent })
+            .binary_search_by(|(known, _)| known.as_bytes().cmp(&upper[..]))
+            .ok()
+            .map(|index| {
+                let (code, exponent) = CURRENCIES[index];
+                Currency { code, exponent }
+            })
     }
 
     /// The upper-case ISO code, as sent to Payroc.
@@ -218,6 +227,17 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), 171);
+    }
+
+    #[test]
+    fn the_currency_table_is_sorted_for_binary_search() {
+        assert!(CURRENCIES.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        for (code, _) in CURRENCIES {
+            assert_eq!(
+                Currency::from_code(&code.to_ascii_lowercase()).map(Currency::code),
+                Some(*code)
+            );
+        }
     }
 
     #[test]

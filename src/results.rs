@@ -296,9 +296,12 @@ fn write_rows<W: Write>(
             }
         };
         *tally.rows.entry(status).or_insert(0) += 1;
-        writer
-            .write_record(cells.iter().map(|cell| neutralise_formula(cell).into_owned()))
-            .map_err(csv_error)?;
+        for cell in &cells {
+            writer
+                .write_field(neutralise_formula(cell).as_bytes())
+                .map_err(csv_error)?;
+        }
+        writer.write_record(None::<&[u8]>).map_err(csv_error)?;
     }
     let output = writer.into_inner().map_err(|error| io_error(error.into_error()))?;
     Ok((tally, output))

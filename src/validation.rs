@@ -6,6 +6,7 @@
 //! an error because the second row would be a second refund of the same order; the first
 //! occurrence stays valid and each later one names the row it repeats.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
@@ -59,44 +60,37 @@ pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputE
         unknown_columns: reader.unknown_columns().to_vec(),
         ..FileCheck::default()
     };
-    // 16 bytes of SHA-256 per identity rather than the strings: flat memory per row.
-    let mut seen: HashMap<[u8; 16], u64> = HashMap::new();
+    let mut seen = SeenIdentities::default();
     while let Some(parsed) = reader.next_row() {
         check.rows += 1;
         let parsed = parsed?;
         // Duplicates are looked for among invalid rows too: a row fixed later must not collide
         // with one that was already sent.
-        let (row_number, method, terminal, order_id) = match &parsed {
+        let (row_number, method, terminal, order_id): (u64, Cow<'_, str>, &str, &str) = match &parsed {
             ParsedRow::Valid(row) => (
                 row.row,
-                row.method.as_str().to_owned(),
-                row.processing_terminal_id.clone(),
-                row.order_id.clone(),
+                Cow::Borrowed(row.method.as_str()),
+                &row.processing_terminal_id,
+                &row.order_id,
             ),
             ParsedRow::Invalid { label, .. } => (
                 label.row,
-                label.method.to_ascii_lowercase(),
-                label.processing_terminal_id.clone(),
-                label.order_id.clone(),
+                Cow::Owned(label.method.to_ascii_lowercase()),
+                &label.processing_terminal_id,
+                &label.order_id,
             ),
         };
         let duplicate_of = if order_id.is_empty() || terminal.is_empty() {
             None
         } else {
             let mut hasher = Sha256::new();
-            for part in [method.as_str(), &terminal, &order_id] {
+            for part in [&*method, terminal, order_id] {
                 hasher.update((part.len() as u32).to_be_bytes());
                 hasher.update(part.as_bytes());
             }
             let mut identity = [0_u8; 16];
-            identity.copy_from_slice(&hasher.finalize()[..16]);
-            match seen.get(&identity) {
-                Some(first) => Some(*first),
-                None => {
-                    seen.insert(identity, row_number);
-                    None
-                }
-            }
+            identity[4..].copy_from_slice(&hasher.finalize()[..12]);
+            seen.first_or_insert(u128::from_be_bytes(identity), row_number)
         };
         let duplicate_message = duplicate_of.map(|first| {
             format!(
@@ -126,4 +120,86 @@ pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputE
     }
     check.sha256 = reader.finish()?;
     Ok(check)
+}
+
+/// Recent identities are kept in a small map and merged into the sorted vector when it is full.
+const RECENT_LIMIT: usize = 57_344;
+
+/// The identities seen so far, with the row of each one's first occurrence, in 16 bytes per row.
+///
+/// Each entry packs 96 bits of the identity's SHA-256 (the high bits, so sorting orders by
+/// hash) with the row number (the low 32 bits; a row past 2^32 is recorded as `u32::MAX`).
+/// 96 bits make an accidental collision among even 10^9 rows about one in 10^11. A
+/// `HashMap<[u8; 16], u64>` costs about 52 bytes per row at a million rows (24-byte entries,
+/// a power-of-two table at most 7/8 full), which alone broke the 64 MiB budget of a run;
+/// a sorted `Vec<u128>` costs 16, and lookups are a binary search.
+#[derive(Default)]
+struct SeenIdentities {
+    /// `hash << 32 | row`, sorted.
+    sorted: Vec<u128>,
+    /// Identities since the last merge: hash → row.
+    recent: HashMap<u128, u32>,
+}
+
+impl SeenIdentities {
+    /// The first row with `hash` (96 bits), or `None` after recording `row` as its first.
+    fn first_or_insert(&mut self, hash: u128, row: u64) -> Option<u64> {
+        if let Some(first) = self.recent.get(&hash) {
+            return Some(u64::from(*first));
+        }
+        let index = self.sorted.partition_point(|entry| entry >> 32 < hash);
+        if let Some(entry) = self.sorted.get(index).filter(|entry| *entry >> 32 == hash) {
+            return Some(u64::from(*entry as u32));
+        }
+        if self.recent.capacity() == 0 {
+            self.recent.reserve(RECENT_LIMIT);
+        }
+        self.recent.insert(hash, u32::try_from(row).unwrap_or(u32::MAX));
+        if self.recent.len() >= RECENT_LIMIT {
+            self.merge();
+        }
+        None
+    }
+
+    /// Moves the recent identities into the sorted vector, merging in place from the back.
+    fn merge(&mut self) {
+        let mut batch: Vec<u128> = self
+            .recent
+            .drain()
+            .map(|(hash, row)| hash << 32 | u128::from(row))
+            .collect();
+        batch.sort_unstable();
+        let old = self.sorted.len();
+        self.sorted.resize(old + batch.len(), 0);
+        let (mut from_old, mut from_batch, mut to) = (old, batch.len(), old + batch.len());
+        while from_batch > 0 {
+            to -= 1;
+            if from_old > 0 && self.sorted[from_old - 1] > batch[from_batch - 1] {
+                self.sorted[to] = self.sorted[from_old - 1];
+                from_old -= 1;
+            } else {
+                self.sorted[to] = batch[from_batch - 1];
+                from_batch -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_identities_find_first_rows_across_merges() {
+        let mut seen = SeenIdentities::default();
+        let hash = |n: u64| u128::from(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) << 20 | u128::from(n);
+        let rows = (RECENT_LIMIT * 2 + 123) as u64;
+        for n in 0..rows {
+            assert_eq!(seen.first_or_insert(hash(n), n + 2), None, "{n}");
+        }
+        assert!(seen.sorted.windows(2).all(|pair| pair[0] < pair[1]));
+        for n in (0..rows).step_by(997).chain([0, rows - 1]) {
+            assert_eq!(seen.first_or_insert(hash(n), rows + 10), Some(n + 2), "{n}");
+        }
+    }
 }

@@ -35,7 +35,7 @@ pub async fn reconcile(
         include_queued: arguments.include_queued,
         batch: session.batch,
     };
-    let input = InputReader::open(&session.input_path, read_options).map_err(CommandError::usage)?;
+    let input = InputReader::open_unhashed(&session.input_path, read_options).map_err(CommandError::usage)?;
     let progress = terminal.progress(session.check.valid);
     let reconciled = reconcile_rows(
         &mut session.ledger,

@@ -58,7 +58,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     };
 
     // 3. Send.
-    let input = InputReader::open(&session.input_path, read_options).map_err(CommandError::usage)?;
+    let input = InputReader::open_unhashed(&session.input_path, read_options).map_err(CommandError::usage)?;
     let progress = terminal.progress(session.check.valid);
     let dispatched = dispatch(
         &mut session.ledger,

@@ -207,7 +207,7 @@ impl Session {
             invalid: &self.check.invalid,
             skip_rows: &self.check.duplicate_rows,
         };
-        let input = InputReader::open(&self.input_path, self.read_options).map_err(CommandError::usage)?;
+        let input = InputReader::open_unhashed(&self.input_path, self.read_options).map_err(CommandError::usage)?;
         let tally = results::write(&results_path, input, &self.ledger, &context)
             .with_context(|| {
                 format!(

@@ -73,7 +73,7 @@ pub fn status(global: &GlobalArgs, arguments: StatusArgs, terminal: &Terminal) -
         let check = check_file(file, options)
             .with_context(|| format!("cannot read {}", file.display()))
             .map_err(CommandError::usage)?;
-        let input = InputReader::open(file, options).map_err(CommandError::usage)?;
+        let input = InputReader::open_unhashed(file, options).map_err(CommandError::usage)?;
         let notes = HashMap::new();
         let context = ResultsContext {
             environment: global.environment.as_str(),

@@ -39,7 +39,7 @@ const AMOUNT: usize = 3;
 /// Reads every row of `bytes`; `Err` when the file as a whole is refused.
 fn read_bytes(bytes: Vec<u8>) -> Result<Vec<ParsedRow>, String> {
     let source = Box::new(std::io::Cursor::new(bytes));
-    let mut reader = InputReader::from_reader(std::path::Path::new("fuzz.csv"), source, ReadOptions::default())
+    let mut reader = InputReader::from_reader(std::path::Path::new("fuzz.csv"), source, ReadOptions::default(), true)
         .map_err(|error| error.to_string())?;
     let mut rows = Vec::new();
     while let Some(row) = reader.next_row() {
