@@ -300,3 +300,92 @@ fn no_secret_reaches_any_file_or_output() {
         }
     }
 }
+
+/// Done-when 2 of the end-to-end issue, literally: `refund-batch sandbox` as its own process on a
+/// loopback port, `run --env uat --api-url … --identity-url …`, and the sandbox's own counters
+/// (read over HTTP from `/__sandbox/stats`) against the results CSV.
+#[test]
+fn against_a_separate_sandbox_process_every_row_is_sent_once() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let workdir = Workdir::new();
+    workdir.write("mixed.csv", &sample("mixed.csv"));
+    let mut server = workdir
+        .std_command()
+        .args(["sandbox", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start refund-batch sandbox");
+    let mut first_line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout is piped"))
+        .read_line(&mut first_line)
+        .expect("address line");
+    let address = first_line
+        .trim()
+        .strip_prefix("listening on http://")
+        .expect("the address line")
+        .to_owned();
+
+    let api = format!("http://{address}/v1");
+    let identity = format!("http://{address}");
+    let arguments = [
+        "--env",
+        "uat",
+        "--api-url",
+        api.as_str(),
+        "--identity-url",
+        identity.as_str(),
+    ];
+    workdir
+        .command()
+        .args(arguments)
+        .args(["run", "mixed.csv"])
+        .assert()
+        .code(1);
+    workdir
+        .command()
+        .args(arguments)
+        .args(["run", "mixed.csv"])
+        .assert()
+        .code(1);
+
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect to the sandbox");
+    write!(
+        stream,
+        "GET /__sandbox/stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let _ = server.kill();
+    let _ = server.wait();
+    let body = response.split_once("\r\n\r\n").expect("an HTTP response").1;
+    let stats: payroc_sandbox::Stats = serde_json::from_str(body).expect("stats JSON");
+
+    assert_eq!(
+        stats.refund_posts, 5,
+        "five rows, five requests, and none on the second run"
+    );
+    assert!(stats.created_per_order.values().all(|count| *count == 1));
+    let results = read_results(&workdir.path("mixed.results.csv"));
+    for line in &results {
+        let refund = stats
+            .refunds
+            .iter()
+            .find(|refund| refund.order_id == line["order_id"])
+            .expect("refund for the row");
+        assert_eq!(
+            (
+                line["refund_id"].as_str(),
+                line["response_code"].as_str(),
+                line["payroc_status"].as_str()
+            ),
+            (
+                refund.refund_id.as_str(),
+                refund.response_code.as_str(),
+                refund.status.as_str()
+            )
+        );
+    }
+}
