@@ -269,7 +269,7 @@ fn a_second_run_on_the_same_ledger_is_refused() {
     workdir
         .run(&sandbox, "day.csv", &[])
         .code(2)
-        .stderr(predicate::str::contains("is in use by another refund-batch run"));
+        .stderr(predicate::str::contains("is in use by another refund-batch command"));
     assert_eq!(sandbox.stats().refund_posts, 0);
     drop(lock);
     workdir.run(&sandbox, "day.csv", &[]).code(0);
