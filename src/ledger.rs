@@ -131,7 +131,8 @@ pub enum LedgerError {
     /// Another refund-batch process has this ledger open for a run.
     #[error(
         "ledger {path} is in use by another refund-batch command (lock file {lock}); wait for it to finish and try again. \
-         One command at a time per ledger, so that no row can ever be sent twice")]
+         One command at a time per ledger, so that no row can ever be sent twice"
+    )]
     Busy {
         /// The ledger file.
         path: PathBuf,
