@@ -126,6 +126,9 @@ pub struct SendReport {
     pub result: SendResult,
     /// HTTP requests sent (1 + retries + 401 re-sends).
     pub requests: u32,
+    /// Whether a request may have reached Payroc without a definite answer. When it did, a
+    /// stop for a systemic reason leaves the row `unknown`, not `pending`.
+    pub maybe_reached: bool,
 }
 
 /// A pause shared by all senders: when Payroc says `Retry-After`, nobody sends until it passes.
@@ -382,6 +385,26 @@ impl PayrocClient {
             .await;
         let result = match exchange.result {
             Ok((status, bytes)) => match classify(status, &bytes) {
+                // A refusal that follows a request which may have been processed is not proof
+                // that nothing was created: the refusal may come from a layer in front of
+                // Payroc's idempotency check, or be a 409 for a request still in progress. Such
+                // a row is `unknown` (re-sent with the same key, or reconciled), never `rejected`
+                // — which `--retry-failed` would send again under a new key.
+                Some(outcome)
+                    if exchange.maybe_reached
+                        && matches!(outcome.state, Some(RefundState::Rejected | RefundState::Conflict)) =>
+                {
+                    SendResult::Answered(Outcome {
+                        state: Some(RefundState::Unknown),
+                        problem_detail: Some(format!(
+                            "answered HTTP {} after an earlier attempt may have reached Payroc, so the outcome is \
+                             unknown: {}",
+                            status.as_u16(),
+                            outcome.problem_detail.clone().unwrap_or_default()
+                        )),
+                        ..outcome
+                    })
+                }
                 Some(outcome) => SendResult::Answered(outcome),
                 // `exchange` only returns final statuses; a retryable one here would be a bug,
                 // and the cautious reading of it is "may have reached Payroc".
@@ -396,6 +419,7 @@ impl PayrocClient {
         SendReport {
             result,
             requests: exchange.requests,
+            maybe_reached: exchange.maybe_reached,
         }
     }
 
@@ -435,6 +459,16 @@ impl PayrocClient {
             detail: format!("the lookup answer was not a refund list ({error})"),
             http_status: Some(status.as_u16()),
         })?;
+        if list.has_more || list.data.len() >= 100 {
+            return Err(SendResult::GaveUp {
+                maybe_reached: false,
+                detail: format!(
+                    "Payroc lists more than {} refunds for this order; settle it by hand",
+                    list.data.len()
+                ),
+                http_status: Some(status.as_u16()),
+            });
+        }
         Ok(list
             .data
             .into_iter()
@@ -474,6 +508,7 @@ impl PayrocClient {
                     return Exchange {
                         result: Err(SendResult::Systemic(error)),
                         requests,
+                        maybe_reached,
                     };
                 }
             };
@@ -506,7 +541,11 @@ impl PayrocClient {
                                     problem.describe(status)
                                 );
                                 let result = Err(SendResult::Systemic(SystemicError::Authentication(reason)));
-                                return Exchange { result, requests };
+                                return Exchange {
+                                    result,
+                                    requests,
+                                    maybe_reached,
+                                };
                             }
                             // A 401 means the request was not processed: refresh and re-send.
                             refreshed_after_401 = true;
@@ -517,6 +556,7 @@ impl PayrocClient {
                             return Exchange {
                                 result: Ok((status, bytes)),
                                 requests,
+                                maybe_reached,
                             };
                         }
                         Ok(bytes) => {
@@ -543,7 +583,11 @@ impl PayrocClient {
                     detail: format!("{detail} (gave up after {requests} requests)"),
                     http_status,
                 });
-                return Exchange { result, requests };
+                return Exchange {
+                    result,
+                    requests,
+                    maybe_reached,
+                };
             }
             // The shared pause covers a Retry-After; otherwise back off.
             self.pause.wait().await;
@@ -559,6 +603,9 @@ struct Exchange {
     result: Result<(StatusCode, bytes::Bytes), SendResult>,
     /// HTTP requests sent.
     requests: u32,
+    /// Whether an earlier request of this exchange may have reached Payroc (and been processed)
+    /// although no definite answer to it came back.
+    maybe_reached: bool,
 }
 
 /// 408, 429 and 5xx: worth the same request again.
@@ -580,9 +627,13 @@ pub struct FoundRefund {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct RefundList {
     #[serde(default)]
     data: Vec<ListedRefund>,
+    /// More pages exist: the list is not complete, so it proves nothing about absence.
+    #[serde(default)]
+    has_more: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -655,7 +706,8 @@ fn created_outcome(status: StatusCode, refund_id: Option<String>, result: Transa
     Outcome {
         state: Some(state),
         http_status: Some(i64::from(status.as_u16())),
-        refund_id: refund_id.map(|id| redact_digit_runs(&id)),
+        // Payroc's id is 10 characters, never a number to hide; kept exact so lookups match it.
+        refund_id,
         payroc_status: result.status,
         response_code: result.response_code,
         response_message: result.response_message.map(|message| redact_digit_runs(&message)),

@@ -95,9 +95,6 @@ pub enum DispatchError {
     /// The input could not be read a second time.
     #[error(transparent)]
     Input(#[from] InputError),
-    /// The input changed since validation.
-    #[error("{0}")]
-    InputChanged(String),
 }
 
 /// What to do with one valid row.
@@ -195,7 +192,8 @@ pub(crate) fn new_refund<'a>(
     }
 }
 
-fn describe_change(record: &RefundRecord, amount_minor: i64, currency: &str, payee_masked: &str) -> String {
+/// Says, in words, how a row differs from what the ledger recorded for its refund.
+pub(crate) fn describe_change(record: &RefundRecord, amount_minor: i64, currency: &str, payee_masked: &str) -> String {
     let mut changes = Vec::new();
     if record.amount_minor != amount_minor || record.currency != currency {
         changes.push(format!(
@@ -317,7 +315,41 @@ struct ReadyRow {
 /// the `sending` marks of all requests the rate limiter lets go at once, and the outcomes of all
 /// requests that finished together each share one commit. A group of `sending` marks is always
 /// committed before any of its requests is spawned.
+///
+/// Returns what was done even when it ends in an error (the notes still belong in the results),
+/// and on an error rolls back any ledger group left open, so that nothing uncommitted is read
+/// as if it were on disk. A rolled-back group of `sending` marks never had its requests spawned.
 pub async fn dispatch(
+    ledger: &mut Ledger,
+    input: InputReader,
+    skip_rows: &std::collections::HashSet<u64>,
+    client: Arc<PayrocClient>,
+    options: &DispatchOptions,
+    progress: &Progress,
+    shutdown: watch::Receiver<bool>,
+) -> (DispatchReport, Result<(), DispatchError>) {
+    let mut report = DispatchReport::default();
+    let result = dispatch_rows(
+        ledger,
+        input,
+        skip_rows,
+        client,
+        options,
+        progress,
+        shutdown,
+        &mut report,
+    )
+    .await;
+    if result.is_err()
+        && let Err(rollback) = ledger.abort_group()
+    {
+        tracing::error!("could not roll back the open ledger group: {rollback}");
+    }
+    (report, result)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispatch_rows(
     ledger: &mut Ledger,
     mut input: InputReader,
     skip_rows: &std::collections::HashSet<u64>,
@@ -325,7 +357,8 @@ pub async fn dispatch(
     options: &DispatchOptions,
     progress: &Progress,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<DispatchReport, DispatchError> {
+    report: &mut DispatchReport,
+) -> Result<(), DispatchError> {
     // A small burst (1/100 of a second of rate, at least 2, at most the concurrency) absorbs the
     // timer's lateness: with a burst of 1 every late wake-up is lost for good and 500/s became
     // ~465/s (bench/README.md). The price: over any window of W seconds at most rate·W + burst
@@ -334,7 +367,6 @@ pub async fn dispatch(
     let burst = (options.rate.get() / 100).clamp(2, u32::try_from(options.concurrency).unwrap_or(u32::MAX).max(2));
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
     let limiter = RateLimiter::direct(Quota::per_second(options.rate).allow_burst(burst));
-    let mut report = DispatchReport::default();
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut ready: std::collections::VecDeque<ReadyRow> = std::collections::VecDeque::new();
     let mut rows_exhausted = false;
@@ -342,6 +374,7 @@ pub async fn dispatch(
     // Set when a stop is requested: in-flight requests are abandoned at this instant.
     let mut abandon_at: Option<tokio::time::Instant> = None;
     let mut signals_open = true;
+    let mut interrupted = false;
     loop {
         // 1. Read ahead: decide rows until enough are ready to send, in one ledger group.
         if ready.len() < READ_AHEAD && !rows_exhausted && report.stopped.is_none() {
@@ -356,15 +389,9 @@ pub async fn dispatch(
                 let row = match parsed? {
                     ParsedRow::Valid(row) if !skip_rows.contains(&row.row) => row,
                     ParsedRow::Valid(_) => continue,
-                    ParsedRow::Invalid { label, problems } => {
-                        if skip_rows.contains(&label.row) || !problems.is_empty() {
-                            continue;
-                        }
-                        return Err(DispatchError::InputChanged(format!(
-                            "row {} changed while the batch ran",
-                            label.row
-                        )));
-                    }
+                    // Invalid rows were reported by validation and are never sent. That this is still
+                    // the validated file is checked before this pass (`FileCheck::ensure_unchanged`).
+                    ParsedRow::Invalid { .. } => continue,
                 };
                 let prepared = prepare(&row, &options.environment, &options.namespace);
                 match decide(
@@ -405,14 +432,17 @@ pub async fn dispatch(
         let can_send = !ready.is_empty() && tasks.len() < options.concurrency && report.stopped.is_none();
         tokio::select! {
             biased;
-            changed = shutdown.changed(), if report.stopped.is_none() && signals_open => {
+            // Listened to even after a systemic stop: the person waiting may not want to.
+            changed = shutdown.changed(), if signals_open && !interrupted => {
                 match changed {
                     // Nobody can ask for a stop any more; carry on.
                     Err(_) => signals_open = false,
                     Ok(()) if *shutdown.borrow() => {
-                        report.stopped = Some(StopReason::Interrupted);
+                        interrupted = true;
+                        report.stopped.get_or_insert(StopReason::Interrupted);
                         ready.clear();
-                        abandon_at = Some(tokio::time::Instant::now() + options.shutdown_grace);
+                        let deadline = tokio::time::Instant::now() + options.shutdown_grace;
+                        abandon_at = Some(abandon_at.map_or(deadline, |earlier| earlier.min(deadline)));
                     }
                     Ok(()) => {}
                 }
@@ -441,7 +471,7 @@ pub async fn dispatch(
                             continue;
                         }
                     };
-                    let outcome = outcome_of(&finished.report.result);
+                    let outcome = outcome_of(&finished.report);
                     tracing::debug!(
                         refund = finished.record_id,
                         state = outcome.state.map(RefundState::as_str),
@@ -456,16 +486,18 @@ pub async fn dispatch(
                 ledger.commit_group()?;
                 for (state, result) in results {
                     progress.finished(state);
-                    if let SendResult::Systemic(error) = &result {
-                        if report.stopped.is_none() {
-                            report.stopped = Some(StopReason::Systemic(error.clone()));
-                        }
-                        ready.clear();
-                    } else if let Some(reason) = streak.observe(&result)
+                    let reason = match &result {
+                        SendResult::Systemic(error) => Some(StopReason::Systemic(error.clone())),
+                        other => streak.observe(other),
+                    };
+                    if let Some(reason) = reason
                         && report.stopped.is_none()
                     {
                         report.stopped = Some(reason);
                         ready.clear();
+                        // The requests still in flight meet the same failure, possibly slowly
+                        // (a token fetch retrying for minutes): give them the grace period too.
+                        abandon_at = Some(tokio::time::Instant::now() + options.shutdown_grace);
                     }
                 }
             }
@@ -498,7 +530,7 @@ pub async fn dispatch(
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Sleeps until `deadline`, or forever when there is none (a `select!` branch that never fires).
@@ -510,8 +542,8 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
 }
 
 /// What the ledger records for a send result.
-fn outcome_of(result: &SendResult) -> Outcome {
-    match result {
+fn outcome_of(report: &crate::client::SendReport) -> Outcome {
+    match &report.result {
         SendResult::Answered(outcome) => outcome.clone(),
         SendResult::GaveUp {
             maybe_reached,
@@ -529,8 +561,13 @@ fn outcome_of(result: &SendResult) -> Outcome {
             ..Outcome::default()
         },
         SendResult::Systemic(error) => Outcome {
-            // A 401 (or no token at all) means Payroc did not process the request.
-            state: Some(RefundState::Pending),
+            // A 401 (or no token at all) means Payroc did not process *that* request; but an
+            // earlier one of the same refund may have been, and then the row is unknown.
+            state: Some(if report.maybe_reached {
+                RefundState::Unknown
+            } else {
+                RefundState::Pending
+            }),
             problem_detail: Some(error.to_string()),
             ..Outcome::default()
         },

@@ -519,6 +519,18 @@ impl Ledger {
         Ok(())
     }
 
+    /// Rolls back the open group, if any: for error paths, so that nothing uncommitted stays
+    /// visible to later reads on this connection.
+    pub fn abort_group(&mut self) -> Result<(), LedgerError> {
+        if self.group_open {
+            self.group_open = false;
+            self.connection
+                .execute_batch("ROLLBACK")
+                .map_err(|source| self.sqlite_error(source))?;
+        }
+        Ok(())
+    }
+
     /// Records a new identity as `pending` with its generation-0 key, remembering the key handed out.
     pub fn insert(&mut self, refund: &NewRefund<'_>, batch: i64, row: u64) -> Result<RefundRecord, LedgerError> {
         let time = now();

@@ -69,7 +69,10 @@ pub async fn reconcile(
         let Some(record) = ledger.find(&prepared.identity.ledger_id())? else {
             continue;
         };
+        // A `pending` row that was sent before (its requests never reached Payroc, or a systemic
+        // stop followed) is looked up too: past six days `run` holds it for reconcile.
         let wanted = matches!(record.state, RefundState::Unknown | RefundState::Sending)
+            || (record.state == RefundState::Pending && record.first_sent_at.is_some())
             || (options.include_queued && record.state == RefundState::Queued);
         if !wanted {
             continue;

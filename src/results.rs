@@ -10,7 +10,7 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::dispatch::RowNote;
+use crate::dispatch::{RowNote, describe_change};
 use crate::idempotency::Identity;
 use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{Ledger, LedgerError, private_file};
@@ -252,7 +252,24 @@ fn write_rows<W: Write>(
                         order_id: row.order_id.clone(),
                     };
                     let record = ledger.find(&identity.ledger_id())?;
-                    let note = context.notes.get(&row.row);
+                    // A row the run did not reach (it stopped early) has no note even when the
+                    // file no longer matches what the ledger sent; say so here rather than show
+                    // the ledger's outcome next to the file's new amount.
+                    let changed = record.as_ref().and_then(|record| {
+                        let payee = row.payee.masked();
+                        let differs = record.amount_minor != row.amount_minor
+                            || record.currency != row.currency.code()
+                            || record.payee_masked != payee;
+                        differs.then(|| RowNote {
+                            status: "conflict",
+                            error: format!(
+                                "the file differs from what the ledger has for this refund ({}: {}); nothing new was sent",
+                                record.state.result_status(),
+                                describe_change(record, row.amount_minor, row.currency.code(), &payee)
+                            ),
+                        })
+                    });
+                    let note = context.notes.get(&row.row).or(changed.as_ref());
                     let status = match (note, &record) {
                         (Some(note), _) => status_name(note.status),
                         (None, Some(record)) => status_name(record.state.result_status()),
@@ -287,10 +304,12 @@ fn write_rows<W: Write>(
                             cells.extend(std::iter::repeat_n(String::new(), 4));
                         }
                     }
-                    *tally
-                        .amounts
-                        .entry((status, row.currency.code().to_owned()))
-                        .or_insert(0) += row.amount_minor;
+                    // Amounts are what the ledger sent when it sent something, else the file's.
+                    let (amount, currency) = match &record {
+                        Some(record) => (record.amount_minor, record.currency.clone()),
+                        None => (row.amount_minor, row.currency.code().to_owned()),
+                    };
+                    *tally.amounts.entry((status, currency)).or_insert(0) += amount;
                     status
                 }
             }

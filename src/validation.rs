@@ -38,6 +38,45 @@ pub struct FileCheck {
     pub sha256: String,
     /// Header names the tool ignores.
     pub unknown_columns: Vec<String>,
+    /// Size and modification time of the file when it was checked.
+    pub stamp: Option<FileStamp>,
+}
+
+/// What identifies the bytes that were checked, cheaply: later passes re-read the file, and must
+/// read the same file — not one an export job rewrote while a production prompt was waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    length: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Result<FileStamp, InputError> {
+        let metadata = std::fs::metadata(path).map_err(|source| InputError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(FileStamp {
+            length: metadata.len(),
+            modified: metadata.modified().ok(),
+        })
+    }
+}
+
+impl FileCheck {
+    /// Fails when `path` is no longer the file that was checked (another size or modification
+    /// time), so nothing is sent from rows that were never validated or confirmed.
+    pub fn ensure_unchanged(&self, path: &Path) -> Result<(), InputError> {
+        if self.stamp.as_ref() == Some(&FileStamp::of(path)?) {
+            return Ok(());
+        }
+        Err(InputError::Malformed {
+            path: path.to_owned(),
+            message: "the file changed after it was validated; nothing more is sent from it. Run the command again \
+                      to validate the new contents"
+                .into(),
+        })
+    }
 }
 
 /// How many problem lines are kept for printing. A file broken on every row (the wrong file, the
@@ -55,6 +94,7 @@ impl FileCheck {
 
 /// Checks the whole file at `path`.
 pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputError> {
+    let stamp = FileStamp::of(path)?;
     let mut reader = InputReader::open(path, options)?;
     let mut check = FileCheck {
         unknown_columns: reader.unknown_columns().to_vec(),
@@ -119,6 +159,9 @@ pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputE
         }
     }
     check.sha256 = reader.finish()?;
+    check.stamp = Some(stamp);
+    // A file rewritten while it was being read would have been checked half old, half new.
+    check.ensure_unchanged(path)?;
     Ok(check)
 }
 
@@ -201,5 +244,29 @@ mod tests {
         for n in (0..rows).step_by(997).chain([0, rows - 1]) {
             assert_eq!(seen.first_or_insert(hash(n), rows + 10), Some(n + 2), "{n}");
         }
+    }
+
+    #[test]
+    fn a_file_rewritten_after_validation_is_noticed() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("day.csv");
+        let header = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date\n";
+        std::fs::write(
+            &path,
+            format!("{header}card,1234001,A1,1.00,USD,x,4111111111111111,0929\n"),
+        )
+        .expect("write");
+        let check = check_file(&path, ReadOptions::default()).expect("check");
+        assert_eq!(check.valid, 1);
+        check.ensure_unchanged(&path).expect("still the same file");
+        std::fs::write(
+            &path,
+            format!("{header}card,1234001,A1,1.00,USD,x,4111111111111111,0929\ncard,1234001,A2,900.00,USD,x,4111111111111111,0929\n"),
+        )
+        .expect("rewrite");
+        let error = check.ensure_unchanged(&path).expect_err("the file grew");
+        assert!(
+            error.to_string().contains("changed after it was validated") || format!("{error:?}").contains("changed")
+        );
     }
 }

@@ -58,9 +58,13 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     };
 
     // 3. Send.
+    session
+        .check
+        .ensure_unchanged(&session.input_path)
+        .map_err(CommandError::usage)?;
     let input = InputReader::open_unhashed(&session.input_path, read_options).map_err(CommandError::usage)?;
     let progress = terminal.progress(session.check.valid);
-    let dispatched = dispatch(
+    let (report, dispatched) = dispatch(
         &mut session.ledger,
         input,
         &session.check.duplicate_rows,
@@ -73,10 +77,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     progress.finish();
 
     // 4. Results, from the ledger, in input order — even when dispatch failed half-way.
-    let (report, dispatch_error) = match dispatched {
-        Ok(report) => (report, None),
-        Err(error) => (Default::default(), Some(error)),
-    };
+    let dispatch_error = dispatched.err();
     terminal.note(&match (report.sent, report.already_done) {
         (0, 0) => "nothing to send".to_owned(),
         (0, done) => format!("nothing to send: {} already done in the ledger", rows(done)),
