@@ -68,6 +68,9 @@ fn random_fraction() -> f64 {
     (hasher.finish() >> 11) as f64 / (1_u64 << 53) as f64
 }
 
+/// The run's rate limiter (a GCRA from `governor`), shared by the dispatcher and every retry.
+pub type RequestLimiter = governor::DefaultDirectRateLimiter;
+
 /// Where to reach Payroc and how patiently.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -371,10 +374,19 @@ impl PayrocClient {
     /// Sends one refund: `body` with `key`, retried as the module documentation describes.
     ///
     /// `body` is reference-counted, so every retry sends the very same buffer.
-    pub async fn send_refund(&self, method: Method, key: &str, body: bytes::Bytes) -> SendReport {
+    ///
+    /// `limiter` is the run's rate limiter: the dispatcher took the permit for the first request,
+    /// and every re-send takes one too, so retries count against `--rate` like everything else.
+    pub async fn send_refund(
+        &self,
+        method: Method,
+        key: &str,
+        body: bytes::Bytes,
+        limiter: &RequestLimiter,
+    ) -> SendReport {
         let url = self.endpoint(method);
         let exchange = self
-            .exchange(|token| {
+            .exchange(Some(limiter), |token| {
                 self.http
                     .post(&url)
                     .bearer_auth(token)
@@ -433,7 +445,7 @@ impl PayrocClient {
     ) -> Result<Vec<FoundRefund>, SendResult> {
         let url = self.endpoint(method);
         let exchange = self
-            .exchange(|token| {
+            .exchange(None, |token| {
                 self.http.get(&url).bearer_auth(token).query(&[
                     ("processingTerminalId", terminal),
                     ("orderId", order_id),
@@ -495,7 +507,13 @@ impl PayrocClient {
     /// on 408/429/5xx and transport errors, one token refresh on 401. `build` makes the request
     /// from a bearer token; it is called again for each retry, with the same key and bytes.
     /// Returns the first final answer (any other status, with its body) or why it gave up.
-    async fn exchange(&self, build: impl Fn(&str) -> reqwest::RequestBuilder) -> Exchange {
+    ///
+    /// With a `limiter`, every request after the first waits for a permit of its own.
+    async fn exchange(
+        &self,
+        limiter: Option<&RequestLimiter>,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Exchange {
         let mut requests = 0;
         let mut retry = 0;
         let mut refreshed_after_401 = false;
@@ -512,6 +530,11 @@ impl PayrocClient {
                     };
                 }
             };
+            if requests > 0
+                && let Some(limiter) = limiter
+            {
+                limiter.until_ready().await;
+            }
             requests += 1;
             let (detail, http_status) = match build(token.expose_secret()).send().await {
                 Err(error) => {

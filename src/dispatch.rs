@@ -366,7 +366,7 @@ async fn dispatch_rows(
     // once at high rates, which is what lets `sending` marks share a commit.
     let burst = (options.rate.get() / 100).clamp(2, u32::try_from(options.concurrency).unwrap_or(u32::MAX).max(2));
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    let limiter = RateLimiter::direct(Quota::per_second(options.rate).allow_burst(burst));
+    let limiter = Arc::new(RateLimiter::direct(Quota::per_second(options.rate).allow_burst(burst)));
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut ready: std::collections::VecDeque<ReadyRow> = std::collections::VecDeque::new();
     let mut rows_exhausted = false;
@@ -501,7 +501,9 @@ async fn dispatch_rows(
                     }
                 }
             }
-            () = limiter.until_ready(), if can_send => {
+            // During a Retry-After pause no new request is released: they would all wait at the
+            // gate and then leave at once.
+            () = async { client.pause.wait().await; limiter.until_ready().await }, if can_send => {
                 // One permit is ours; take the others available right now, up to the free slots.
                 let free = options.concurrency - tasks.len();
                 let mut group = Vec::new();
@@ -522,8 +524,9 @@ async fn dispatch_rows(
                     tracing::debug!(refund = row.record.id, key = %row.record.idempotency_key, generation = row.record.generation, "sending");
                     report.sent += 1;
                     let client = Arc::clone(&client);
+                    let limiter = Arc::clone(&limiter);
                     tasks.spawn(async move {
-                        let report = client.send_refund(row.method, &row.record.idempotency_key, row.body).await;
+                        let report = client.send_refund(row.method, &row.record.idempotency_key, row.body, &limiter).await;
                         Finished { record_id: row.record.id, attempt, report }
                     });
                 }
