@@ -45,6 +45,16 @@ pub(crate) const CARD_DECLINED: &str = "4000000000000002";
 pub(crate) const CARD_REFERRAL: &str = "4000000000000127";
 pub(crate) const CARD_QUEUED: &str = "4000000000000119";
 pub(crate) const TOKEN_DECLINED: &str = "2967530000000002";
+
+/// What a secure token's refund comes to, for card and bank alike: the documented decline token
+/// declines, every other token is approved.
+fn token_outcome(token: &str) -> Outcome {
+    if token == TOKEN_DECLINED {
+        Outcome::Declined
+    } else {
+        Outcome::Approved
+    }
+}
 pub(crate) const ACCOUNT_DECLINED: &str = "99990002";
 /// A processing terminal without the unreferenced-refund capability.
 pub(crate) const TERMINAL_NO_CAPABILITY: &str = "9999001";
@@ -507,11 +517,7 @@ fn card_method(c: &mut Ctx, m: &Map<String, Value>) -> Option<(Value, Outcome)> 
         }
         Some("secureToken") => {
             let (token, _) = secure_token(c, v)?;
-            let outcome = if token == TOKEN_DECLINED {
-                Outcome::Declined
-            } else {
-                Outcome::Approved
-            };
+            let outcome = token_outcome(token);
             let card = json!({
                 "type": "Visa Credit",
                 "entryMethod": "keyed",
@@ -578,11 +584,7 @@ fn bank_method(c: &mut Ctx, m: &Map<String, Value>) -> Option<(Value, Outcome)> 
         }
         Some("secureToken") => {
             let (token, sec) = secure_token(c, v)?;
-            let outcome = if token == TOKEN_DECLINED {
-                Outcome::Declined
-            } else {
-                Outcome::Approved
-            };
+            let outcome = token_outcome(token);
             let mut ba = json!({
                 "type": "ach",
                 "nameOnAccount": "Sandbox Customer",
