@@ -14,7 +14,6 @@
 //! SDKs' two-minute buffer); concurrent senders wait for that one fetch.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -801,9 +800,6 @@ pub fn check_base_url(name: &str, url: &str) -> Result<(), String> {
         other => Err(format!("{name} {url:?} has scheme {other:?}; use https")),
     }
 }
-
-/// Shared handle type used by the dispatcher.
-pub type SharedClient = Arc<PayrocClient>;
 
 #[cfg(test)]
 mod tests {

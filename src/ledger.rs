@@ -76,18 +76,6 @@ impl RefundState {
         RefundState::ALL.into_iter().find(|state| state.as_str() == text)
     }
 
-    /// A Payroc answer that will not change by sending again: the row is done for this run.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            RefundState::Succeeded
-                | RefundState::Queued
-                | RefundState::Declined
-                | RefundState::Rejected
-                | RefundState::Conflict
-        )
-    }
-
     /// A definite failure that `run --retry-failed` may send again under the next key generation.
     pub fn is_retryable_failure(self) -> bool {
         matches!(self, RefundState::Declined | RefundState::Rejected)
@@ -386,11 +374,6 @@ impl Ledger {
             restrict_permissions(Path::new(&side));
         }
         Ok(ledger)
-    }
-
-    /// The ledger file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn sqlite_error(&self, source: rusqlite::Error) -> LedgerError {
@@ -885,10 +868,6 @@ mod tests {
             assert_eq!(RefundState::parse(state.as_str()), Some(state));
         }
         assert_eq!(RefundState::parse("done"), None);
-        assert!(RefundState::Succeeded.is_final());
-        assert!(!RefundState::Sending.is_final());
-        assert!(!RefundState::Unknown.is_final());
-        assert!(!RefundState::Pending.is_final());
         assert!(RefundState::Declined.is_retryable_failure());
         assert!(RefundState::Rejected.is_retryable_failure());
         for never in [

@@ -88,11 +88,6 @@ impl Terminal {
         }
     }
 
-    /// Whether stderr is a terminal (for the progress style and the production prompt).
-    pub fn is_terminal(&self) -> bool {
-        self.is_terminal
-    }
-
     /// Sets the prefix that marks non-production screens (`[sandbox]`, `[uat]`).
     pub fn set_banner(&self, banner: Option<String>) {
         *self.banner.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = banner;
