@@ -404,7 +404,7 @@ async fn dispatch_rows(
                 )? {
                     Decision::Send(record) => ready.push_back(ReadyRow {
                         record,
-                        body: Bytes::from(prepared.body),
+                        body: Bytes::from(crate::request::body(&row)),
                         method: row.method,
                     }),
                     Decision::Done(record) => {

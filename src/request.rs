@@ -15,47 +15,46 @@ use sha2::{Digest, Sha256};
 use crate::idempotency::Identity;
 use crate::input::{Method, Payee, RefundRow, hex, mask_card_number};
 
-/// A row made ready to send: its identity, its body, and what the ledger may keep about it.
+/// What the ledger may know about a row: its identity and a fingerprint of its body. Holds no
+/// card or account number, so it is safe to keep and to print.
+#[derive(Debug)]
 pub struct PreparedRefund {
     /// What makes it the same refund across runs.
     pub identity: Identity,
-    /// The request body. Holds the full card or account number: never log it, never store it.
-    pub body: Vec<u8>,
     /// SHA-256 (hex) of the body built with the payee masked.
     pub fingerprint: String,
     /// First 6 + last 4 of a card, last 4 of an account or token.
     pub payee_masked: String,
 }
 
-impl std::fmt::Debug for PreparedRefund {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("PreparedRefund")
-            .field("identity", &self.identity)
-            .field("body", &format_args!("<{} bytes, redacted>", self.body.len()))
-            .field("fingerprint", &self.fingerprint)
-            .field("payee_masked", &self.payee_masked)
-            .finish()
+impl Identity {
+    /// The identity of `row` under `environment` and key `namespace`: the one place a row's
+    /// identity is made, for keys, ledger look-ups and the results alike.
+    pub fn of_row(row: &RefundRow, environment: &str, namespace: &str) -> Identity {
+        Identity {
+            environment: environment.to_owned(),
+            namespace: namespace.to_owned(),
+            method: row.method.as_str().to_owned(),
+            processing_terminal_id: row.processing_terminal_id.clone(),
+            order_id: row.order_id.clone(),
+        }
     }
 }
 
-/// Builds the body for `row` under `environment` and key `namespace`.
+/// What the ledger needs to decide about `row`. The body itself is built only for rows that are
+/// sent ([`body`]): a re-run of a finished batch never serialises a card number.
 pub fn prepare(row: &RefundRow, environment: &str, namespace: &str) -> PreparedRefund {
-    let identity = Identity {
-        environment: environment.to_owned(),
-        namespace: namespace.to_owned(),
-        method: row.method.as_str().to_owned(),
-        processing_terminal_id: row.processing_terminal_id.clone(),
-        order_id: row.order_id.clone(),
-    };
-    let body = serialize(row, Exposure::Full);
-    let masked_body = serialize(row, Exposure::Masked);
     PreparedRefund {
-        identity,
-        body,
-        fingerprint: hex(&Sha256::digest(&masked_body)),
+        identity: Identity::of_row(row, environment, namespace),
+        fingerprint: hex(&Sha256::digest(serialize(row, Exposure::Masked))),
         payee_masked: row.payee.masked(),
     }
+}
+
+/// The exact request body for `row`. Holds the full card or account number: send it, never
+/// log or store it.
+pub fn body(row: &RefundRow) -> Vec<u8> {
+    serialize(row, Exposure::Full)
 }
 
 /// Whether the payee's numbers go in whole (to send) or masked (to fingerprint).
@@ -301,12 +300,12 @@ mod tests {
 
     #[test]
     fn the_card_body_has_payrocs_shape_and_a_stable_byte_order() {
-        let prepared = prepare(&card_row(), "production", "default");
+        let sent = body(&card_row());
         assert_eq!(
-            String::from_utf8(prepared.body.clone()).unwrap(),
+            String::from_utf8(sent.clone()).unwrap(),
             r#"{"channel":"moto","processingTerminalId":"1234001","order":{"orderId":"R20240702-0001","description":"Refund for order 6543","amount":4999,"currency":"USD"},"customer":{"contactMethods":[{"type":"email","value":"sarah@example.com"}]},"refundMethod":{"type":"card","cardDetails":{"entryMethod":"keyed","cardholderName":"Sarah Hopper","keyedData":{"dataFormat":"plainText","cardNumber":"4539858876047062","expiryDate":"1230"}}},"customFields":[{"name":"batchRow","value":"17"}]}"#
         );
-        assert_eq!(prepare(&card_row(), "production", "default").body, prepared.body);
+        assert_eq!(body(&card_row()), sent);
     }
 
     #[test]
@@ -323,7 +322,7 @@ mod tests {
             account_type: Some("checking".into()),
             sec_code: Some("web".into()),
         };
-        let body = String::from_utf8(prepare(&row, "uat", "default").body).unwrap();
+        let body = String::from_utf8(body(&row)).unwrap();
         assert_eq!(
             body,
             r#"{"processingTerminalId":"1234001","order":{"orderId":"R20240702-0001","description":"","amount":4999,"currency":"USD"},"refundMethod":{"type":"ach","secCode":"web","accountType":"checking","nameOnAccount":"Sarah Hopper","accountNumber":"1234567890","routingNumber":"011000015"}}"#

@@ -244,13 +244,7 @@ fn write_rows<W: Write>(
                     cells.extend(std::iter::repeat_n(String::new(), 4));
                     "invalid"
                 } else {
-                    let identity = Identity {
-                        environment: context.environment.to_owned(),
-                        namespace: context.namespace.to_owned(),
-                        method: row.method.as_str().to_owned(),
-                        processing_terminal_id: row.processing_terminal_id.clone(),
-                        order_id: row.order_id.clone(),
-                    };
+                    let identity = Identity::of_row(&row, context.environment, context.namespace);
                     let record = ledger.find(&identity.ledger_id())?;
                     // A row the run did not reach (it stopped early) has no note even when the
                     // file no longer matches what the ledger sent; say so here rather than show
