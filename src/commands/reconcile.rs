@@ -18,16 +18,16 @@ pub async fn reconcile(
     // Invalid rows were never sent, so they are only reported, never a reason to stop.
     let (check, read_options) = session::check_input(&arguments.input, true, terminal)?;
     let connection = &arguments.connection;
-    let mut session = session::open(
+    let (mut session, endpoint) = session::start(
         global,
         &arguments.input,
         check,
         read_options,
-        &connection.key_namespace,
+        connection,
         "reconcile",
         terminal,
-    )?;
-    let endpoint = session::connect(global, connection).await?;
+    )
+    .await?;
     terminal.note(&format!("looking up unknown rows at {}", endpoint.api_url));
     let options = ReconcileOptions {
         environment: global.environment.as_str().to_owned(),

@@ -36,16 +36,16 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
 
     // 2. Ledger, endpoint, client.
     let connection = &arguments.connection;
-    let mut session = session::open(
+    let (mut session, endpoint) = session::start(
         global,
         &arguments.input,
         check,
         read_options,
-        &connection.key_namespace,
+        connection,
         "run",
         terminal,
-    )?;
-    let endpoint = session::connect(global, connection).await?;
+    )
+    .await?;
     terminal.note(&format!("sending to {}", endpoint.api_url));
     let dispatch_options = DispatchOptions {
         environment: environment.as_str().to_owned(),

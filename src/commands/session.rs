@@ -73,8 +73,31 @@ pub fn check_input(
     Ok((check, options))
 }
 
-/// Opens the ledger and begins a batch for `command` over the checked file.
-pub fn open(
+/// Opens the ledger, begins a batch for `command` over the checked file, and connects to Payroc
+/// (or starts the embedded sandbox): everything `run` and `reconcile` need before their loop.
+pub async fn start(
+    global: &GlobalArgs,
+    input: &InputArgs,
+    check: FileCheck,
+    read_options: ReadOptions,
+    connection: &ConnectionArgs,
+    command: &str,
+    terminal: &Terminal,
+) -> Result<(Session, Endpoint), CommandError> {
+    let session = open(
+        global,
+        input,
+        check,
+        read_options,
+        &connection.key_namespace,
+        command,
+        terminal,
+    )?;
+    let endpoint = connect(global, connection).await?;
+    Ok((session, endpoint))
+}
+
+fn open(
     global: &GlobalArgs,
     input: &InputArgs,
     check: FileCheck,
@@ -128,7 +151,7 @@ pub struct Endpoint {
 
 /// Works out where requests go — explicit URLs, the Payroc environment's, or an embedded
 /// sandbox — loads the API key and builds the client.
-pub async fn connect(global: &GlobalArgs, connection: &ConnectionArgs) -> Result<Endpoint, CommandError> {
+async fn connect(global: &GlobalArgs, connection: &ConnectionArgs) -> Result<Endpoint, CommandError> {
     let retry = RetryPolicy {
         max_retries: connection.max_retries,
         base_delay: Duration::from_millis(connection.retry_delay_ms),
