@@ -519,6 +519,14 @@ impl PayrocClient {
         let mut maybe_reached = false;
         loop {
             self.pause.wait().await;
+            if requests > 0
+                && let Some(limiter) = limiter
+            {
+                limiter.until_ready().await;
+            }
+            // The token is taken only now, after every wait, so the request carries the newest
+            // one: a token taken before a long wait could expire during it and turn a routine
+            // refresh into a false "authentication failed".
             let token = match self.bearer_token().await {
                 Ok(token) => token,
                 Err(error) => {
@@ -529,11 +537,6 @@ impl PayrocClient {
                     };
                 }
             };
-            if requests > 0
-                && let Some(limiter) = limiter
-            {
-                limiter.until_ready().await;
-            }
             requests += 1;
             let (detail, http_status) = match build(token.expose_secret()).send().await {
                 Err(error) => {

@@ -59,13 +59,15 @@ fn assert_results_match(workdir: &Workdir, stats: &Stats, count: usize) {
 fn an_expiring_token_is_refreshed_once_and_the_same_bytes_resent() {
     let workdir = Workdir::new();
     workdir.write("day.csv", &rows(40, "1234001"));
-    // Tokens say they last an hour but die after 50 ms: the run meets 401s mid-way.
+    // Tokens say they last an hour but die after 250 ms; the run takes about 800 ms at 50/s, so
+    // it meets 401s mid-way. (Much shorter lifetimes can kill a token between its fetch and its
+    // first use on a loaded machine, which is — correctly — an authentication failure.)
     let sandbox = TestSandbox::start(SandboxConfig {
-        token_actual_lifetime: Some(Duration::from_millis(50)),
+        token_actual_lifetime: Some(Duration::from_millis(250)),
         ..SandboxConfig::default()
     });
     workdir
-        .run(&sandbox, "day.csv", &["--rate", "200", "--concurrency", "4"])
+        .run(&sandbox, "day.csv", &["--rate", "50", "--concurrency", "4"])
         .code(0);
     let stats = sandbox.stats();
     assert!(
