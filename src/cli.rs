@@ -181,6 +181,25 @@ pub struct RunArgs {
     /// Refuse the run if the file would refund more than AMOUNT in CURRENCY (e.g. 5000.00:USD). Repeatable.
     #[arg(long, value_name = "AMOUNT:CURRENCY")]
     pub max_total: Vec<String>,
+    /// When to look each order the ledger does not know up at Payroc before sending it (uat and
+    /// production): `new-ledger` when this run's ledger is new (a new machine, another user, a
+    /// lost ledger), `always`, or `never`. One lookup per such row, inside the rate limit.
+    #[arg(long, env = "REFUND_BATCH_PRECHECK", value_enum, default_value = "new-ledger")]
+    pub precheck: Precheck,
+    /// How many days back the lookup before sending reaches.
+    #[arg(long, env = "REFUND_BATCH_PRECHECK_DAYS", default_value_t = 90)]
+    pub precheck_days: u32,
+}
+
+/// `run --precheck`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Precheck {
+    /// Look up every row the ledger does not know yet.
+    Always,
+    /// Only on a ledger this run created (or whose first run, over the same file, did not finish).
+    NewLedger,
+    /// Never (an old ledger's history is trusted, and a lost one is not guarded against).
+    Never,
 }
 
 /// How requests are made and retried (shared by `run` and `reconcile`).
@@ -219,6 +238,11 @@ pub struct ReconcileArgs {
     /// Also look up `queued` rows, to see whether Payroc has settled them.
     #[arg(long)]
     pub include_queued: bool,
+    /// Rows (e.g. `5,7`, as numbered in the results) or `all`: you confirm that Payroc has no
+    /// refund for them. Rows first sent more than six days ago that the lookup still does not
+    /// find then move to a new key, and the next run sends them.
+    #[arg(long, value_name = "ROWS|all")]
+    pub confirm_not_created: Option<String>,
     /// Connection and retry settings.
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -246,6 +270,10 @@ pub struct StatusArgs {
     /// Output format (on stdout).
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,
+    /// Write the file's results CSV from the ledger to PATH (needs FILE): for when a run could
+    /// not write them.
+    #[arg(long, value_name = "PATH", requires = "file")]
+    pub write_results: Option<PathBuf>,
 }
 
 /// `status --format`.

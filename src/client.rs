@@ -1,10 +1,12 @@
 //! Talking to Payroc: the bearer token, one refund request with its retries, and what the answer means.
 //!
 //! The dispatcher hands [`PayrocClient::send_refund`] a key and the exact body bytes; this module
-//! turns everything that can happen on the wire into one [`SendResult`] the ledger can record:
-//! an answer (201 read by `responseCode`, a 4xx problem, a 409), an authentication failure, or
-//! "gave up, and the request may or may not have reached Payroc". Retries always re-send the same
-//! key and the same bytes, so a retry can never become a second refund.
+//! turns everything that can happen on the wire into one [`SendResult`] **in Payroc's words**:
+//! a created refund (as its body says, or a 2xx whose body is not one), a refusal (a problem
+//! with its status and type), an authentication failure, or "gave up, and the request may or may
+//! not have reached Payroc". It decides no ledger state: [`crate::outcome`] does, from the answer
+//! and from whether the refund's key generation may already have reached Payroc. Retries always
+//! re-send the same key and the same bytes, so a retry can never become a second refund.
 //!
 //! Retry policy (uv's `RetryState` is the model): 408, 429, 5xx, timeouts and connection errors
 //! are retried with exponential backoff, jitter and a cap. `Retry-After` on 429/503 pauses every
@@ -23,7 +25,6 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::input::Method;
-use crate::ledger::{Outcome, RefundState};
 use crate::redaction::redact_digit_runs;
 
 /// How retries are paced. Every delay is configurable so tests run retries in milliseconds.
@@ -101,11 +102,26 @@ pub enum SystemicError {
     },
 }
 
-/// What came of sending one refund (with all its retries).
+/// What came of sending one refund (with all its retries), in Payroc's words.
 #[derive(Debug, Clone)]
 pub enum SendResult {
-    /// Payroc answered definitely; record this outcome.
-    Answered(Outcome),
+    /// A 2xx: Payroc created (or replayed) a refund. `refund` is `None` when the body is not a
+    /// refund at all (not JSON, or not an object).
+    Created {
+        /// The HTTP status.
+        http_status: u16,
+        /// The refund as the body describes it.
+        refund: Option<CreatedRefund>,
+    },
+    /// A final refusal: 400, 403, 404, 406, 409, 415 or another status not worth retrying.
+    Refused {
+        /// The HTTP status.
+        http_status: u16,
+        /// The problem's `type`, if the body was a problem.
+        problem_type: Option<String>,
+        /// Title, detail and `errors[]`, redacted, in one line.
+        detail: String,
+    },
     /// Retries ran out. `maybe_reached` is false only when no request could have reached
     /// Payroc (every failure was a refused connection or a 429), so the row can stay `pending`.
     GaveUp {
@@ -184,19 +200,45 @@ struct TokenResponse {
     expires_in: Option<i64>,
 }
 
-#[derive(Deserialize, Default)]
+/// A refund as Payroc's body describes it (created, replayed or listed). Every field is
+/// optional here: which absences matter is [`crate::outcome`]'s decision.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-struct CreatedRefund {
-    refund_id: Option<String>,
-    transaction_result: Option<TransactionResult>,
+pub struct CreatedRefund {
+    /// Payroc's 10-character `refundId`.
+    pub refund_id: Option<String>,
+    /// `order`: what the refund was for.
+    #[serde(default)]
+    pub order: Option<RefundOrder>,
+    /// `transactionResult`.
+    #[serde(default)]
+    pub transaction_result: Option<TransactionResult>,
 }
 
-#[derive(Deserialize, Default)]
+/// `order` of a refund.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-struct TransactionResult {
-    status: Option<String>,
-    response_code: Option<String>,
-    response_message: Option<String>,
+pub struct RefundOrder {
+    /// The merchant's order id.
+    pub order_id: Option<String>,
+    /// Minor units.
+    pub amount: Option<i64>,
+    /// Currency code.
+    pub currency: Option<String>,
+    /// When Payroc made it (ISO 8601).
+    pub date_time: Option<String>,
+}
+
+/// `transactionResult` of a refund.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionResult {
+    /// `ready`, `pending`, `declined`, `complete`, …
+    pub status: Option<String>,
+    /// `A`, `D`, `E`, `P`, `R`, `C` (card); optional for bank transfers.
+    pub response_code: Option<String>,
+    /// Payroc's message, e.g. `OK5`.
+    pub response_message: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -257,9 +299,6 @@ impl Problem {
         text
     }
 }
-
-/// Problem type Payroc uses when a key was first used with a different body (under 409 or 400).
-const KEY_IN_USE: &str = "idempotency-key-in-use";
 
 impl PayrocClient {
     /// Builds the client: rustls with certificate checks always on, one connection pool.
@@ -395,36 +434,7 @@ impl PayrocClient {
             })
             .await;
         let result = match exchange.result {
-            Ok((status, bytes)) => match classify(status, &bytes) {
-                // A refusal that follows a request which may have been processed is not proof
-                // that nothing was created: the refusal may come from a layer in front of
-                // Payroc's idempotency check, or be a 409 for a request still in progress. Such
-                // a row is `unknown` (re-sent with the same key, or reconciled), never `rejected`
-                // — which `--retry-failed` would send again under a new key.
-                Some(outcome)
-                    if exchange.maybe_reached
-                        && matches!(outcome.state, Some(RefundState::Rejected | RefundState::Conflict)) =>
-                {
-                    SendResult::Answered(Outcome {
-                        state: Some(RefundState::Unknown),
-                        problem_detail: Some(format!(
-                            "answered HTTP {} after an earlier attempt may have reached Payroc, so the outcome is \
-                             unknown: {}",
-                            status.as_u16(),
-                            outcome.problem_detail.clone().unwrap_or_default()
-                        )),
-                        ..outcome
-                    })
-                }
-                Some(outcome) => SendResult::Answered(outcome),
-                // `exchange` only returns final statuses; a retryable one here would be a bug,
-                // and the cautious reading of it is "may have reached Payroc".
-                None => SendResult::GaveUp {
-                    maybe_reached: true,
-                    detail: format!("HTTP {status}"),
-                    http_status: Some(status.as_u16()),
-                },
-            },
+            Ok((status, bytes)) => answer_of(status, &bytes),
             Err(result) => result,
         };
         SendReport {
@@ -434,72 +444,104 @@ impl PayrocClient {
         }
     }
 
-    /// Looks up the refunds Payroc has for one order (`GET /refunds?processingTerminalId&orderId`
-    /// or the bank-transfer list), for `reconcile`.
+    /// Lists every refund Payroc has for one order made between `date_from` and `date_to`
+    /// (`GET /refunds?processingTerminalId&orderId&dateFrom&dateTo` or the bank-transfer list),
+    /// following every page, for `reconcile` and the pre-send lookup. Only a complete listing is
+    /// returned: a page that cannot be read, or paging that does not end, is an error, because
+    /// "not in the list" is only evidence when the list is whole. Each page takes a permit of
+    /// `limiter` when one is given.
     pub async fn find_refunds(
         &self,
         method: Method,
         terminal: &str,
         order_id: &str,
-    ) -> Result<Vec<FoundRefund>, SendResult> {
+        window: (time::OffsetDateTime, time::OffsetDateTime),
+        limiter: Option<&RequestLimiter>,
+    ) -> Result<Vec<CreatedRefund>, SendResult> {
         let url = self.endpoint(method);
-        let exchange = self
-            .exchange(None, |token| {
-                self.http.get(&url).bearer_auth(token).query(&[
-                    ("processingTerminalId", terminal),
-                    ("orderId", order_id),
-                    ("limit", "100"),
-                ])
-            })
-            .await;
-        let (status, bytes) = exchange.result?;
-        if !status.is_success() {
-            let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(SendResult::GaveUp {
+        let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+        let date_from = window
+            .0
+            .to_offset(time::UtcOffset::UTC)
+            .format(&format)
+            .unwrap_or_default();
+        let date_to = window
+            .1
+            .to_offset(time::UtcOffset::UTC)
+            .format(&format)
+            .unwrap_or_default();
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        for _page in 0..MAX_LIST_PAGES {
+            if let Some(limiter) = limiter {
+                limiter.until_ready().await;
+            }
+            let exchange = self
+                .exchange(limiter, |token| {
+                    let mut query = vec![
+                        ("processingTerminalId", terminal),
+                        ("orderId", order_id),
+                        ("dateFrom", date_from.as_str()),
+                        ("dateTo", date_to.as_str()),
+                        ("limit", "100"),
+                    ];
+                    if let Some(after) = &after {
+                        query.push(("after", after.as_str()));
+                    }
+                    self.http.get(&url).bearer_auth(token).query(&query)
+                })
+                .await;
+            let (status, bytes) = exchange.result?;
+            if !status.is_success() {
+                let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
+                return Err(SendResult::GaveUp {
+                    maybe_reached: false,
+                    detail: format!(
+                        "the lookup was refused: HTTP {}: {}",
+                        status.as_u16(),
+                        problem.describe(status)
+                    ),
+                    http_status: Some(status.as_u16()),
+                });
+            }
+            let list: RefundList = serde_json::from_slice(&bytes).map_err(|error| SendResult::GaveUp {
                 maybe_reached: false,
-                detail: format!(
-                    "the lookup was refused: HTTP {}: {}",
-                    status.as_u16(),
-                    problem.describe(status)
-                ),
+                detail: format!("the lookup answer was not a refund list ({error})"),
                 http_status: Some(status.as_u16()),
-            });
-        }
-        let list: RefundList = serde_json::from_slice(&bytes).map_err(|error| SendResult::GaveUp {
-            maybe_reached: false,
-            detail: format!("the lookup answer was not a refund list ({error})"),
-            http_status: Some(status.as_u16()),
-        })?;
-        if list.has_more || list.data.len() >= 100 {
-            return Err(SendResult::GaveUp {
-                maybe_reached: false,
-                detail: format!(
-                    "Payroc lists more than {} refunds for this order; settle it by hand",
-                    list.data.len()
-                ),
-                http_status: Some(status.as_u16()),
-            });
-        }
-        Ok(list
-            .data
-            .into_iter()
-            .filter(|refund| {
-                refund
-                    .order
-                    .as_ref()
-                    .is_none_or(|order| order.order_id.as_deref().is_none_or(|id| id == order_id))
-            })
-            .map(|refund| {
-                let order = refund.order.unwrap_or_default();
-                let result = refund.transaction_result.unwrap_or_default();
-                FoundRefund {
-                    refund_id: refund.refund_id.clone().unwrap_or_default(),
-                    amount_minor: order.amount,
-                    currency: order.currency,
-                    outcome: created_outcome(status, refund.refund_id, result),
+            })?;
+            let next = list.has_more.then(|| list.next_cursor()).flatten();
+            let had_more = list.has_more;
+            found.extend(list.data);
+            match next {
+                Some(cursor) if after.as_deref() != Some(cursor.as_str()) => after = Some(cursor),
+                Some(_) | None if had_more => {
+                    return Err(SendResult::GaveUp {
+                        maybe_reached: false,
+                        detail: "Payroc said more refunds exist for this order but gave no way to the next page".into(),
+                        http_status: Some(status.as_u16()),
+                    });
                 }
-            })
-            .collect())
+                _ => {
+                    // Payroc filters by order id; a refund of another order in the answer is
+                    // not this order's, whatever else it says.
+                    found.retain(|refund| {
+                        refund
+                            .order
+                            .as_ref()
+                            .and_then(|order| order.order_id.as_deref())
+                            .is_none_or(|id| id == order_id)
+                    });
+                    return Ok(found);
+                }
+            }
+        }
+        Err(SendResult::GaveUp {
+            maybe_reached: false,
+            detail: format!(
+                "Payroc lists more than {MAX_LIST_PAGES} pages of refunds for this order; settle it by hand"
+            ),
+            http_status: None,
+        })
     }
 
     /// One request with everything around it: the shared pause, a token, retries with backoff
@@ -638,105 +680,65 @@ fn is_retryable(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
-/// A refund Payroc has for an order, as `reconcile` sees it.
-#[derive(Debug, Clone)]
-pub struct FoundRefund {
-    /// Payroc's id.
-    pub refund_id: String,
-    /// `order.amount`.
-    pub amount_minor: Option<i64>,
-    /// `order.currency`.
-    pub currency: Option<String>,
-    /// What the ledger would record for it.
-    pub outcome: Outcome,
-}
+/// Pages of one order's refunds read at most: far more than any real order has (each page holds
+/// 100), so reaching it means the paging does not end.
+const MAX_LIST_PAGES: usize = 50;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RefundList {
     #[serde(default)]
-    data: Vec<ListedRefund>,
-    /// More pages exist: the list is not complete, so it proves nothing about absence.
+    data: Vec<CreatedRefund>,
+    /// More pages exist: the list so far is not complete.
     #[serde(default)]
     has_more: bool,
+    #[serde(default)]
+    links: Vec<ListLink>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct ListedRefund {
-    refund_id: Option<String>,
-    order: Option<ListedOrder>,
-    transaction_result: Option<TransactionResult>,
+struct ListLink {
+    rel: Option<String>,
+    href: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct ListedOrder {
-    order_id: Option<String>,
-    amount: Option<i64>,
-    currency: Option<String>,
-}
-
-/// Reads an answer that will not change by retrying; `None` for 408/429/5xx.
-fn classify(status: StatusCode, bytes: &[u8]) -> Option<Outcome> {
-    let http_status = Some(i64::from(status.as_u16()));
-    if status.is_success() {
-        let created: Option<CreatedRefund> = serde_json::from_slice(bytes).ok();
-        let Some(created) = created else {
-            return Some(Outcome {
-                state: Some(RefundState::Unknown),
-                http_status,
-                problem_detail: Some(format!(
-                    "HTTP {} with an answer that is not a refund; run reconcile",
-                    status.as_u16()
-                )),
-                ..Outcome::default()
+impl RefundList {
+    /// The `after` cursor of the next page: from the `next` link when Payroc gives one (the
+    /// cursor is opaque), else the last refund's id.
+    fn next_cursor(&self) -> Option<String> {
+        let from_link = self
+            .links
+            .iter()
+            .find(|link| link.rel.as_deref() == Some("next"))
+            .and_then(|link| reqwest::Url::parse(link.href.as_deref()?).ok())
+            .and_then(|url| {
+                url.query_pairs()
+                    .find(|(name, _)| name == "after")
+                    .map(|(_, value)| value.into_owned())
             });
-        };
-        return Some(created_outcome(
-            status,
-            created.refund_id,
-            created.transaction_result.unwrap_or_default(),
-        ));
+        from_link.or_else(|| self.data.last().and_then(|refund| refund.refund_id.clone()))
     }
-    if is_retryable(status) {
-        return None;
+}
+
+/// Reads a final answer (anything but 401, 408, 429 and 5xx) in Payroc's words.
+fn answer_of(status: StatusCode, bytes: &[u8]) -> SendResult {
+    if status.is_success() {
+        let refund = serde_json::from_slice::<CreatedRefund>(bytes).ok().map(|mut refund| {
+            if let Some(result) = refund.transaction_result.as_mut() {
+                result.response_message = result.response_message.as_deref().map(redact_digit_runs);
+            }
+            refund
+        });
+        return SendResult::Created {
+            http_status: status.as_u16(),
+            refund,
+        };
     }
     let problem: Problem = serde_json::from_slice(bytes).unwrap_or_default();
-    let kind = problem.kind.clone();
-    let key_in_use = kind.as_deref().is_some_and(|kind| kind.ends_with(KEY_IN_USE));
-    let state = if status == StatusCode::CONFLICT || key_in_use {
-        RefundState::Conflict
-    } else {
-        RefundState::Rejected
-    };
-    Some(Outcome {
-        state: Some(state),
-        http_status,
-        problem_type: kind,
-        problem_detail: Some(problem.describe(status)),
-        ..Outcome::default()
-    })
-}
-
-/// The outcome of a refund Payroc created, read by `responseCode` (never by `status`).
-fn created_outcome(status: StatusCode, refund_id: Option<String>, result: TransactionResult) -> Outcome {
-    let state = match result.response_code.as_deref() {
-        Some("A") => RefundState::Succeeded,
-        Some("D" | "R" | "C") => RefundState::Declined,
-        // E is "accepted for later processing"; anything else (P, or a code this version
-        // does not know) is not a decline, so it is not safe to retry: it needs a look.
-        _ => RefundState::Queued,
-    };
-    Outcome {
-        state: Some(state),
-        http_status: Some(i64::from(status.as_u16())),
-        // Payroc's id is 10 characters, never a number to hide; kept exact so lookups match it.
-        refund_id,
-        payroc_status: result.status,
-        response_code: result.response_code,
-        response_message: result.response_message.map(|message| redact_digit_runs(&message)),
-        ..Outcome::default()
+    SendResult::Refused {
+        http_status: status.as_u16(),
+        problem_type: problem.kind.clone(),
+        detail: problem.describe(status),
     }
 }
 
@@ -809,66 +811,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_are_read_by_response_code() {
-        let body = br#"{"refundId":"CD3HN88U9F","transactionResult":{"status":"ready","responseCode":"A","responseMessage":"OK5"}}"#;
-        let outcome = classify(StatusCode::CREATED, body).unwrap();
-        assert_eq!(outcome.state, Some(RefundState::Succeeded));
-        assert_eq!(outcome.refund_id.as_deref(), Some("CD3HN88U9F"));
-        for (code, state) in [
-            ("E", RefundState::Queued),
-            ("D", RefundState::Declined),
-            ("R", RefundState::Declined),
-            ("C", RefundState::Declined),
-            ("P", RefundState::Queued),
-        ] {
-            let body =
-                format!(r#"{{"refundId":"X","transactionResult":{{"status":"declined","responseCode":"{code}"}}}}"#);
-            assert_eq!(
-                classify(StatusCode::CREATED, body.as_bytes()).unwrap().state,
-                Some(state),
-                "{code}"
-            );
-        }
+    fn final_answers_are_reported_in_payrocs_words() {
+        let body = br#"{"refundId":"CD3HN88U9F","order":{"orderId":"R1","amount":4999,"currency":"USD"},"transactionResult":{"status":"ready","responseCode":"A","responseMessage":"OK5"}}"#;
+        let SendResult::Created {
+            http_status: 201,
+            refund: Some(refund),
+        } = answer_of(StatusCode::CREATED, body)
+        else {
+            panic!("a 201 is a created refund")
+        };
+        assert_eq!(refund.refund_id.as_deref(), Some("CD3HN88U9F"));
+        assert_eq!(refund.order.and_then(|order| order.order_id).as_deref(), Some("R1"));
+        assert!(matches!(
+            answer_of(StatusCode::CREATED, b"<html>ok</html>"),
+            SendResult::Created { refund: None, .. }
+        ));
+        let problem = br#"{"type":"https://docs.payroc.com/api/errors#bad-request","title":"Bad request","status":400,"detail":"Validation failed","errors":[{"parameter":"order.amount","message":"must be positive"}]}"#;
+        let SendResult::Refused {
+            http_status: 400,
+            problem_type,
+            detail,
+        } = answer_of(StatusCode::BAD_REQUEST, problem)
+        else {
+            panic!("a 400 is a refusal")
+        };
         assert_eq!(
-            classify(StatusCode::CREATED, b"not json").unwrap().state,
-            Some(RefundState::Unknown)
+            problem_type.as_deref(),
+            Some("https://docs.payroc.com/api/errors#bad-request")
         );
+        assert_eq!(detail, "Bad request; Validation failed; order.amount: must be positive");
     }
 
     #[test]
-    fn errors_are_rejected_conflict_or_retried() {
-        let problem = br#"{"type":"https://docs.payroc.com/api/errors#bad-request","title":"Bad request","status":400,"detail":"Validation failed","errors":[{"parameter":"order.amount","message":"must be positive"}]}"#;
-        let outcome = classify(StatusCode::BAD_REQUEST, problem).unwrap();
-        assert_eq!(outcome.state, Some(RefundState::Rejected));
-        assert_eq!(
-            outcome.problem_detail.as_deref(),
-            Some("Bad request; Validation failed; order.amount: must be positive")
-        );
-        assert_eq!(
-            classify(StatusCode::CONFLICT, b"{}").unwrap().state,
-            Some(RefundState::Conflict)
-        );
-        let in_use =
-            br#"{"type":"https://docs.payroc.com/api/errors#idempotency-key-in-use","title":"Idempotency-Key in use"}"#;
-        assert_eq!(
-            classify(StatusCode::BAD_REQUEST, in_use).unwrap().state,
-            Some(RefundState::Conflict)
-        );
-        for status in [
-            StatusCode::FORBIDDEN,
-            StatusCode::NOT_ACCEPTABLE,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ] {
-            assert_eq!(classify(status, b"").unwrap().state, Some(RefundState::Rejected));
-        }
-        for status in [
-            StatusCode::REQUEST_TIMEOUT,
-            StatusCode::TOO_MANY_REQUESTS,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            StatusCode::SERVICE_UNAVAILABLE,
-        ] {
-            assert!(classify(status, b"").is_none(), "{status}");
-        }
+    fn the_next_page_cursor_comes_from_the_next_link_or_the_last_refund() {
+        let list: RefundList = serde_json::from_str(
+            r#"{"hasMore":true,"links":[{"rel":"next","method":"get","href":"https://api.payroc.com/v1/refunds?limit=100&after=8516"}],"data":[{"refundId":"AAAAAAAAAA"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(list.next_cursor().as_deref(), Some("8516"));
+        let list: RefundList =
+            serde_json::from_str(r#"{"hasMore":true,"data":[{"refundId":"AAAAAAAAAA"},{"refundId":"BBBBBBBBBB"}]}"#)
+                .unwrap();
+        assert_eq!(list.next_cursor().as_deref(), Some("BBBBBBBBBB"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::client::{PayrocClient, SendResult, SystemicError};
+use crate::client::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
 use crate::input::{InputError, InputReader, Method, ParsedRow};
 use crate::ledger::{Ledger, LedgerError, NewRefund, Outcome, RefundRecord, RefundState};
 use crate::output::Progress;
@@ -51,6 +51,13 @@ pub struct DispatchOptions {
     pub batch: i64,
     /// After a stop request, how long requests in flight may take before they are abandoned.
     pub shutdown_grace: Duration,
+    /// Rows new to the ledger are looked up at Payroc before their first send (see
+    /// [`RefundRecord::needs_precheck`]).
+    pub precheck_new_rows: bool,
+    /// Rows marked for a lookup are looked up (false only with `--precheck never`).
+    pub precheck_enabled: bool,
+    /// How far back the lookup before a first send reaches.
+    pub precheck_days: u32,
 }
 
 /// A row the dispatcher did not send, and why, for the results CSV.
@@ -119,14 +126,31 @@ pub fn decide(
     row: u64,
 ) -> Result<Decision, LedgerError> {
     let identity = prepared.identity.ledger_id();
-    let Some(record) = ledger.find(&identity)? else {
+    let Some(mut record) = ledger.find(&identity)? else {
+        if let Some(note) = same_order_elsewhere(ledger, prepared, &identity)? {
+            return Ok(Decision::Hold(note));
+        }
         let key = prepared.identity.key(0).to_string();
-        let refund = new_refund(&identity, prepared, &key, amount_minor, currency);
+        let mut refund = new_refund(&identity, prepared, &key, amount_minor, currency);
+        refund.needs_precheck = options.precheck_new_rows;
         let record = ledger.insert(&refund, options.batch, row)?;
         return Ok(Decision::Send(record));
     };
+    if record.state == RefundState::Sending && !record.may_have_reached {
+        // Left `sending` by a crash: its request may have left before the crash.
+        ledger.mark_may_have_reached(record.id)?;
+        record.may_have_reached = true;
+    }
     let same_body = record.fingerprint == prepared.fingerprint;
     if record.state.is_retryable_failure() && options.retry_failed {
+        if record.state == RefundState::Rejected && record.may_have_reached {
+            // Not reachable through the outcome table (such a refusal is `unknown`); a ledger
+            // edited by hand or written by an older version could hold it.
+            return Ok(Decision::Hold(RowNote {
+                status: "unknown",
+                error: "rejected, but an earlier request of this refund may have reached Payroc: not sent under a new key. Run `refund-batch reconcile` on this file".into(),
+            }));
+        }
         let generation = record.generation + 1;
         let key = prepared.identity.key(generation).to_string();
         let refund = new_refund(&identity, prepared, &key, amount_minor, currency);
@@ -170,6 +194,46 @@ pub fn decide(
     }
 }
 
+/// An order is one refund, whatever the method or key namespace: a row whose order the ledger
+/// already holds under another identity is a `conflict`, unless that refund definitely failed
+/// (declined or rejected, so nothing was refunded).
+fn same_order_elsewhere(
+    ledger: &Ledger,
+    prepared: &PreparedRefund,
+    identity: &str,
+) -> Result<Option<RowNote>, LedgerError> {
+    let others = ledger.same_order(
+        &prepared.identity.environment,
+        &prepared.identity.processing_terminal_id,
+        &prepared.identity.order_id,
+        identity,
+    )?;
+    let blocking = others.into_iter().find(|(other, _)| {
+        !matches!(other.state, RefundState::Declined)
+            && !(other.state == RefundState::Rejected && !other.may_have_reached)
+    });
+    Ok(blocking.map(|(other, file)| {
+        let namespace_note = if other.method == prepared.identity.method {
+            " under another key namespace".to_owned()
+        } else {
+            format!(" by {}", other.method)
+        };
+        RowNote {
+            status: "conflict",
+            error: format!(
+                "the ledger already has a refund for this order{namespace_note}: row {} of {} on {} ({}, {} {} minor units); \
+                 one order is one refund, so this row is not sent. A different refund needs a different order_id",
+                other.input_row.map_or_else(|| "?".to_owned(), |row| row.to_string()),
+                file.as_deref().unwrap_or("an earlier file"),
+                other.created_at.get(..10).unwrap_or(&other.created_at),
+                other.state.result_status(),
+                other.amount_minor,
+                other.currency,
+            ),
+        }
+    }))
+}
+
 /// The ledger's view of a prepared row under `key`.
 pub(crate) fn new_refund<'a>(
     identity: &'a str,
@@ -189,6 +253,7 @@ pub(crate) fn new_refund<'a>(
         amount_minor,
         currency,
         payee_masked: &prepared.payee_masked,
+        needs_precheck: false,
     }
 }
 
@@ -223,11 +288,19 @@ pub fn sent_too_long_ago(record: &RefundRecord) -> bool {
     age > time::Duration::try_from(BLIND_RESEND_LIMIT).unwrap_or(time::Duration::MAX)
 }
 
-/// One finished request task.
-struct Finished {
-    record_id: i64,
-    attempt: i64,
-    report: crate::client::SendReport,
+/// One finished task: a refund sent, or an order looked up before its first send.
+enum Finished {
+    /// The refund's request (with its retries) ended.
+    Sent {
+        row: ReadyRow,
+        attempt: i64,
+        report: crate::client::SendReport,
+    },
+    /// The lookup before the first send ended.
+    LookedUp {
+        row: ReadyRow,
+        found: Result<Vec<(Method, CreatedRefund)>, SendResult>,
+    },
 }
 
 /// How many consecutive refunds giving up the same way mean "the API is down": stop and leave
@@ -259,19 +332,19 @@ impl FailureStreak {
     fn observe(&mut self, result: &SendResult) -> Option<StopReason> {
         let (kind, limit, detail) = match result {
             SendResult::GaveUp { detail, .. } => ("no answer".to_owned(), REPEATED_FAILURE_LIMIT, detail.clone()),
-            SendResult::Answered(outcome) if outcome.state == Some(RefundState::Rejected) => {
-                let kind = outcome.problem_type.clone().unwrap_or_default();
-                let systemic = SYSTEMIC_PROBLEM_TYPES.iter().any(|suffix| kind.ends_with(suffix))
-                    || outcome.http_status == Some(403);
+            SendResult::Refused {
+                http_status,
+                problem_type,
+                detail,
+            } => {
+                let kind = problem_type.clone().unwrap_or_default();
+                let systemic =
+                    SYSTEMIC_PROBLEM_TYPES.iter().any(|suffix| kind.ends_with(suffix)) || *http_status == 403;
                 if !systemic {
                     *self = FailureStreak::default();
                     return None;
                 }
-                (
-                    kind,
-                    SYSTEMIC_REJECTION_LIMIT,
-                    outcome.problem_detail.clone().unwrap_or_default(),
-                )
+                (kind, SYSTEMIC_REJECTION_LIMIT, detail.clone())
             }
             _ => {
                 *self = FailureStreak::default();
@@ -306,6 +379,8 @@ struct ReadyRow {
     record: RefundRecord,
     body: Bytes,
     method: Method,
+    /// Its row number in the file, for the results' notes.
+    input_row: u64,
 }
 
 /// Streams `input` (already validated) and sends what must be sent. `skip_rows` are rows the
@@ -406,6 +481,7 @@ async fn dispatch_rows(
                         record,
                         body: Bytes::from(crate::request::body(&row)),
                         method: row.method,
+                        input_row: row.row,
                     }),
                     Decision::Done(record) => {
                         report.already_done += 1;
@@ -460,7 +536,8 @@ async fn dispatch_rows(
                     finished.push(more);
                 }
                 ledger.begin_group()?;
-                let mut results = Vec::with_capacity(finished.len());
+                let mut results: Vec<(RefundState, Option<SendResult>)> = Vec::with_capacity(finished.len());
+                let mut cleared = Vec::new();
                 for joined in finished {
                     let finished = match joined {
                         Ok(finished) => finished,
@@ -471,24 +548,52 @@ async fn dispatch_rows(
                             continue;
                         }
                     };
-                    let outcome = outcome_of(&finished.report);
-                    tracing::debug!(
-                        refund = finished.record_id,
-                        state = outcome.state.map(RefundState::as_str),
-                        http_status = outcome.http_status,
-                        requests = finished.report.requests,
-                        "refund finished"
-                    );
-                    let retries = i64::from(finished.report.requests.saturating_sub(1));
-                    ledger.record(finished.record_id, Some(finished.attempt), &outcome, retries)?;
-                    results.push((outcome.state.unwrap_or(RefundState::Unknown), finished.report.result));
+                    match finished {
+                        Finished::Sent { row, attempt, report: sent } => {
+                            let outcome = crate::outcome::of_send(
+                                &sent,
+                                row.method,
+                                &row.record.order_id,
+                                row.record.may_have_reached,
+                            );
+                            tracing::debug!(
+                                refund = row.record.id,
+                                state = outcome.state.map(RefundState::as_str),
+                                http_status = outcome.http_status,
+                                requests = sent.requests,
+                                "refund finished"
+                            );
+                            let retries = i64::from(sent.requests.saturating_sub(1));
+                            ledger.record(row.record.id, Some(attempt), &outcome, retries)?;
+                            results.push((outcome.state.unwrap_or(RefundState::Unknown), Some(sent.result)));
+                        }
+                        Finished::LookedUp { mut row, found } => match settle_lookup(ledger, &row, found, options)? {
+                            LookupVerdict::Clear => {
+                                ledger.clear_precheck(row.record.id)?;
+                                row.record.needs_precheck = false;
+                                cleared.push(row);
+                            }
+                            LookupVerdict::Settled(state) => results.push((state, None)),
+                            LookupVerdict::Failed(note, result) => {
+                                results.push((RefundState::Pending, Some(result)));
+                                report.notes.insert(row.input_row, note);
+                            }
+                        },
+                    }
                 }
                 ledger.commit_group()?;
+                // Looked up and not found: these go out next, ahead of rows not looked up yet.
+                if report.stopped.is_none() {
+                    for row in cleared.into_iter().rev() {
+                        ready.push_front(row);
+                    }
+                }
                 for (state, result) in results {
                     progress.finished(state);
                     let reason = match &result {
-                        SendResult::Systemic(error) => Some(StopReason::Systemic(error.clone())),
-                        other => streak.observe(other),
+                        Some(SendResult::Systemic(error)) => Some(StopReason::Systemic(error.clone())),
+                        Some(other) => streak.observe(other),
+                        None => None,
                     };
                     if let Some(reason) = reason
                         && report.stopped.is_none()
@@ -513,6 +618,22 @@ async fn dispatch_rows(
                         break;
                     }
                 }
+                // Rows first seen by a new ledger are looked up at Payroc before they are sent.
+                let (lookups, group): (Vec<ReadyRow>, Vec<ReadyRow>) = group
+                    .into_iter()
+                    .partition(|row| row.record.needs_precheck && options.precheck_enabled);
+                for row in lookups {
+                    let client = Arc::clone(&client);
+                    let limiter = Arc::clone(&limiter);
+                    let days = options.precheck_days;
+                    tasks.spawn(async move {
+                        let found = lookup_order(&client, &row, days, &limiter).await;
+                        Finished::LookedUp { row, found }
+                    });
+                }
+                if group.is_empty() {
+                    continue;
+                }
                 ledger.begin_group()?;
                 let mut attempts = Vec::with_capacity(group.len());
                 for row in &group {
@@ -526,8 +647,8 @@ async fn dispatch_rows(
                     let client = Arc::clone(&client);
                     let limiter = Arc::clone(&limiter);
                     tasks.spawn(async move {
-                        let report = client.send_refund(row.method, &row.record.idempotency_key, row.body, &limiter).await;
-                        Finished { record_id: row.record.id, attempt, report }
+                        let report = client.send_refund(row.method, &row.record.idempotency_key, row.body.clone(), &limiter).await;
+                        Finished::Sent { row, attempt, report }
                     });
                 }
             }
@@ -536,44 +657,141 @@ async fn dispatch_rows(
     Ok(())
 }
 
+/// Looks the row's order up at Payroc in both refund lists, over the last `days` days (and one
+/// ahead, for clocks that disagree). The row's own method's list must be read in full; the other
+/// method's list may be refused (a terminal without bank transfers), which counts as empty.
+async fn lookup_order(
+    client: &PayrocClient,
+    row: &ReadyRow,
+    days: u32,
+    limiter: &RequestLimiter,
+) -> Result<Vec<(Method, CreatedRefund)>, SendResult> {
+    let now = time::OffsetDateTime::now_utc();
+    let window = (
+        now - time::Duration::days(i64::from(days)),
+        now + time::Duration::days(1),
+    );
+    let mut all = Vec::new();
+    for method in [row.method, row.method.other()] {
+        match client
+            .find_refunds(
+                method,
+                &row.record.processing_terminal_id,
+                &row.record.order_id,
+                window,
+                Some(limiter),
+            )
+            .await
+        {
+            Ok(found) => all.extend(found.into_iter().map(|refund| (method, refund))),
+            Err(SendResult::GaveUp {
+                http_status: Some(status),
+                ..
+            }) if method != row.method && (400..500).contains(&status) => {}
+            Err(failure) => return Err(failure),
+        }
+    }
+    Ok(all)
+}
+
+/// What a lookup before the first send came to.
+enum LookupVerdict {
+    /// Payroc has no refund for the order that counts (none, or only declined ones): send it.
+    Clear,
+    /// Payroc already has it: the row took that outcome (or `conflict`) and is not sent.
+    Settled(RefundState),
+    /// The lookup failed: the row stays `pending`, marked for a lookup, and is not sent.
+    Failed(RowNote, SendResult),
+}
+
+/// Records what a lookup before the first send found.
+fn settle_lookup(
+    ledger: &mut Ledger,
+    row: &ReadyRow,
+    found: Result<Vec<(Method, CreatedRefund)>, SendResult>,
+    options: &DispatchOptions,
+) -> Result<LookupVerdict, LedgerError> {
+    let found = match found {
+        Ok(found) => found,
+        Err(failure) => {
+            let detail = match &failure {
+                SendResult::GaveUp { detail, .. } => detail.clone(),
+                SendResult::Systemic(error) => error.to_string(),
+                other => format!("{other:?}"),
+            };
+            let note = RowNote {
+                status: "pending",
+                error: format!(
+                    "not sent: this ledger is new, and the lookup of the order at Payroc before its first send failed ({detail}). Run again"
+                ),
+            };
+            return Ok(LookupVerdict::Failed(note, failure));
+        }
+    };
+    // A declined refund refunded nothing: it does not stand in the way.
+    let live: Vec<(Method, CreatedRefund, Outcome)> = found
+        .into_iter()
+        .map(|(method, refund)| {
+            let outcome = crate::outcome::of_refund(method, &refund);
+            (method, refund, outcome)
+        })
+        .filter(|(_, _, outcome)| outcome.state != Some(RefundState::Declined))
+        .collect();
+    let record = &row.record;
+    let outcome = match live.as_slice() {
+        [] => return Ok(LookupVerdict::Clear),
+        [(method, refund, outcome)]
+            if *method == row.method
+                && refund.order.as_ref().is_some_and(|order| {
+                    order.amount == Some(record.amount_minor) && order.currency.as_deref() == Some(&record.currency)
+                }) =>
+        {
+            Outcome {
+                http_status: Some(200),
+                problem_detail: Some(format!(
+                    "found at Payroc before sending ({}): this order was already refunded, so it was not sent again",
+                    describe_found(*method, refund)
+                )),
+                ..outcome.clone()
+            }
+        }
+        several => Outcome {
+            state: Some(RefundState::Conflict),
+            http_status: Some(200),
+            problem_detail: Some(format!(
+                "Payroc already has {} for this order ({}); one order is one refund, so this row was not sent. A different refund needs a different order_id",
+                if several.len() == 1 { "a refund" } else { "refunds" },
+                several
+                    .iter()
+                    .map(|(method, refund, _)| describe_found(*method, refund))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            ..Outcome::default()
+        },
+    };
+    ledger.record_reconciliation(record.id, options.batch, &outcome)?;
+    Ok(LookupVerdict::Settled(outcome.state.unwrap_or(RefundState::Unknown)))
+}
+
+/// `CD3HN88U9F, card, 4999 USD minor units, 2026-11-20`: a refund Payroc listed, in words.
+fn describe_found(method: Method, refund: &CreatedRefund) -> String {
+    let order = refund.order.clone().unwrap_or_default();
+    format!(
+        "{}, {}, {} {} minor units, made {}",
+        refund.refund_id.as_deref().unwrap_or("no id"),
+        method.as_str(),
+        order.amount.map_or_else(|| "?".to_owned(), |amount| amount.to_string()),
+        order.currency.as_deref().unwrap_or("?"),
+        order.date_time.as_deref().unwrap_or("at an unknown time")
+    )
+}
+
 /// Sleeps until `deadline`, or forever when there is none (a `select!` branch that never fires).
 async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// What the ledger records for a send result.
-fn outcome_of(report: &crate::client::SendReport) -> Outcome {
-    match &report.result {
-        SendResult::Answered(outcome) => outcome.clone(),
-        SendResult::GaveUp {
-            maybe_reached,
-            detail,
-            http_status,
-        } => Outcome {
-            // Only a request that certainly never reached Payroc lets the row go back to pending.
-            state: Some(if *maybe_reached {
-                RefundState::Unknown
-            } else {
-                RefundState::Pending
-            }),
-            http_status: http_status.map(i64::from),
-            problem_detail: Some(detail.clone()),
-            ..Outcome::default()
-        },
-        SendResult::Systemic(error) => Outcome {
-            // A 401 (or no token at all) means Payroc did not process *that* request; but an
-            // earlier one of the same refund may have been, and then the row is unknown.
-            state: Some(if report.maybe_reached {
-                RefundState::Unknown
-            } else {
-                RefundState::Pending
-            }),
-            problem_detail: Some(error.to_string()),
-            ..Outcome::default()
-        },
     }
 }
 
@@ -613,6 +831,9 @@ mod tests {
             retry_failed,
             batch: 1,
             shutdown_grace: Duration::ZERO,
+            precheck_new_rows: false,
+            precheck_enabled: true,
+            precheck_days: 90,
         }
     }
 
@@ -745,6 +966,76 @@ mod tests {
             panic!("the corrected row is sent")
         };
         assert_eq!((retry.generation, retry.amount_minor), (1, 1200));
+    }
+
+    #[test]
+    fn a_row_left_sending_may_have_reached_payroc_and_is_never_retried_under_a_new_key() {
+        let (_directory, mut ledger) = ledger();
+        let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
+            panic!()
+        };
+        ledger.mark_sending(first.id, 1).expect("mark sending");
+        // The next run finds it `sending` (a crash): it is re-sent with the same key, flagged.
+        let Decision::Send(again) = decide_row(&mut ledger, 1000, true) else {
+            panic!("a sending row is re-sent")
+        };
+        assert!(again.may_have_reached);
+        assert_eq!(again.idempotency_key, first.idempotency_key);
+        assert!(
+            ledger
+                .find(&first.identity)
+                .expect("find")
+                .expect("exists")
+                .may_have_reached
+        );
+        // A rejected row whose generation may have reached Payroc is never given a new key.
+        set_state(&mut ledger, first.id, RefundState::Rejected);
+        let Decision::Hold(note) = decide_row(&mut ledger, 1000, true) else {
+            panic!("held, not retried")
+        };
+        assert_eq!(note.status, "unknown");
+    }
+
+    #[test]
+    fn an_order_is_one_refund_whatever_the_method_or_namespace() {
+        let (_directory, mut ledger) = ledger();
+        let Decision::Send(card) = decide_row(&mut ledger, 1000, false) else {
+            panic!()
+        };
+        set_state(&mut ledger, card.id, RefundState::Succeeded);
+        let mut bank = row(1000);
+        bank.method = Method::Bank;
+        bank.payee = Payee::Ach {
+            account_number: "1234567890".into(),
+            routing_number: "011000015".into(),
+            name_on_account: "Grace Hopper".into(),
+            account_type: None,
+            sec_code: None,
+        };
+        let prepared = prepare(&bank, "sandbox", "default");
+        let Decision::Hold(note) = decide(&mut ledger, &prepared, 1000, "USD", &options(false), 3).expect("decide")
+        else {
+            panic!("the same order by bank is held")
+        };
+        assert_eq!(note.status, "conflict");
+        assert!(
+            note.error.contains("by card") && note.error.contains("row 2"),
+            "{}",
+            note.error
+        );
+        let other_namespace = prepare(&row(1000), "sandbox", "team-b");
+        let Decision::Hold(note) =
+            decide(&mut ledger, &other_namespace, 1000, "USD", &options(false), 2).expect("decide")
+        else {
+            panic!("the same order under another namespace is held")
+        };
+        assert!(note.error.contains("another key namespace"), "{}", note.error);
+        // A declined refund refunded nothing: the order may go another way.
+        set_state(&mut ledger, card.id, RefundState::Declined);
+        assert!(matches!(
+            decide(&mut ledger, &prepared, 1000, "USD", &options(false), 3).expect("decide"),
+            Decision::Send(_)
+        ));
     }
 
     #[test]

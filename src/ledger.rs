@@ -10,9 +10,17 @@
 //! or an unkeyed hash of any of those. The payee is kept masked and the request body only as a
 //! fingerprint of its masked form (see [`crate::request`]). The file is created with mode 0600.
 //!
-//! Durability: WAL with `synchronous=NORMAL`. A committed transaction survives a crash or `kill -9`
-//! of the process; a power cut may lose the last few commits, in which case a row sent just
-//! before it is sent again *with the same deterministic key*, which Payroc de-duplicates for 7 days.
+//! Durability: WAL with `synchronous=FULL`, so every commit — above all each group of `sending`
+//! marks — is fsynced before the call returns, and a power cut loses nothing that was committed.
+//! The directory is fsynced after the files are created (a file whose directory entry was never
+//! synced can vanish in a power cut), and a clean close checkpoints the WAL into the main file and
+//! truncates it, so the main file alone is complete.
+//!
+//! One writer at a time: a run holds an OS lock on `<canonical path>.lock` for its whole life.
+//! Readers (`status`) open the ledger without that lock and read a consistent snapshot through
+//! the WAL while a run writes. A ledger with more than one hard link is refused: SQLite names its
+//! WAL after the path it was opened by, so a second name could open the file without the commits
+//! still waiting in the first name's WAL.
 //!
 //! Schema changes are numbered migrations tracked in SQLite's `user_version`.
 
@@ -184,6 +192,20 @@ pub struct RefundRecord {
     pub first_sent_at: Option<String>,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// Whether a request of the current generation may have reached Payroc without a definite
+    /// answer. While true, a refusal is never proof that nothing was created.
+    pub may_have_reached: bool,
+    /// When a person confirmed that Payroc has no refund for this order (`reconcile
+    /// --confirm-not-created`), if ever.
+    pub confirmed_not_created_at: Option<String>,
+    /// The order must be looked up at Payroc before the first send (first seen by a new ledger).
+    pub needs_precheck: bool,
+    /// When the ledger first saw this refund (RFC 3339).
+    pub created_at: String,
+    /// The batch that last touched it.
+    pub batch_id: Option<i64>,
+    /// Its row in that batch's file.
+    pub input_row: Option<i64>,
 }
 
 /// The fields an answer (or a decision) sets on a refund.
@@ -205,6 +227,9 @@ pub struct Outcome {
     pub problem_type: Option<String>,
     /// Problem detail / explanation.
     pub problem_detail: Option<String>,
+    /// A request of this generation may have reached Payroc. Only ever turns the ledger's flag
+    /// on: once set it stays set until the next key generation.
+    pub may_have_reached: bool,
 }
 
 /// What a new identity is created with.
@@ -229,6 +254,8 @@ pub struct NewRefund<'a> {
     pub currency: &'a str,
     /// Masked payee.
     pub payee_masked: &'a str,
+    /// Look the order up at Payroc before the first send (see [`RefundRecord::needs_precheck`]).
+    pub needs_precheck: bool,
 }
 
 /// Totals of one batch, stored when it ends.
@@ -288,13 +315,17 @@ pub struct Ledger {
     path: PathBuf,
     /// A group commit is open (see [`Ledger::begin_group`]).
     group_open: bool,
+    /// This open created the ledger file: it knows nothing of what was sent before it.
+    created: bool,
     /// Held for the life of the ledger: `File::try_lock` is released when the file closes.
-    _lock: File,
+    /// `None` for a reader ([`Ledger::open_reader`]).
+    _lock: Option<File>,
 }
 
 const MIGRATIONS: &[&str] = &[
     include_str!("ledger/001_initial.sql"),
     include_str!("ledger/002_attempt_refund_ids.sql"),
+    include_str!("ledger/003_exactly_once.sql"),
 ];
 
 /// The columns [`read_record`] reads, as a macro so queries are `concat!`-ed at compile time
@@ -303,7 +334,8 @@ macro_rules! refund_columns {
     () => {
         "id, identity, method, processing_terminal_id, order_id, generation, idempotency_key, \
          state, fingerprint, amount_minor, currency, payee_masked, attempts, http_status, refund_id, payroc_status, \
-         response_code, response_message, problem_type, problem_detail, first_sent_at, updated_at"
+         response_code, response_message, problem_type, problem_detail, first_sent_at, updated_at, \
+         may_have_reached, confirmed_not_created_at, needs_precheck, created_at, batch_id, input_row"
     };
 }
 
@@ -324,16 +356,15 @@ impl Ledger {
 
     /// Opens (creating if needed) the ledger at `path` and takes its run lock.
     ///
-    /// The lock is an OS file lock on `<path>.lock`, so it is released even when the process is
-    /// killed; a second run on the same ledger gets [`LedgerError::Busy`] at once.
+    /// The lock is an OS file lock on `<canonical path>.lock`, so it is released even when the
+    /// process is killed, and two spellings of one path (a symlink, `./x` and `x`) meet the same
+    /// lock; a second writer on the same ledger gets [`LedgerError::Busy`] at once.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         let io_error = |source| LedgerError::Io {
             path: path.to_owned(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(io_error)?;
-        }
+        let path = &canonical_path(path).map_err(io_error)?;
         let lock_path = lock_path(path);
         let lock = private_file(&lock_path).map_err(io_error)?;
         if let Err(error) = lock.try_lock() {
@@ -345,26 +376,17 @@ impl Ledger {
                 fs::TryLockError::Error(source) => Err(io_error(source)),
             };
         }
+        let created = !path.exists();
+        refuse_hard_links(path)?;
         // Create the database file 0600 before SQLite opens it, so it never exists readable.
         private_file(path).map_err(io_error)?;
-        let sqlite = |source| LedgerError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
-        let connection = Connection::open(path).map_err(sqlite)?;
-        connection
-            // locking_mode=EXCLUSIVE: the run lock above already keeps every other refund-batch
-            // process out, so SQLite's own per-transaction fcntl locks (about 24 syscalls per
-            // sent row) buy nothing; with it the WAL index also lives in memory, not in `-shm`.
-            .execute_batch(
-                "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-            )
-            .map_err(sqlite)?;
+        let connection = connect(path)?;
         let mut ledger = Ledger {
             connection,
             group_open: false,
+            created,
             path: path.to_owned(),
-            _lock: lock,
+            _lock: Some(lock),
         };
         ledger.migrate()?;
         // The WAL and shared-memory files exist now; make sure they are private too.
@@ -373,7 +395,109 @@ impl Ledger {
             side.push(suffix);
             restrict_permissions(Path::new(&side));
         }
+        // SQLite creates the WAL anew on each open; its directory entry, and the new ledger's,
+        // must be on disk before any commit in it counts as durable.
+        sync_directory(path).map_err(io_error)?;
         Ok(ledger)
+    }
+
+    /// Opens an existing ledger for reading only, without the run lock, so `status` can show a
+    /// run's progress while it writes. Sees every commit made before each query (WAL readers).
+    pub fn open_reader(path: &Path) -> Result<Ledger, LedgerError> {
+        let io_error = |source| LedgerError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let path = &canonical_path(path).map_err(io_error)?;
+        if !path.exists() {
+            return Err(LedgerError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no ledger here yet"),
+            });
+        }
+        refuse_hard_links(path)?;
+        let connection = connect(path)?;
+        connection
+            .execute_batch("PRAGMA query_only=ON;")
+            .map_err(|source| LedgerError::Sqlite {
+                path: path.to_owned(),
+                source,
+            })?;
+        let ledger = Ledger {
+            connection,
+            group_open: false,
+            created: false,
+            path: path.to_owned(),
+            _lock: None,
+        };
+        let version = ledger.schema_version()?;
+        if version != MIGRATIONS.len() {
+            return Err(LedgerError::Corrupt {
+                path: path.to_owned(),
+                message: format!(
+                    "schema version {version} is not this refund-batch's ({}); it can be read once no other command holds it",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
+        Ok(ledger)
+    }
+
+    /// A fact about the ledger itself (the `meta` table).
+    pub fn meta(&self, name: &str) -> Result<Option<String>, LedgerError> {
+        self.connection
+            .query_row("SELECT value FROM meta WHERE name = ?1", params![name], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|source| self.sqlite_error(source))
+    }
+
+    /// Sets a fact about the ledger itself.
+    pub fn set_meta(&mut self, name: &str, value: &str) -> Result<(), LedgerError> {
+        self.write(|connection| {
+            connection.execute(
+                "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Whether this open created the ledger file (a new machine, another user, a lost ledger).
+    pub fn was_created(&self) -> bool {
+        self.created
+    }
+
+    /// The canonical path of the ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Ends a clean run: checkpoints the WAL into the main file and truncates it, so the main
+    /// file alone holds everything. Dropping a ledger without `close` is safe too (the WAL is
+    /// replayed on the next open); this is what makes it tidy and lets errors be reported.
+    pub fn close(mut self) -> Result<(), LedgerError> {
+        self.abort_group()?;
+        if self._lock.is_some() {
+            self.connection
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0))
+                .map_err(|source| self.sqlite_error(source))
+                .map(|busy| {
+                    // Not a failure: every commit is durable in the WAL, which the next open
+                    // replays; only the tidy single-file state is missed.
+                    if busy != 0 {
+                        tracing::warn!("the ledger's WAL could not be checkpointed at close (a reader held it)");
+                    }
+                })?;
+        }
+        Ok(())
+    }
+
+    fn schema_version(&self) -> Result<usize, LedgerError> {
+        self.connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|source| self.sqlite_error(source))
     }
 
     fn sqlite_error(&self, source: rusqlite::Error) -> LedgerError {
@@ -384,10 +508,7 @@ impl Ledger {
     }
 
     fn migrate(&mut self) -> Result<(), LedgerError> {
-        let version: usize = self
-            .connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(|source| self.sqlite_error(source))?;
+        let version = self.schema_version()?;
         if version > MIGRATIONS.len() {
             return Err(LedgerError::Corrupt {
                 path: self.path.clone(),
@@ -521,8 +642,9 @@ impl Ledger {
             connection
                 .prepare_cached(
                     "INSERT INTO refunds (identity, method, processing_terminal_id, order_id, generation, idempotency_key, state, \
-                     fingerprint, amount_minor, currency, payee_masked, created_at, updated_at, batch_id, input_row, environment) \
-                     VALUES (?1, ?2, ?3, ?4, 0, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)",
+                     fingerprint, amount_minor, currency, payee_masked, created_at, updated_at, batch_id, input_row, environment, \
+                     needs_precheck) \
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14)",
                 )?
                 .execute(params![
                     refund.identity,
@@ -537,7 +659,8 @@ impl Ledger {
                     time,
                     batch,
                     row as i64,
-                    refund.environment
+                    refund.environment,
+                    refund.needs_precheck
                 ])?;
             let id = connection.last_insert_rowid();
             connection
@@ -580,7 +703,7 @@ impl Ledger {
                 "UPDATE refunds SET generation = ?2, idempotency_key = ?3, state = 'pending', fingerprint = ?4, amount_minor = ?5, \
                  currency = ?6, payee_masked = ?7, http_status = NULL, refund_id = NULL, payroc_status = NULL, response_code = NULL, \
                  response_message = NULL, problem_type = NULL, problem_detail = NULL, first_sent_at = NULL, updated_at = ?8, \
-                 batch_id = ?9, input_row = ?10 WHERE id = ?1",
+                 batch_id = ?9, input_row = ?10, may_have_reached = 0, confirmed_not_created_at = NULL WHERE id = ?1",
                 params![
                     id,
                     generation,
@@ -640,7 +763,7 @@ impl Ledger {
                 .prepare_cached(
                     "UPDATE refunds SET state = COALESCE(?2, state), http_status = ?3, refund_id = COALESCE(?4, refund_id), \
                      payroc_status = ?5, response_code = ?6, response_message = ?7, problem_type = ?8, problem_detail = ?9, \
-                     updated_at = ?10, attempts = attempts + ?11 WHERE id = ?1",
+                     updated_at = ?10, attempts = attempts + ?11, may_have_reached = MAX(may_have_reached, ?12) WHERE id = ?1",
                 )?
                 .execute(params![
                     id,
@@ -653,7 +776,8 @@ impl Ledger {
                     outcome.problem_type,
                     outcome.problem_detail,
                     time,
-                    retries
+                    retries,
+                    outcome.may_have_reached
                 ])?;
             if let Some(attempt) = attempt {
                 connection
@@ -701,6 +825,97 @@ impl Ledger {
         })?;
         self.record(id, None, outcome, 0)?;
         self.commit_group()
+    }
+
+    /// Records that a request of the current generation may have reached Payroc (a `sending`
+    /// mark found by a later run: the crash may have come after the request left).
+    pub fn mark_may_have_reached(&mut self, id: i64) -> Result<(), LedgerError> {
+        self.write(|connection| {
+            connection
+                .prepare_cached("UPDATE refunds SET may_have_reached = 1 WHERE id = ?1")?
+                .execute(params![id])
+        })?;
+        Ok(())
+    }
+
+    /// The order's lookup at Payroc found nothing: the row may now be sent.
+    pub fn clear_precheck(&mut self, id: i64) -> Result<(), LedgerError> {
+        self.write(|connection| {
+            connection
+                .prepare_cached("UPDATE refunds SET needs_precheck = 0 WHERE id = ?1")?
+                .execute(params![id])
+        })?;
+        Ok(())
+    }
+
+    /// A person confirmed, from a complete lookup, that Payroc has no refund for this order:
+    /// the refund moves to its next key generation (`pending`), and the decision is kept with
+    /// its time on the refund and in the audit trail.
+    pub fn confirm_not_created(
+        &mut self,
+        id: i64,
+        generation: u32,
+        key: &str,
+        refund: &NewRefund<'_>,
+        batch: i64,
+        row: u64,
+        detail: &str,
+    ) -> Result<RefundRecord, LedgerError> {
+        let time = now();
+        self.begin_group()?;
+        self.write(|connection| {
+            connection.execute(
+                "INSERT INTO attempts (refund_id, batch_id, generation, idempotency_key, started_at, finished_at, outcome, detail) \
+                 SELECT id, ?2, generation, idempotency_key, ?3, ?3, 'pending', ?4 FROM refunds WHERE id = ?1",
+                params![id, batch, time, detail],
+            )
+        })?;
+        self.next_generation(id, generation, key, refund, batch, row)?;
+        self.write(|connection| {
+            connection.execute(
+                "UPDATE refunds SET confirmed_not_created_at = ?2, problem_detail = ?3 WHERE id = ?1",
+                params![id, time, detail],
+            )
+        })?;
+        self.commit_group()?;
+        self.find_by_id(id)
+    }
+
+    /// Other refunds the ledger holds for the same order — same environment, terminal and order
+    /// id, under another method or key namespace — each with the input file of its batch.
+    pub fn same_order(
+        &self,
+        environment: &str,
+        processing_terminal_id: &str,
+        order_id: &str,
+        except_identity: &str,
+    ) -> Result<Vec<(RefundRecord, Option<String>)>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(concat!(
+                "SELECT ",
+                refund_columns!(),
+                ", (SELECT input_path FROM batches WHERE batches.id = refunds.batch_id) FROM refunds \
+                 WHERE environment = ?1 AND processing_terminal_id = ?2 AND order_id = ?3 AND identity <> ?4 ORDER BY id"
+            ))
+            .map_err(|source| self.sqlite_error(source))?;
+        let rows: Vec<(Result<RefundRecord, String>, Option<String>)> = statement
+            .query_map(
+                params![environment, processing_terminal_id, order_id, except_identity],
+                |row| Ok((read_record(row)?, row.get(28)?)),
+            )
+            .and_then(Iterator::collect)
+            .map_err(|source| self.sqlite_error(source))?;
+        rows.into_iter()
+            .map(|(record, file)| {
+                record
+                    .map(|record| (record, file))
+                    .map_err(|message| LedgerError::Corrupt {
+                        path: self.path.clone(),
+                        message,
+                    })
+            })
+            .collect()
     }
 
     /// Payroc refund ids produced by earlier key generations of this refund: a lookup by order
@@ -809,7 +1024,77 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RefundRecord,
         problem_detail: row.get(19)?,
         first_sent_at: row.get(20)?,
         updated_at: row.get(21)?,
+        may_have_reached: row.get(22)?,
+        confirmed_not_created_at: row.get(23)?,
+        needs_precheck: row.get(24)?,
+        created_at: row.get(25)?,
+        batch_id: row.get(26)?,
+        input_row: row.get(27)?,
     }))
+}
+
+/// Opens the SQLite connection with the ledger's settings.
+fn connect(path: &Path) -> Result<Connection, LedgerError> {
+    let sqlite = |source| LedgerError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let connection = Connection::open(path).map_err(sqlite)?;
+    // synchronous=FULL: in WAL mode every commit syncs the WAL, so what a commit returned is on
+    // disk even through a power cut (NORMAL syncs only at checkpoints). A reader waits briefly
+    // for the writer's checkpoint instead of failing at once.
+    connection
+        .execute_batch(
+            "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(sqlite)?;
+    Ok(connection)
+}
+
+/// The ledger's path with symlinks and `.`/`..` resolved (the file itself may not exist yet;
+/// its directory is created).
+fn canonical_path(path: &Path) -> std::io::Result<PathBuf> {
+    if let Ok(canonical) = fs::canonicalize(path) {
+        return Ok(canonical);
+    }
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the ledger path names no file"))?;
+    Ok(fs::canonicalize(parent)?.join(name))
+}
+
+/// Refuses a ledger file with several hard links (see the module documentation).
+fn refuse_hard_links(path: &Path) -> Result<(), LedgerError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(metadata) = fs::metadata(path)
+            && metadata.nlink() > 1
+        {
+            return Err(LedgerError::Corrupt {
+                path: path.to_owned(),
+                message: format!(
+                    "the ledger file has {} hard links; open it by one name only (SQLite keeps its uncheckpointed commits in a WAL named after the path, which another name would not see). Copy it instead of linking it",
+                    metadata.nlink()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fsyncs the directory holding `path`, so that files created in it survive a power cut.
+fn sync_directory(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn lock_path(path: &Path) -> PathBuf {
@@ -859,6 +1144,7 @@ mod tests {
             amount_minor: 4999,
             currency: "USD",
             payee_masked: "453985******7062",
+            needs_precheck: false,
         }
     }
 
@@ -952,6 +1238,44 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM keys", [], |row| row.get(0))
             .unwrap();
         assert_eq!(keys, 2);
+    }
+
+    #[test]
+    fn a_reader_sees_a_writers_commits_and_a_hard_link_is_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("ledger.sqlite");
+        let mut writer = Ledger::open(&path).unwrap();
+        assert!(writer.was_created());
+        let batch = writer.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
+        writer.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        let reader = Ledger::open_reader(&path).unwrap();
+        assert_eq!(reader.find("id-1").unwrap().unwrap().state, RefundState::Pending);
+        drop(reader);
+        writer.close().unwrap();
+        // After a clean close the main file alone holds everything.
+        let wal = directory.path().join("ledger.sqlite-wal");
+        assert!(fs::metadata(&wal).map_or(true, |metadata| metadata.len() == 0));
+        assert!(!Ledger::open(&path).unwrap().was_created());
+        #[cfg(unix)]
+        {
+            fs::hard_link(&path, directory.path().join("other-name.sqlite")).unwrap();
+            assert!(matches!(Ledger::open(&path), Err(LedgerError::Corrupt { .. })));
+        }
+    }
+
+    #[test]
+    fn the_lock_is_taken_on_the_canonical_path() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("ledger.sqlite");
+        let _first = Ledger::open(&path).unwrap();
+        let roundabout = directory.path().join(".").join("ledger.sqlite");
+        assert!(matches!(Ledger::open(&roundabout), Err(LedgerError::Busy { .. })));
+        #[cfg(unix)]
+        {
+            let link = directory.path().join("link.sqlite");
+            std::os::unix::fs::symlink(&path, &link).unwrap();
+            assert!(matches!(Ledger::open(&link), Err(LedgerError::Busy { .. })));
+        }
     }
 
     #[test]

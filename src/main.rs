@@ -12,6 +12,8 @@ use refund_batch::output::{OutputOptions, Terminal, stderr_writer};
 use refund_batch::{commands, config};
 
 fn main() -> ExitCode {
+    // Before anything secret is read.
+    let core_dumps = refund_batch::core_dumps::disable();
     let arguments: Vec<OsString> = std::env::args_os().collect();
     let mut command = Cli::command();
     let config_path = config::locate(
@@ -42,6 +44,9 @@ fn main() -> ExitCode {
     });
     if let Some(path) = &config_path {
         tracing::info!(config = %path.display(), "using config file");
+    }
+    if let Err(error) = core_dumps {
+        tracing::warn!("could not disable core dumps: {error}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -3,22 +3,32 @@
 //! A row ends `unknown` (or stays `sending` after a crash) when its request may have reached
 //! Payroc but no definite answer came back. Re-sending with the same key is safe while Payroc
 //! remembers the key (7 days); beyond that only a lookup is. `reconcile` looks each such row up
-//! with `GET /refunds?processingTerminalId=…&orderId=…` (or the bank-transfer list) and:
+//! with `GET /refunds?processingTerminalId=…&orderId=…&dateFrom=…&dateTo=…` (or the
+//! bank-transfer list) over an explicit window — from a day before the refund's first send to a
+//! day after now, because Payroc documents no default window — following every page, and:
 //!
-//! - one matching refund (same amount and currency, not one an earlier key generation already
-//!   produced): the row takes its outcome — succeeded, queued or declined;
-//! - none: the refund was never created. The row goes back to `pending` and the next `run`
-//!   sends it — with the *same* key while Payroc still remembers it (so a slow original that
-//!   lands late is still de-duplicated), or under the next key generation once the first send is
-//!   more than six days old (the old key is about to be forgotten anyway);
-//! - several: the row stays `unknown` with the refund ids, for a person to settle.
+//! - one refund of the same order, amount and currency (not one an earlier key generation
+//!   already produced): the row takes its outcome — succeeded, queued or declined;
+//! - none, within six days of the first send: the refund was never created. The row goes back to
+//!   `pending` and the next `run` sends it with the *same* key, which Payroc still remembers, so
+//!   a slow original that lands late is still de-duplicated;
+//! - none, later than that: the row stays `unknown` ("Payroc lists no refund for this order
+//!   between … and …"). A new key could refund twice if the listing missed something, so only a
+//!   person can allow it: `reconcile --confirm-not-created ROWS|all` records that decision, with
+//!   its time, and moves the row to its next key generation for the next `run`;
+//! - several, or refunds of the order with other details: the row stays `unknown` with the
+//!   refund ids, for a person to settle.
 
 use std::collections::{HashMap, HashSet};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::client::{PayrocClient, SendResult};
 use crate::dispatch::{DispatchError, RowNote, StopReason, new_refund, sent_too_long_ago};
 use crate::input::{InputReader, ParsedRow};
-use crate::ledger::{Ledger, Outcome, RefundState};
+use crate::ledger::{Ledger, Outcome, RefundRecord, RefundState};
+use crate::outcome::{of_refund, state_of};
 use crate::output::Progress;
 use crate::request::prepare;
 
@@ -33,6 +43,48 @@ pub struct ReconcileOptions {
     pub include_queued: bool,
     /// The ledger batch.
     pub batch: i64,
+    /// Rows a person confirmed were never created (`--confirm-not-created`).
+    pub confirm_not_created: RowSelection,
+}
+
+/// Which rows of the file an option applies to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RowSelection {
+    /// None.
+    #[default]
+    None,
+    /// These row numbers (as the results CSV shows them).
+    Rows(HashSet<u64>),
+    /// Every row.
+    All,
+}
+
+impl RowSelection {
+    /// Parses `all` or a comma-separated list of row numbers (`5,7,12`).
+    pub fn parse(text: &str) -> Result<RowSelection, String> {
+        if text.trim().eq_ignore_ascii_case("all") {
+            return Ok(RowSelection::All);
+        }
+        text.split(',')
+            .map(|part| {
+                part.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|row| *row >= 2)
+                    .ok_or_else(|| format!("{part:?} is not a row number (2 or more: row 1 is the header), nor `all`"))
+            })
+            .collect::<Result<HashSet<u64>, String>>()
+            .map(RowSelection::Rows)
+    }
+
+    /// Whether `row` is selected.
+    pub fn contains(&self, row: u64) -> bool {
+        match self {
+            RowSelection::None => false,
+            RowSelection::Rows(rows) => rows.contains(&row),
+            RowSelection::All => true,
+        }
+    }
 }
 
 /// What reconciliation did.
@@ -42,8 +94,12 @@ pub struct ReconcileReport {
     pub looked_up: u64,
     /// Rows settled from a found refund.
     pub settled: u64,
-    /// Rows proven never created (now pending).
+    /// Rows proven never created within six days of their first send (now pending, same key).
     pub not_created: u64,
+    /// Rows not found more than six days after their first send, left `unknown`.
+    pub not_found_too_old: u64,
+    /// Rows a person confirmed were never created, moved to a new key.
+    pub confirmed: u64,
     /// Notes for the results, by row.
     pub notes: HashMap<u64, RowNote>,
     /// Why it stopped early, if it did.
@@ -78,8 +134,9 @@ pub async fn reconcile(
             continue;
         }
         report.looked_up += 1;
+        let window = lookup_window(&record);
         let found = match client
-            .find_refunds(row.method, &row.processing_terminal_id, &row.order_id)
+            .find_refunds(row.method, &row.processing_terminal_id, &row.order_id, window, None)
             .await
         {
             Ok(found) => found,
@@ -96,7 +153,7 @@ pub async fn reconcile(
                     row.row,
                     RowNote {
                         status: record.state.result_status(),
-                        error: format!("the lookup at Payroc failed: {detail}"),
+                        error: format!("the lookup at Payroc failed, so nothing was concluded: {detail}"),
                     },
                 );
                 progress.finished(record.state);
@@ -104,63 +161,105 @@ pub async fn reconcile(
             }
         };
         let earlier = ledger.earlier_generation_refund_ids(record.id)?;
-        let candidates: Vec<_> = found
+        let (matching, others): (Vec<_>, Vec<_>) = found
             .into_iter()
-            .filter(|refund| !earlier.contains(&refund.refund_id))
-            .filter(|refund| refund.amount_minor.is_none_or(|amount| amount == record.amount_minor))
+            .filter(|refund| refund.refund_id.as_ref().is_none_or(|id| !earlier.contains(id)))
+            .partition(|refund| {
+                refund.order.as_ref().is_some_and(|order| {
+                    order.amount == Some(record.amount_minor) && order.currency.as_deref() == Some(&record.currency)
+                })
+            });
+        // Refunds of this order with other details that did refund something: not this row's,
+        // and not something a new send should be added to.
+        let others: Vec<_> = others
+            .into_iter()
             .filter(|refund| {
-                refund
-                    .currency
-                    .as_deref()
-                    .is_none_or(|currency| currency == record.currency)
+                state_of(
+                    row.method,
+                    refund.transaction_result.as_ref().unwrap_or(&Default::default()),
+                ) != RefundState::Declined
             })
             .collect();
-        match candidates.as_slice() {
-            [refund] => {
-                ledger.record_reconciliation(record.id, options.batch, &refund.outcome)?;
+        let window_text = format!("{} and {}", format_day(window.0), format_day(window.1));
+        match (matching.as_slice(), others.as_slice()) {
+            ([refund], []) => {
+                let outcome = Outcome {
+                    http_status: Some(200),
+                    ..of_refund(row.method, refund)
+                };
+                ledger.record_reconciliation(record.id, options.batch, &outcome)?;
                 report.settled += 1;
-                progress.finished(refund.outcome.state.unwrap_or(RefundState::Unknown));
+                progress.finished(outcome.state.unwrap_or(RefundState::Unknown));
             }
-            [] if record.state == RefundState::Queued => {
+            ([], []) if record.state == RefundState::Queued => {
                 report.notes.insert(
                     row.row,
                     RowNote {
                         status: "queued",
-                        error: "Payroc accepted this refund earlier but its list for the order does not show it; check in Payroc".into(),
+                        error: format!(
+                            "Payroc accepted this refund earlier but lists no refund for the order between {window_text}; check in Payroc"
+                        ),
                     },
                 );
                 progress.finished(record.state);
             }
-            [] => {
+            ([], []) if !sent_too_long_ago(&record) => {
                 report.not_created += 1;
-                if sent_too_long_ago(&record) {
-                    let generation = record.generation + 1;
-                    let key = prepared.identity.key(generation).to_string();
-                    let identity = prepared.identity.ledger_id();
-                    let refund = new_refund(&identity, &prepared, &key, row.amount_minor, row.currency.code());
-                    ledger.next_generation(record.id, generation, &key, &refund, options.batch, row.row)?;
-                } else {
-                    let outcome = Outcome {
-                        state: Some(RefundState::Pending),
-                        problem_detail: Some(
-                            "Payroc has no refund for this order: it was never created. The next run sends it with the same key".into(),
-                        ),
-                        ..Outcome::default()
-                    };
-                    ledger.record_reconciliation(record.id, options.batch, &outcome)?;
-                }
+                let outcome = Outcome {
+                    state: Some(RefundState::Pending),
+                    problem_detail: Some(format!(
+                        "Payroc lists no refund for this order between {window_text}: it was never created. The next run sends it with the same key"
+                    )),
+                    ..Outcome::default()
+                };
+                ledger.record_reconciliation(record.id, options.batch, &outcome)?;
                 progress.finished(RefundState::Pending);
             }
-            several => {
-                let ids: Vec<&str> = several.iter().map(|refund| refund.refund_id.as_str()).collect();
+            ([], []) if options.confirm_not_created.contains(row.row) => {
+                report.confirmed += 1;
+                let generation = record.generation + 1;
+                let key = prepared.identity.key(generation).to_string();
+                let identity = prepared.identity.ledger_id();
+                let refund = new_refund(&identity, &prepared, &key, row.amount_minor, row.currency.code());
+                let detail = format!(
+                    "a person confirmed (reconcile --confirm-not-created) that Payroc has no refund for this order; \
+                     Payroc lists none between {window_text}. The next run sends it under a new key"
+                );
+                ledger.confirm_not_created(record.id, generation, &key, &refund, options.batch, row.row, &detail)?;
+                progress.finished(RefundState::Pending);
+            }
+            ([], []) => {
+                report.not_found_too_old += 1;
+                let detail = format!(
+                    "Payroc lists no refund for this order between {window_text}, but its first send was more than six days ago \
+                     and Payroc forgets keys after seven, so a new send could refund twice if the listing missed it. \
+                     If you are sure nothing was refunded, run `refund-batch reconcile FILE --confirm-not-created {}`",
+                    row.row
+                );
+                let outcome = Outcome {
+                    state: Some(RefundState::Unknown),
+                    problem_detail: Some(detail),
+                    may_have_reached: record.may_have_reached,
+                    ..Outcome::default()
+                };
+                ledger.record_reconciliation(record.id, options.batch, &outcome)?;
+                progress.finished(RefundState::Unknown);
+            }
+            (matching, others) => {
+                let ids: Vec<&str> = matching
+                    .iter()
+                    .chain(others)
+                    .map(|refund| refund.refund_id.as_deref().unwrap_or("(no id)"))
+                    .collect();
                 report.notes.insert(
                     row.row,
                     RowNote {
                         status: "unknown",
                         error: format!(
-                            "Payroc has {} refunds for this order and amount ({}); settle it by hand before sending anything",
+                            "Payroc has {} refunds for this order ({}), {} with this amount and currency; settle it by hand before sending anything",
                             ids.len(),
-                            ids.join(", ")
+                            ids.join(", "),
+                            matching.len()
                         ),
                     },
                 );
@@ -169,4 +268,23 @@ pub async fn reconcile(
         }
     }
     Ok(report)
+}
+
+/// The listing window for a refund: from a day before its first send (or before the ledger
+/// first saw it) to a day after now, so that clocks that disagree by hours still overlap.
+pub fn lookup_window(record: &RefundRecord) -> (OffsetDateTime, OffsetDateTime) {
+    let now = OffsetDateTime::now_utc();
+    let first = record
+        .first_sent_at
+        .as_deref()
+        .or(Some(record.created_at.as_str()))
+        .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+        // An unreadable time: reach back as far as Payroc could matter (the cautious reading).
+        .unwrap_or(now - time::Duration::days(366));
+    (first - time::Duration::days(1), now + time::Duration::days(1))
+}
+
+fn format_day(time: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time.format(&format).unwrap_or_default()
 }

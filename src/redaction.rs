@@ -10,11 +10,16 @@ use std::path::Path;
 
 use secrecy::SecretString;
 
-/// Replaces every run of 8 or more digits (or 12 or more when grouped by spaces or dashes) with
-/// `[redacted …1234]`, keeping the last four digits so a person can still match it up.
+/// The one redaction function: every cell copied from the input into a message, the ledger or
+/// the results (an invalid row's cells, whatever they hold), and every text that comes back from
+/// the network, passes through it before it is stored or shown.
 ///
-/// Eight is below the shortest card number (12) and the routing number (9), and above the
-/// lengths of amounts, years and HTTP statuses that error texts normally quote.
+/// It replaces each number that could be a card, account or routing number with
+/// `[redacted …1234]`, keeping the last four digits so a person can still match it up: a run of
+/// 9 or more digits (a routing number is 9, a card 12–19), or digits grouped the way cards are
+/// written (`4539 8588 7604 7062`, `4539-8588-7604-7062`: groups of 3–6 separated by one space
+/// or dash) that total 12 or more. Amounts, dates (`2024-07-02`), years, HTTP statuses and ids
+/// such as `I20261123-0001` (groups of 8 and 4 are not how a card is written) are left alone.
 pub fn redact_digit_runs(text: &str) -> String {
     let characters: Vec<char> = text.chars().collect();
     let mut output = String::with_capacity(text.len());
@@ -25,31 +30,45 @@ pub fn redact_digit_runs(text: &str) -> String {
             index += 1;
             continue;
         }
-        // Extend the run over digits and single separators between digits.
         let start = index;
-        let mut end = index;
-        let mut digits = String::new();
-        let mut separated = false;
-        while end < characters.len() {
-            let character = characters[end];
-            if character.is_ascii_digit() {
-                digits.push(character);
+        let run_end = |from: usize| {
+            let mut end = from;
+            while end < characters.len() && characters[end].is_ascii_digit() {
                 end += 1;
-            } else if (character == ' ' || character == '-')
-                && characters.get(end + 1).is_some_and(char::is_ascii_digit)
-            {
-                separated = true;
-                end += 1;
-            } else {
+            }
+            end
+        };
+        let first_end = run_end(start);
+        // Follow card-style groups: separator, then 3–6 digits, while every group is 3–6 long.
+        let mut end = first_end;
+        let mut digits = first_end - start;
+        let mut grouped = (3..=6).contains(&digits);
+        while grouped
+            && end + 1 < characters.len()
+            && matches!(characters[end], ' ' | '-')
+            && characters[end + 1].is_ascii_digit()
+        {
+            let group_end = run_end(end + 1);
+            let group = group_end - (end + 1);
+            if !(3..=6).contains(&group) {
                 break;
             }
+            digits += group;
+            end = group_end;
         }
-        // Grouped digits ("4539 8588 7604 7062") are a number only at card length, so a date
-        // such as 2024-07-02 is left alone.
-        let threshold = if separated { 12 } else { 8 };
-        if digits.len() >= threshold {
+        let (end, digits) = if end > first_end && digits >= 12 {
+            (end, digits)
+        } else {
+            (first_end, first_end - start)
+        };
+        if digits >= 9 {
+            let last_four: String = characters[start..end]
+                .iter()
+                .filter(|character| character.is_ascii_digit())
+                .skip(digits - 4)
+                .collect();
             output.push_str("[redacted …");
-            output.push_str(&digits[digits.len() - 4..]);
+            output.push_str(&last_four);
             output.push(']');
         } else {
             output.extend(&characters[start..end]);
@@ -142,7 +161,17 @@ mod tests {
             "amount 4999 on 2024-07-02, status 400"
         );
         assert_eq!(redact_digit_runs(""), "");
-        assert_eq!(redact_digit_runs("é 12345678"), "é [redacted …5678]");
+        assert_eq!(redact_digit_runs("é 123456789"), "é [redacted …6789]");
+        assert_eq!(redact_digit_runs("card 4539-8588-7604-7062!"), "card [redacted …7062]!");
+        assert_eq!(redact_digit_runs("amex 3782 822463 10005"), "amex [redacted …0005]");
+        assert_eq!(redact_digit_runs("account 1234567890123"), "account [redacted …0123]");
+        // Ids and dates a finance team writes are not numbers to hide.
+        assert_eq!(redact_digit_runs("order I20261123-0001"), "order I20261123-0001");
+        assert_eq!(
+            redact_digit_runs("R20240702-0001 on 2024-07-02"),
+            "R20240702-0001 on 2024-07-02"
+        );
+        assert_eq!(redact_digit_runs("12345678"), "12345678");
     }
 
     #[test]

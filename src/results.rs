@@ -15,6 +15,7 @@ use crate::idempotency::Identity;
 use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{Ledger, LedgerError, private_file};
 use crate::money::{Currency, format_amount};
+use crate::redaction::redact_digit_runs;
 
 /// The columns, in order (DESIGN §7).
 pub const COLUMNS: [&str; 17] = [
@@ -212,15 +213,22 @@ fn write_rows<W: Write>(
                     .get(&label.row)
                     .cloned()
                     .unwrap_or_else(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
-                cells.extend([
-                    label.row.to_string(),
-                    label.method,
-                    label.processing_terminal_id,
-                    label.order_id,
-                    label.amount,
-                    label.currency,
-                    "invalid".into(),
-                ]);
+                let message = redact_digit_runs(&message);
+                // An invalid row's cells are whatever was typed, possibly a card or account
+                // number in the wrong column: each passes the one redaction function.
+                cells.push(label.row.to_string());
+                cells.extend(
+                    [
+                        label.method,
+                        label.processing_terminal_id,
+                        label.order_id,
+                        label.amount,
+                        label.currency,
+                    ]
+                    .iter()
+                    .map(|cell| redact_digit_runs(cell)),
+                );
+                cells.push("invalid".into());
                 cells.extend(std::iter::repeat_n(String::new(), 5));
                 cells.push(message);
                 cells.extend(std::iter::repeat_n(String::new(), 4));

@@ -1,7 +1,7 @@
 //! The whole-file check that runs before anything is sent (`validate`, and the first pass of `run`).
 //!
 //! It streams the file once through [`InputReader`], keeping only what later stages need: the
-//! problems of invalid rows, the rows that repeat an earlier row's (method, terminal, order id),
+//! problems of invalid rows, the rows that repeat an earlier row's (terminal, order id) — by card or by bank, one order is one refund,
 //! counts, the totals per currency of what would be sent, and the file's SHA-256. A duplicate is
 //! an error because the second row would be a second refund of the same order; the first
 //! occurrence stays valid and each later one names the row it repeats.
@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+
+use crate::redaction::redact_digit_runs;
 
 use sha2::{Digest, Sha256};
 
@@ -124,7 +126,8 @@ pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputE
             None
         } else {
             let mut hasher = Sha256::new();
-            for part in [&*method, terminal, order_id] {
+            // The method is not part of it: an order is one refund, by card or by bank.
+            for part in [terminal, order_id] {
                 hasher.update((part.len() as u32).to_be_bytes());
                 hasher.update(part.as_bytes());
             }
@@ -133,6 +136,9 @@ pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputE
             seen.first_or_insert(u128::from_be_bytes(identity), row_number)
         };
         let duplicate_message = duplicate_of.map(|first| {
+            // The cells of an invalid row may hold anything: they are redacted like every cell
+            // copied into a message.
+            let (terminal, order_id) = (redact_digit_runs(terminal), redact_digit_runs(order_id));
             format!(
                 "row {row_number}, column order_id: repeats row {first} ({method} refund, terminal {terminal}, order {order_id}); a second row for one order would be a second refund (give each refund its own order_id)"
             )

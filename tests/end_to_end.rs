@@ -83,7 +83,8 @@ fn a_second_run_sends_nothing_and_a_new_ledger_replays_the_same_keys() {
         assert_eq!(before["status"], after["status"]);
     }
 
-    // A new, empty ledger: the same rows get the same keys, and Payroc's idempotency answers.
+    // A new, empty ledger (another machine, a lost disk): each order is looked up at Payroc
+    // first, found, and not sent again.
     workdir
         .command()
         .env("REFUND_BATCH_LEDGER", workdir.path("fresh-ledger.sqlite"))
@@ -91,13 +92,41 @@ fn a_second_run_sends_nothing_and_a_new_ledger_replays_the_same_keys() {
         .args(["run", "mixed.csv"])
         .assert()
         .code(1);
+    let looked_up = sandbox.stats();
+    // The declined row refunded nothing, so it does not stand in the way: it is sent with the
+    // same key, and Payroc answers with the stored decline.
+    assert_eq!(
+        looked_up.refund_posts,
+        first.refund_posts + 1,
+        "only the declined row was sent again"
+    );
+    assert_eq!(looked_up.refunds.len(), 5, "no new refund was created");
+    let looked_up_results = read_results(&workdir.path("mixed.results.csv"));
+    for (before, after) in first_results.iter().zip(&looked_up_results) {
+        assert_eq!(before["refund_id"], after["refund_id"], "the row took Payroc's refund");
+        assert_eq!(before["status"], after["status"]);
+    }
+
+    // Another new ledger without the lookup: the same rows get the same keys, and Payroc's
+    // idempotency answers with the stored responses.
+    workdir
+        .command()
+        .env("REFUND_BATCH_LEDGER", workdir.path("fresh-ledger-2.sqlite"))
+        .args(sandbox.arguments())
+        .args(["run", "mixed.csv", "--precheck", "never"])
+        .assert()
+        .code(1);
     let third = sandbox.stats();
     assert_eq!(third.refunds.len(), 5, "no new refund was created");
     assert!(third.created_per_order.values().all(|count| *count == 1));
-    assert!(
-        third.requests_per_key.values().all(|count| *count == 2),
-        "each key was sent once per ledger"
-    );
+    for line in &first_results {
+        // Sent by the first ledger and the last; the declined row by the middle one too.
+        let expected = if line["status"] == "declined" { 3 } else { 2 };
+        assert_eq!(
+            third.requests_per_key[&line["idempotency_key"]], expected,
+            "each key was sent once per ledger that sent it: {line:?}"
+        );
+    }
     let third_results = read_results(&workdir.path("mixed.results.csv"));
     for (before, after) in first_results.iter().zip(&third_results) {
         assert_eq!(

@@ -6,7 +6,7 @@ use crate::commands::session::{self, set_banner};
 use crate::exit::ExitStatus;
 use crate::input::InputReader;
 use crate::output::Terminal;
-use crate::reconcile::{ReconcileOptions, reconcile as reconcile_rows};
+use crate::reconcile::{ReconcileOptions, RowSelection, reconcile as reconcile_rows};
 
 /// Runs reconciliation over the file's rows.
 pub async fn reconcile(
@@ -15,6 +15,11 @@ pub async fn reconcile(
     terminal: &Terminal,
 ) -> Result<ExitStatus, CommandError> {
     set_banner(terminal, global.environment);
+    let confirm_not_created = match arguments.confirm_not_created.as_deref() {
+        None => RowSelection::None,
+        Some(text) => RowSelection::parse(text)
+            .map_err(|message| CommandError::usage(anyhow::anyhow!("--confirm-not-created: {message}")))?,
+    };
     // Invalid rows were never sent, so they are only reported, never a reason to stop.
     let (check, read_options) = session::check_input(&arguments.input, true, terminal)?;
     let connection = &arguments.connection;
@@ -34,6 +39,7 @@ pub async fn reconcile(
         namespace: connection.key_namespace.clone(),
         include_queued: arguments.include_queued,
         batch: session.batch,
+        confirm_not_created,
     };
     let input = InputReader::open_unhashed(&session.input_path, read_options).map_err(CommandError::usage)?;
     let progress = terminal.progress(session.check.valid);
@@ -52,8 +58,21 @@ pub async fn reconcile(
         error: error.into(),
     })?;
     terminal.note(&format!(
-        "reconcile: {} rows looked up, {} settled from Payroc's records, {} never created (the next run sends them)",
+        "reconcile: {} rows looked up, {} settled from Payroc's records, {} never created (the next run sends them with their keys)",
         report.looked_up, report.settled, report.not_created
     ));
+    if report.not_found_too_old > 0 {
+        terminal.warn(&format!(
+            "{} not found at Payroc but first sent more than six days ago: left unknown, never re-sent by itself. \
+             If you are sure nothing was refunded, run reconcile again with --confirm-not-created ROWS (the error column names them)",
+            crate::output::rows(report.not_found_too_old)
+        ));
+    }
+    if report.confirmed > 0 {
+        terminal.note(&format!(
+            "{} confirmed not created by you: moved to a new key; the next run sends them",
+            crate::output::rows(report.confirmed)
+        ));
+    }
     session.finish(arguments.results, &report.notes, report.stopped.as_ref(), terminal)
 }

@@ -4,9 +4,9 @@ use std::num::NonZeroU32;
 
 use anyhow::{Context as _, anyhow};
 
-use crate::cli::{Environment, GlobalArgs, RunArgs};
-use crate::commands::CommandError;
+use crate::cli::{Environment, GlobalArgs, Precheck, RunArgs};
 use crate::commands::session::{self, set_banner};
+use crate::commands::{CommandError, ledger_path};
 use crate::dispatch::{DispatchOptions, dispatch};
 use crate::exit::ExitStatus;
 use crate::input::InputReader;
@@ -32,6 +32,21 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     enforce_caps(&check, &caps)?;
     if environment == Environment::Production {
         confirm_production(&check, arguments.yes, terminal)?;
+        // A new ledger knows nothing of what was refunded before: say so, and ask, before it
+        // exists (once created, a later run would not know it was new).
+        let ledger_path = ledger_path(global.ledger.as_ref())?;
+        if !ledger_path.exists() {
+            confirm(
+                &format!(
+                    "PRODUCTION with a NEW ledger at {}: it has no record of earlier refunds, so each order is first looked up at Payroc ({} days back, --precheck {})",
+                    ledger_path.display(),
+                    arguments.precheck_days,
+                    precheck_name(arguments.precheck)
+                ),
+                arguments.yes,
+                terminal,
+            )?;
+        }
     }
 
     // 2. Ledger, endpoint, client.
@@ -47,6 +62,13 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     )
     .await?;
     terminal.note(&format!("sending to {}", endpoint.api_url));
+    let precheck_new_rows = precheck_new_rows(&mut session, environment, arguments.precheck)?;
+    if precheck_new_rows {
+        terminal.note(&format!(
+            "each order this ledger does not know is first looked up at Payroc ({} days back) and not sent if Payroc already has it",
+            arguments.precheck_days
+        ));
+    }
     let dispatch_options = DispatchOptions {
         environment: environment.as_str().to_owned(),
         namespace: connection.key_namespace.clone(),
@@ -55,6 +77,9 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         retry_failed: arguments.retry_failed,
         batch: session.batch,
         shutdown_grace: std::time::Duration::from_millis(connection.shutdown_grace_ms),
+        precheck_new_rows,
+        precheck_enabled: arguments.precheck != Precheck::Never,
+        precheck_days: arguments.precheck_days,
     };
 
     // 3. Send.
@@ -92,6 +117,46 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         });
     }
     Ok(status)
+}
+
+/// The `meta` entry naming the file whose run created the ledger.
+const CREATED_FOR_FILE: &str = "created_for_file_sha256";
+
+/// Whether rows new to the ledger are looked up at Payroc before their first send.
+///
+/// Only in `uat` and `production` (the embedded sandbox starts empty every time). With
+/// `new-ledger`, when this run created the ledger, or when the run that created it was over
+/// this same file (it may have been interrupted before it reached every row).
+fn precheck_new_rows(
+    session: &mut session::Session,
+    environment: Environment,
+    precheck: Precheck,
+) -> Result<bool, CommandError> {
+    if environment == Environment::Sandbox {
+        return Ok(false);
+    }
+    let ledger = &mut session.ledger;
+    let new_ledger = if ledger.was_created() {
+        ledger
+            .set_meta(CREATED_FOR_FILE, &session.check.sha256)
+            .map_err(CommandError::usage)?;
+        true
+    } else {
+        ledger.meta(CREATED_FOR_FILE).map_err(CommandError::usage)?.as_deref() == Some(session.check.sha256.as_str())
+    };
+    Ok(match precheck {
+        Precheck::Always => true,
+        Precheck::NewLedger => new_ledger,
+        Precheck::Never => false,
+    })
+}
+
+fn precheck_name(precheck: Precheck) -> &'static str {
+    match precheck {
+        Precheck::Always => "always",
+        Precheck::NewLedger => "new-ledger",
+        Precheck::Never => "never",
+    }
 }
 
 /// `--max-total 5000.00:USD` caps.
@@ -140,6 +205,11 @@ fn confirm_production(check: &FileCheck, yes: bool, terminal: &Terminal) -> Resu
         check.valid,
         totals.join(", ")
     );
+    confirm(&what, yes, terminal)
+}
+
+/// Asks a person to type `yes` to `what` on the terminal; without one, `--yes` must have said it.
+fn confirm(what: &str, yes: bool, terminal: &Terminal) -> Result<(), CommandError> {
     if yes {
         terminal.note(&format!("{what} (confirmed by --yes)"));
         return Ok(());

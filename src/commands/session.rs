@@ -215,6 +215,10 @@ async fn connect(global: &GlobalArgs, connection: &ConnectionArgs) -> Result<End
 
 impl Session {
     /// Writes the results, closes the batch, prints the summary, and works out the exit status.
+    ///
+    /// Runs after requests may have left, so a failure here is never "nothing was sent" (exit 2):
+    /// it exits 3, says what failed and how to finish, and still closes the batch in the ledger
+    /// when it can. The results can be written again later from the ledger alone.
     pub fn finish(
         mut self,
         results_path: Option<PathBuf>,
@@ -230,15 +234,39 @@ impl Session {
             invalid: &self.check.invalid,
             skip_rows: &self.check.duplicate_rows,
         };
-        let input = InputReader::open_unhashed(&self.input_path, self.read_options).map_err(CommandError::usage)?;
-        let tally = results::write(&results_path, input, &self.ledger, &context)
-            .with_context(|| {
-                format!(
-                    "the refunds are recorded in the ledger {}, but",
-                    self.ledger_path.display()
-                )
-            })
-            .map_err(CommandError::usage)?;
+        let written = InputReader::open_unhashed(&self.input_path, self.read_options)
+            .map_err(anyhow::Error::from)
+            .and_then(|input| {
+                results::write(&results_path, input, &self.ledger, &context).map_err(anyhow::Error::from)
+            });
+        let tally = match written {
+            Ok(tally) => tally,
+            Err(error) => {
+                let summary = BatchSummary {
+                    rows: self.check.rows,
+                    invalid: self.check.invalid.len() as u64,
+                    exit_code: i32::from(ExitStatus::Incomplete.code()),
+                    counts: "results not written".into(),
+                };
+                if let Err(closing) = self.ledger.finish_batch(self.batch, &summary) {
+                    tracing::error!("could not close the batch in the ledger: {closing}");
+                }
+                let ledger_path = self.ledger_path.clone();
+                // Closing checkpoints what it can; the error above is the one to report.
+                if let Err(closing) = self.ledger.close() {
+                    tracing::error!("{closing:#}");
+                }
+                return Err(CommandError {
+                    status: ExitStatus::Incomplete,
+                    error: error.context(format!(
+                        "every refund sent is recorded in the ledger {}, but the results CSV could not be written. \
+                         Write it with `refund-batch status {} --write-results PATH` (same --env and options), or run the same command again",
+                        ledger_path.display(),
+                        self.input_path.display()
+                    )),
+                });
+            }
+        };
         let unfinished = tally.count("unknown") + tally.count("pending");
         let needs_review =
             tally.count("declined") + tally.count("rejected") + tally.count("conflict") + tally.count("invalid");
@@ -252,10 +280,18 @@ impl Session {
             exit_code: i32::from(status.code()),
             counts: tally.counts_text(),
         };
-        self.ledger
+        let closed = self
+            .ledger
             .finish_batch(self.batch, &summary)
-            .map_err(CommandError::usage)?;
+            .and_then(|()| self.ledger.close());
         print_summary(terminal, &tally, &results_path, &self.ledger_path, stopped);
+        closed.map_err(|error| CommandError {
+            status: ExitStatus::Incomplete,
+            error: anyhow::Error::new(error).context(format!(
+                "the results were written to {}, but the ledger could not be closed cleanly; run the same command again to check",
+                results_path.display()
+            )),
+        })?;
         Ok(status)
     }
 }

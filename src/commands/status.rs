@@ -10,7 +10,7 @@ use crate::cli::{GlobalArgs, StatusArgs, StatusFormat};
 use crate::commands::{CommandError, ledger_path};
 use crate::exit::ExitStatus;
 use crate::input::{InputReader, ReadOptions};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 use crate::money::{Currency, format_amount};
 use crate::output::Terminal;
 use crate::results::{self, ResultsContext};
@@ -62,7 +62,13 @@ pub fn status(global: &GlobalArgs, arguments: StatusArgs, terminal: &Terminal) -
             path.display()
         )));
     }
-    let ledger = Ledger::open(&path).map_err(CommandError::usage)?;
+    // A reader, without the run lock: `status` shows a run's progress while it writes.
+    let ledger = match Ledger::open_reader(&path) {
+        Ok(ledger) => ledger,
+        // An older schema: upgrade it, which needs the lock (refused while a run holds it).
+        Err(LedgerError::Corrupt { .. }) => Ledger::open(&path).map_err(CommandError::usage)?,
+        Err(error) => return Err(CommandError::usage(error)),
+    };
     let mut file_view = None;
     let mut sha = None;
     if let Some(file) = &arguments.file {
@@ -82,7 +88,14 @@ pub fn status(global: &GlobalArgs, arguments: StatusArgs, terminal: &Terminal) -
             invalid: &check.invalid,
             skip_rows: &check.duplicate_rows,
         };
-        let tally = results::tally(input, &ledger, &context).map_err(CommandError::usage)?;
+        let tally = match &arguments.write_results {
+            Some(results_path) => {
+                let tally = results::write(results_path, input, &ledger, &context).map_err(CommandError::usage)?;
+                terminal.note(&format!("results: {}", results_path.display()));
+                tally
+            }
+            None => results::tally(input, &ledger, &context).map_err(CommandError::usage)?,
+        };
         file_view = Some(FileView {
             path: file.display().to_string(),
             sha256: check.sha256.clone(),

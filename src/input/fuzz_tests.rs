@@ -106,11 +106,13 @@ fn aba(digits: &str) -> bool {
             .is_multiple_of(10)
 }
 
+/// A run of 9 or more digits: the shortest number the redaction must hide (a routing number is
+/// 9 digits, a card 12–19).
 fn has_long_digit_run(text: &str) -> bool {
     let mut run = 0;
     for character in text.chars() {
         run = if character.is_ascii_digit() { run + 1 } else { 0 };
-        if run >= 8 {
+        if run >= 9 {
             return true;
         }
     }
