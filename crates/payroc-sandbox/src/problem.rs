@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 /// Payroc's problem-type URIs all live under this prefix.
 pub(crate) const TYPE_PREFIX: &str = "https://docs.payroc.com/api/errors#";
@@ -30,11 +30,17 @@ impl FieldError {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Problem {
-    #[serde(rename = "type")]
-    pub type_: String,
+    /// The part of `type` after [`TYPE_PREFIX`], e.g. `bad-request`.
+    #[serde(rename = "type", serialize_with = "type_uri")]
+    pub kind: &'static str,
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// On 403: the URL the action was attempted on. Boxed, like `kind`
+    /// being a `&'static str`, to keep `Problem` (the `Err` of validation)
+    /// small.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Box<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -42,12 +48,13 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    pub(crate) fn new(status: StatusCode, kind: &str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
         Self {
-            type_: format!("{TYPE_PREFIX}{kind}"),
+            kind,
             title,
             status: status.as_u16(),
             detail: detail.into(),
+            instance: None,
             resource: None,
             errors: Vec::new(),
         }
@@ -83,6 +90,20 @@ impl Problem {
         p
     }
 
+    /// Payroc's 403: `instance` is the URL the action was attempted on,
+    /// `resource` the kind of thing it would have made.
+    pub(crate) fn forbidden(instance: String, resource: &'static str) -> Self {
+        let mut p = Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            "The processing terminal is not allowed to run this operation",
+        );
+        p.instance = Some(instance.into_boxed_str());
+        p.resource = Some(resource);
+        p
+    }
+
     pub(crate) fn idempotency_key_in_use() -> Self {
         Self::new(
             StatusCode::CONFLICT,
@@ -113,6 +134,11 @@ impl Problem {
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("problem serializes")
     }
+}
+
+/// Serializes a problem kind as its full `type` URI.
+fn type_uri<S: Serializer>(kind: &&'static str, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{TYPE_PREFIX}{kind}"))
 }
 
 pub(crate) const PROBLEM_JSON: &str = "application/problem+json";

@@ -2,15 +2,17 @@
 //!
 //! One `std::sync::Mutex` guards all state; it is never held across an
 //! `.await`, and each request takes it a few times for short, allocation-light
-//! critical sections. Validation and JSON parsing happen outside the lock.
+//! critical sections. Validation and JSON parsing of requests happen outside
+//! the lock; only ageing and the answers of the `99992xx` test terminals
+//! re-serialize stored bodies under it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
@@ -19,8 +21,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 
+use crate::clock::{self, DAY};
 use crate::prng::{SplitMix64, mix};
 use crate::problem::{FieldError, Problem};
 use crate::validate::{self, Kind, Outcome, ValidRefund};
@@ -39,11 +43,21 @@ struct Db {
     id_seq: u64,
     tokens: HashMap<String, Token>,
     idem: HashMap<String, IdemEntry>,
-    /// Response bodies, parallel to `stats.refunds`.
-    bodies: Vec<Bytes>,
+    /// Stored refunds, parallel to `stats.refunds`.
+    rows: Vec<Stored>,
     by_id: HashMap<String, usize>,
     by_order: HashMap<String, Vec<usize>>,
+    /// Terminals switched off with [`Sandbox::forbid_terminal`].
+    forbidden: HashSet<String>,
     stats: Stats,
+}
+
+/// One created refund as GET shows it.
+struct Stored {
+    /// The real response body (correct `refundId` and `orderId`).
+    body: Bytes,
+    /// Creation time, whole seconds since the epoch (`order.dateTime`).
+    created: i64,
 }
 
 struct Token {
@@ -51,12 +65,107 @@ struct Token {
     advertised: Instant,
 }
 
+/// Only POSTs that created a refund are stored, so the answer is always a
+/// 201 built from the stored refund (which ageing keeps up to date).
 struct IdemEntry {
     uri: String,
     body: Bytes,
-    status: StatusCode,
-    response: Bytes,
+    /// Index into `rows` / `stats.refunds`.
+    refund: usize,
+    answer: Answer,
     location: Option<HeaderValue>,
+    /// When the key was stored, whole seconds since the epoch.
+    stored_at: i64,
+}
+
+/// How long Payroc keeps an idempotency key: an entry this old or older is
+/// forgotten and its key processed as new.
+const IDEM_RETENTION: i64 = 7 * DAY;
+
+/// Test terminals whose refund is created but whose 201 proves nothing.
+pub(crate) const TERMINAL_201_NO_REFUND_ID: &str = "9999201";
+pub(crate) const TERMINAL_201_NOT_JSON: &str = "9999202";
+pub(crate) const TERMINAL_201_WRONG_ORDER: &str = "9999203";
+
+/// The 201 a created refund is answered with (and replayed with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The stored refund body, with `location`.
+    Normal,
+    /// The refund body without `refundId`, and no `location`.
+    NoRefundId,
+    /// `<html>ok</html>` as `text/html`, no `location`.
+    NotJson,
+    /// The refund body with another `order.orderId`, with `location`.
+    WrongOrderId,
+}
+
+impl Answer {
+    fn for_terminal(terminal: &str) -> Self {
+        match terminal {
+            TERMINAL_201_NO_REFUND_ID => Answer::NoRefundId,
+            TERMINAL_201_NOT_JSON => Answer::NotJson,
+            TERMINAL_201_WRONG_ORDER => Answer::WrongOrderId,
+            _ => Answer::Normal,
+        }
+    }
+
+    /// The 201 for the stored refund `body`.
+    fn render(self, body: &Bytes, location: Option<HeaderValue>) -> Response {
+        match self {
+            Answer::Normal => json_response(StatusCode::CREATED, body.clone(), location),
+            Answer::NoRefundId => json_response(
+                StatusCode::CREATED,
+                edit_json(body, |m| {
+                    m.remove("refundId");
+                }),
+                None,
+            ),
+            Answer::NotJson => {
+                let mut res = Response::new(Body::from("<html>ok</html>"));
+                *res.status_mut() = StatusCode::CREATED;
+                res.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+                res
+            }
+            Answer::WrongOrderId => json_response(
+                StatusCode::CREATED,
+                edit_json(body, |m| {
+                    if let Some(order) = m.get_mut("order").and_then(Value::as_object_mut) {
+                        let wrong = order.get("orderId").and_then(Value::as_str).map(other_order_id);
+                        if let Some(wrong) = wrong {
+                            order.insert("orderId".into(), json!(wrong));
+                        }
+                    }
+                }),
+                location,
+            ),
+        }
+    }
+}
+
+/// An order id that differs from `order_id` and is at most 24 characters:
+/// `-X` appended, cut to 24 (or, when the cut gives `order_id` back, its
+/// first 22 characters and `-Y`/`-Z`).
+pub(crate) fn other_order_id(order_id: &str) -> String {
+    let appended: String = format!("{order_id}-X").chars().take(24).collect();
+    if appended != order_id {
+        return appended;
+    }
+    let head: String = order_id.chars().take(22).collect();
+    let tail = if order_id.ends_with("-Y") { "-Z" } else { "-Y" };
+    format!("{head}{tail}")
+}
+
+/// Parse a stored body (always a JSON object built by [`build_body`]), let
+/// `edit` change it and serialize it again. Keys keep their order, so only
+/// the edited values differ.
+fn edit_json(body: &Bytes, edit: impl FnOnce(&mut Map<String, Value>)) -> Bytes {
+    let mut v: Value = serde_json::from_slice(body).expect("stored refund bodies are JSON built by build_body");
+    if let Some(m) = v.as_object_mut() {
+        edit(m);
+    }
+    Bytes::from(serde_json::to_vec(&v).expect("refund body serializes"))
 }
 
 impl Inner {
@@ -69,9 +178,10 @@ impl Inner {
                 id_seq: 0,
                 tokens: HashMap::new(),
                 idem: HashMap::new(),
-                bodies: Vec::new(),
+                rows: Vec::new(),
                 by_id: HashMap::new(),
                 by_order: HashMap::new(),
+                forbidden: HashSet::new(),
                 stats: Stats::default(),
             }),
             config,
@@ -89,6 +199,19 @@ impl Inner {
         let mut s = self.lock().stats.clone();
         s.peak_in_flight = self.peak.load(Ordering::Relaxed);
         s
+    }
+
+    pub(crate) fn age(&self, days: u32) {
+        self.lock().age(days, clock::now());
+    }
+
+    pub(crate) fn set_forbidden(&self, terminal: &str, forbidden: bool) {
+        let mut s = self.lock();
+        if forbidden {
+            s.forbidden.insert(terminal.to_owned());
+        } else {
+            s.forbidden.remove(terminal);
+        }
     }
 
     fn enter(&self) -> InFlight<'_> {
@@ -146,6 +269,9 @@ pub(crate) fn router(sb: Sandbox) -> Router {
         .route("/v1/bank-transfer-refunds", post(post_bank).get(list_bank))
         .route("/v1/bank-transfer-refunds/{refund_id}", get(get_bank))
         .route("/__sandbox/stats", get(stats))
+        .route("/__sandbox/age", post(age))
+        .route("/__sandbox/forbid", post(forbid))
+        .route("/__sandbox/allow", post(allow))
         .fallback(|| async { Problem::not_found("endpoint").into_response() })
         .layer(middleware::from_fn(log_request))
         .with_state(sb)
@@ -166,6 +292,47 @@ async fn log_request(req: Request, next: Next) -> Response {
 
 async fn stats(State(sb): State<Sandbox>) -> Json<Stats> {
     Json(sb.inner.stats())
+}
+
+/// `POST /__sandbox/age?days=N`: [`Sandbox::age`].
+async fn age(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, String>>) -> Response {
+    match q.get("days").and_then(|d| d.parse::<u32>().ok()) {
+        Some(days) => {
+            sb.inner.age(days);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => Problem::bad_request(vec![FieldError::new(
+            "days",
+            "must be a whole number of days, 0 or more",
+            "days must be a non-negative integer",
+        )])
+        .into_response(),
+    }
+}
+
+/// `POST /__sandbox/forbid?processingTerminalId=X`: [`Sandbox::forbid_terminal`].
+async fn forbid(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, String>>) -> Response {
+    set_forbidden(&sb, &q, true)
+}
+
+/// `POST /__sandbox/allow?processingTerminalId=X`: [`Sandbox::allow_terminal`].
+async fn allow(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, String>>) -> Response {
+    set_forbidden(&sb, &q, false)
+}
+
+fn set_forbidden(sb: &Sandbox, q: &HashMap<String, String>, forbidden: bool) -> Response {
+    match q.get("processingTerminalId").filter(|t| !t.is_empty()) {
+        Some(t) => {
+            sb.inner.set_forbidden(t, forbidden);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => Problem::bad_request(vec![FieldError::new(
+            "processingTerminalId",
+            "required",
+            "processingTerminalId is required",
+        )])
+        .into_response(),
+    }
 }
 
 async fn authorize(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
@@ -314,15 +481,26 @@ async fn post_refund(sb: Sandbox, kind: Kind, headers: HeaderMap, uri: axum::htt
     }
 
     // Pure work outside the lock.
+    let terminal = terminal_of(&body);
     let validated = validate::validate(kind, &body);
     let uri = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let post = Post {
+        kind,
+        key,
+        uri,
+        body,
+        terminal,
+        validated,
+        host,
+    };
 
     let action = {
+        let now = clock::now();
         let mut s = inner.lock();
-        s.process(cfg, kind, key, uri, body, validated, host)
+        s.process(cfg, post, now)
     };
     match action {
         Action::Respond(res) => res,
@@ -338,27 +516,76 @@ async fn post_refund(sb: Sandbox, kind: Kind, headers: HeaderMap, uri: axum::htt
     }
 }
 
+/// A refund POST that got past authentication and the header checks.
+struct Post<'a> {
+    kind: Kind,
+    key: &'a str,
+    /// Path and query, as the idempotency record compares it.
+    uri: String,
+    body: Bytes,
+    /// The body's `processingTerminalId`, if it has a string one.
+    terminal: Option<String>,
+    validated: Result<ValidRefund, Problem>,
+    host: Option<&'a str>,
+}
+
+/// The body's `processingTerminalId`, read without validating anything else.
+fn terminal_of(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Terminal {
+        #[serde(rename = "processingTerminalId")]
+        terminal: Option<String>,
+    }
+    serde_json::from_slice::<Terminal>(body).ok()?.terminal
+}
+
+/// `/v1/refunds` or `/v1/bank-transfer-refunds`.
+fn collection(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Card => "/v1/refunds",
+        Kind::Bank => "/v1/bank-transfer-refunds",
+    }
+}
+
 impl Db {
-    /// Idempotency check and creation, in one critical section so that two
-    /// concurrent identical requests cannot both create a refund.
-    #[allow(clippy::too_many_arguments)]
-    fn process(
-        &mut self,
-        cfg: &SandboxConfig,
-        kind: Kind,
-        key: &str,
-        uri: String,
-        body: Bytes,
-        validated: Result<ValidRefund, Problem>,
-        host: Option<&str>,
-    ) -> Action {
+    /// Terminal check, idempotency check and creation, in one critical
+    /// section so that two concurrent identical requests cannot both create
+    /// a refund. `now` is the creation time of a new refund.
+    fn process(&mut self, cfg: &SandboxConfig, req: Post<'_>, now: i64) -> Action {
+        let Post {
+            kind,
+            key,
+            uri,
+            body,
+            terminal,
+            validated,
+            host,
+        } = req;
+        // Before the idempotency lookup, and nothing is stored: a re-send of
+        // a key that already created a refund is refused too.
+        if let Some(t) = terminal.as_deref()
+            && self.forbidden.contains(t)
+        {
+            self.stats.faults.forbidden += 1;
+            let path = collection(kind);
+            let instance = match host {
+                Some(h) => format!("http://{h}{path}"),
+                None => path.to_owned(),
+            };
+            let resource = match kind {
+                Kind::Card => "refund",
+                Kind::Bank => "bankTransferRefund",
+            };
+            return Action::Respond(Problem::forbidden(instance, resource).into_response());
+        }
+        if self.idem.get(key).is_some_and(|e| now - e.stored_at >= IDEM_RETENTION) {
+            // Payroc keeps keys 7 days: an older one is processed as new.
+            self.idem.remove(key);
+        }
         if let Some(entry) = self.idem.get(key) {
             if entry.uri == uri && entry.body == body {
-                return Action::Respond(json_response(
-                    entry.status,
-                    entry.response.clone(),
-                    entry.location.clone(),
-                ));
+                let stored = &self.rows[entry.refund].body;
+                return Action::Respond(entry.answer.render(stored, entry.location.clone()));
             }
             return Action::Respond(Problem::idempotency_key_in_use().into_response());
         }
@@ -370,16 +597,23 @@ impl Db {
 
         let refund_id = self.next_refund_id(cfg.seed);
         let (status, code, message) = result_of(kind, v.outcome);
-        let response = Bytes::from(build_body(&v, &refund_id, status, code, message, self.id_seq));
-        let base = match kind {
-            Kind::Card => "/v1/refunds/",
-            Kind::Bank => "/v1/bank-transfer-refunds/",
-        };
+        let created_at = clock::rfc3339(now);
+        let response = Bytes::from(build_body(
+            &v,
+            &refund_id,
+            status,
+            code,
+            message,
+            self.id_seq,
+            &created_at,
+        ));
+        let base = collection(kind);
         let location = match host {
-            Some(h) => format!("http://{h}{base}{refund_id}"),
-            None => format!("{base}{refund_id}"),
+            Some(h) => format!("http://{h}{base}/{refund_id}"),
+            None => format!("{base}/{refund_id}"),
         };
         let location = HeaderValue::from_str(&location).ok();
+        let answer = Answer::for_terminal(&v.terminal);
 
         let order_key = format!("{}|{}|{}", kind.as_str(), v.terminal, v.order_id);
         let idx = self.stats.refunds.len();
@@ -393,8 +627,12 @@ impl Db {
             response_code: code.to_owned(),
             status: status.to_owned(),
             idempotency_key: key.to_owned(),
+            created_at,
         });
-        self.bodies.push(response.clone());
+        self.rows.push(Stored {
+            body: response.clone(),
+            created: now,
+        });
         self.by_id.insert(refund_id, idx);
         *self.stats.created_per_order.entry(order_key.clone()).or_default() += 1;
         self.by_order.entry(order_key).or_default().push(idx);
@@ -403,9 +641,10 @@ impl Db {
             IdemEntry {
                 uri,
                 body,
-                status: StatusCode::CREATED,
-                response: response.clone(),
+                refund: idx,
+                answer,
                 location: location.clone(),
+                stored_at: now,
             },
         );
 
@@ -418,7 +657,31 @@ impl Db {
         } else {
             None
         };
-        Action::Created(json_response(StatusCode::CREATED, response, location), fault)
+        Action::Created(answer.render(&response, location), fault)
+    }
+
+    /// Move every refund's creation time (record, `order.dateTime` in its
+    /// body) and every idempotency entry back by `days`, then forget the
+    /// entries that are now past retention.
+    fn age(&mut self, days: u32, now: i64) {
+        if days == 0 {
+            return;
+        }
+        let shift = i64::from(days) * DAY;
+        for (row, record) in self.rows.iter_mut().zip(self.stats.refunds.iter_mut()) {
+            row.created = row.created.saturating_sub(shift);
+            let at = clock::rfc3339(row.created);
+            row.body = edit_json(&row.body, |m| {
+                if let Some(order) = m.get_mut("order").and_then(Value::as_object_mut) {
+                    order.insert("dateTime".into(), json!(at));
+                }
+            });
+            record.created_at = at;
+        }
+        for entry in self.idem.values_mut() {
+            entry.stored_at = entry.stored_at.saturating_sub(shift);
+        }
+        self.idem.retain(|_, e| now - e.stored_at < IDEM_RETENTION);
     }
 
     /// 10 characters `[A-Z0-9]`, deterministic from seed and a counter.
@@ -451,7 +714,15 @@ fn result_of(kind: Kind, outcome: Outcome) -> (&'static str, &'static str, &'sta
     }
 }
 
-fn build_body(v: &ValidRefund, refund_id: &str, status: &str, code: &str, message: &str, seq: u64) -> Vec<u8> {
+fn build_body(
+    v: &ValidRefund,
+    refund_id: &str,
+    status: &str,
+    code: &str,
+    message: &str,
+    seq: u64,
+    date_time: &str,
+) -> Vec<u8> {
     let mut body = serde_json::Map::new();
     body.insert("refundId".into(), json!(refund_id));
     body.insert("processingTerminalId".into(), json!(v.terminal));
@@ -462,7 +733,7 @@ fn build_body(v: &ValidRefund, refund_id: &str, status: &str, code: &str, messag
         "order".into(),
         json!({
             "orderId": v.order_id,
-            "dateTime": now_rfc3339(),
+            "dateTime": date_time,
             "description": v.description,
             "amount": v.amount,
             "currency": v.currency,
@@ -521,7 +792,7 @@ fn json_response(status: StatusCode, body: Bytes, location: Option<HeaderValue>)
     res
 }
 
-fn retry_later(status: StatusCode, kind: &str, title: &'static str, detail: &str, after: Duration) -> Response {
+fn retry_later(status: StatusCode, kind: &'static str, title: &'static str, detail: &str, after: Duration) -> Response {
     let mut res = Problem::new(status, kind, title, detail).into_response();
     let ms = after.as_millis();
     let secs = ms.div_ceil(1000);
@@ -601,7 +872,7 @@ async fn get_one(sb: Sandbox, kind: Kind, headers: HeaderMap, id: String) -> Res
     let s = inner.lock();
     match s.by_id.get(&id) {
         Some(&i) if s.stats.refunds[i].method == kind.as_str() => {
-            json_response(StatusCode::OK, s.bodies[i].clone(), None)
+            json_response(StatusCode::OK, s.rows[i].body.clone(), None)
         }
         _ => Problem::not_found("refund").into_response(),
     }
@@ -613,34 +884,60 @@ async fn list(sb: Sandbox, kind: Kind, headers: HeaderMap, q: HashMap<String, St
     if !inner.authenticate(&headers) {
         return Problem::not_authorized().into_response();
     }
+    let mut errors = Vec::new();
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => 10,
         Some(Ok(l)) if (1..=100).contains(&l) => l,
         Some(_) => {
-            return Problem::bad_request(vec![FieldError::new(
+            errors.push(FieldError::new(
                 "limit",
                 "must be an integer between 1 and 100",
                 "limit must be an integer between 1 and 100",
-            )])
-            .into_response();
+            ));
+            10
         }
     };
+    let mut date = |name: &str| {
+        let value = q.get(name)?;
+        let parsed = clock::parse(value);
+        if parsed.is_none() {
+            errors.push(FieldError::new(
+                name,
+                "must be an ISO 8601 date-time with a time zone, such as 2024-07-01T15:30:00Z, or a date such as 2024-07-01",
+                format!("{name} is not a valid ISO 8601 date-time"),
+            ));
+        }
+        parsed
+    };
+    let date_from = date("dateFrom");
+    let date_to = date("dateTo");
+    if !errors.is_empty() {
+        return Problem::bad_request(errors).into_response();
+    }
+    // Payroc documents no default window; the sandbox lists only the last
+    // 24 hours when dateFrom is absent, so no client can rely on one.
+    let from = date_from.unwrap_or_else(|| clock::now() - DAY);
     let terminal = q.get("processingTerminalId").map(String::as_str);
     let order_id = q.get("orderId").map(String::as_str);
 
     let s = inner.lock();
     let kind_str = kind.as_str();
+    let in_window = |i: &usize| {
+        let created = s.rows[*i].created;
+        created >= from && date_to.is_none_or(|to| created <= to)
+    };
     let matches = |i: &usize| {
         let r = &s.stats.refunds[*i];
         r.method == kind_str
             && terminal.is_none_or(|t| r.processing_terminal_id == t)
             && order_id.is_none_or(|o| r.order_id == o)
+            && in_window(i)
     };
     let all: Vec<usize> = match (terminal, order_id) {
         (Some(t), Some(o)) => s
             .by_order
             .get(&format!("{kind_str}|{t}|{o}"))
-            .cloned()
+            .map(|ids| ids.iter().copied().filter(in_window).collect())
             .unwrap_or_default(),
         _ => (0..s.stats.refunds.len()).filter(matches).collect(),
     };
@@ -657,23 +954,18 @@ async fn list(sb: Sandbox, kind: Kind, headers: HeaderMap, q: HashMap<String, St
         (all.into_iter().take(limit).collect(), more)
     };
 
-    let path = match kind {
-        Kind::Card => "/v1/refunds",
-        Kind::Bank => "/v1/bank-transfer-refunds",
-    };
+    let path = collection(kind);
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
+    // The links repeat the request's filters (dateFrom/dateTo as sent).
     let link = |rel: &str, cursor_name: &str, id: &str| {
         let mut href = format!("http://{host}{path}?limit={limit}");
-        if let Some(t) = terminal {
-            href.push_str("&processingTerminalId=");
-            href.push_str(&encode(t));
-        }
-        if let Some(o) = order_id {
-            href.push_str("&orderId=");
-            href.push_str(&encode(o));
+        for name in ["processingTerminalId", "orderId", "dateFrom", "dateTo"] {
+            if let Some(v) = q.get(name) {
+                href.push_str(&format!("&{name}={}", encode(v)));
+            }
         }
         href.push_str(&format!("&{cursor_name}={}", encode(id)));
         json!({"rel": rel, "method": "get", "href": href})
@@ -686,7 +978,7 @@ async fn list(sb: Sandbox, kind: Kind, headers: HeaderMap, q: HashMap<String, St
         links.push(link("previous", "before", &s.stats.refunds[first].refund_id));
     }
 
-    let mut out = Vec::with_capacity(128 + page.iter().map(|&i| s.bodies[i].len() + 1).sum::<usize>());
+    let mut out = Vec::with_capacity(128 + page.iter().map(|&i| s.rows[i].body.len() + 1).sum::<usize>());
     out.extend_from_slice(
         format!(
             r#"{{"limit":{limit},"count":{},"hasMore":{has_more},"links":{},"data":["#,
@@ -699,7 +991,7 @@ async fn list(sb: Sandbox, kind: Kind, headers: HeaderMap, q: HashMap<String, St
         if n > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&s.bodies[i]);
+        out.extend_from_slice(&s.rows[i].body);
     }
     drop(s);
     out.extend_from_slice(b"]}");
@@ -719,43 +1011,9 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// Current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (no date crate needed).
-fn now_rfc3339() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod unit {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_906), (2024, 7, 2));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn uuid_v4_check() {

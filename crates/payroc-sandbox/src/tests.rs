@@ -9,6 +9,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::clock::{self, DAY};
 use crate::{RunningSandbox, SandboxConfig, Stats, spawn};
 
 const KEY_A: &str = "0b8a3f1e-7c2d-4e5f-8a9b-0c1d2e3f4a5b";
@@ -95,6 +96,17 @@ impl T {
 
     fn stats(&self) -> Stats {
         self.sb.sandbox().stats()
+    }
+
+    /// `POST /__sandbox/{what}` (no auth), returning the status.
+    async fn control(&self, what: &str) -> Reply {
+        let res = self
+            .http
+            .post(format!("{}/__sandbox/{what}", self.sb.identity_url()))
+            .send()
+            .await
+            .unwrap();
+        reply(res).await
     }
 }
 
@@ -860,6 +872,541 @@ async fn same_seed_same_ids_and_fault_pattern() {
     let (a, b) = (run().await, run().await);
     assert_eq!(a, b);
     assert!(a.iter().any(|(s, _)| *s == 500) && a.iter().any(|(s, _)| *s == 201));
+}
+
+// ---- time: creation times, date windows, ageing ----
+
+#[test]
+fn clock_formats_and_parses_iso_8601() {
+    assert_eq!(clock::civil_from_days(0), (1970, 1, 1));
+    assert_eq!(clock::civil_from_days(19_906), (2024, 7, 2));
+    assert_eq!(clock::civil_from_days(11_016), (2000, 2, 29));
+    for d in (-800_000..800_000).step_by(997) {
+        let (y, m, day) = clock::civil_from_days(d);
+        assert_eq!(clock::days_from_civil(y, i64::from(m), i64::from(day)), d);
+    }
+    assert_eq!(clock::rfc3339(0), "1970-01-01T00:00:00Z");
+
+    let t = clock::parse("2024-07-01T15:30:00Z").unwrap();
+    assert_eq!(clock::rfc3339(t), "2024-07-01T15:30:00Z");
+    let midnight = clock::parse("2024-07-01").unwrap();
+    assert_eq!(clock::rfc3339(midnight), "2024-07-01T00:00:00Z");
+    assert_eq!(t - midnight, 15 * 3600 + 30 * 60);
+    for same in [
+        "2024-07-01t15:30:00z",
+        "2024-07-01T17:30:00+02:00",
+        "2024-07-01T10:00:00-05:30",
+        "2024-07-01T15:30:00.999Z",
+        "2024-07-01T15:30:00.1+00:00",
+    ] {
+        assert_eq!(clock::parse(same), Some(t), "{same}");
+    }
+    assert_eq!(
+        clock::rfc3339(clock::parse("2024-02-29").unwrap()),
+        "2024-02-29T00:00:00Z"
+    );
+    assert_eq!(
+        clock::rfc3339(clock::parse("2026-11-25T13:02:11Z").unwrap()),
+        "2026-11-25T13:02:11Z"
+    );
+    for bad in [
+        "",
+        "yesterday",
+        "2024-7-01",
+        "2024-07-1",
+        "2024/07/01",
+        "2024-13-01",
+        "2024-00-10",
+        "2023-02-29",
+        "2024-04-31",
+        "2024-07-00",
+        "2024-07-01T24:00:00Z",
+        "2024-07-01T15:60:00Z",
+        "2024-07-01T15:30:60Z",
+        "2024-07-01T15:30:00",
+        "2024-07-01T15:30Z",
+        "2024-07-01 15:30:00Z",
+        "2024-07-01T15:30:00 02:00",
+        "2024-07-01T15:30:00+0200",
+        "2024-07-01T15:30:00+24:00",
+        "2024-07-01T15:30:00.Z",
+        "2024-07-01T15:30:00ZZ",
+        "2024-07-01Z",
+        "+2024-07-01",
+        "２０２４-07-01",
+    ] {
+        assert_eq!(clock::parse(bad), None, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn created_at_is_the_order_date_time() {
+    let t = start(SandboxConfig::default()).await;
+    let before = clock::now();
+    let r = t
+        .post("/refunds", Some(KEY_A), &card_body("O1", "4539858876047062"))
+        .await;
+    let b = t
+        .post("/bank-transfer-refunds", Some(KEY_B), &bank_body("B1", "1234567890"))
+        .await;
+    let after = clock::now();
+    let s = t.stats();
+    for (reply, record) in [(&r, &s.refunds[0]), (&b, &s.refunds[1])] {
+        assert_eq!(reply.status, StatusCode::CREATED);
+        let at = record.created_at.as_str();
+        assert_eq!(reply.json["order"]["dateTime"], at);
+        assert_eq!(at.len(), 20, "{at}");
+        assert!(at.ends_with('Z') && at.as_bytes()[10] == b'T', "{at}");
+        let secs = clock::parse(at).unwrap();
+        assert!((before..=after).contains(&secs), "{at}");
+    }
+}
+
+/// The `orderId`s of a list page, in order.
+fn orders(r: &Reply) -> Vec<String> {
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let data = r.json["data"].as_array().unwrap();
+    assert_eq!(r.json["count"].as_u64(), Some(data.len() as u64));
+    data.iter()
+        .map(|d| d["order"]["orderId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The API path (after `/v1`) of a page's link with `rel`.
+fn link(r: &Reply, rel: &str) -> Option<String> {
+    let href = r.json["links"].as_array()?.iter().find(|l| l["rel"] == rel)?["href"]
+        .as_str()?
+        .to_owned();
+    Some(href[href.find("/v1").unwrap() + 3..].to_owned())
+}
+
+fn key(n: u32) -> String {
+    format!("70000000-0000-4000-8000-{n:012}")
+}
+
+#[tokio::test]
+async fn lists_filter_by_date_window_with_a_24_hour_default() {
+    let t = start(SandboxConfig::default()).await;
+    t.post("/refunds", Some(&key(1)), &card_body("OLD", "4539858876047062"))
+        .await;
+    t.post(
+        "/bank-transfer-refunds",
+        Some(&key(2)),
+        &bank_body("BOLD", "1234567890"),
+    )
+    .await;
+    t.sb.sandbox().age(3);
+    t.post("/refunds", Some(&key(3)), &card_body("NEW", "4539858876047062"))
+        .await;
+    let s = t.stats();
+    let (old_at, new_at) = (s.refunds[0].created_at.clone(), s.refunds[2].created_at.clone());
+    let ten_days_ago = &clock::rfc3339(clock::now() - 10 * DAY)[..10];
+
+    // No dateFrom: the last 24 hours only, on every query shape.
+    assert_eq!(orders(&t.get("/refunds").await), ["NEW"]);
+    assert_eq!(orders(&t.get("/refunds?orderId=OLD").await), Vec::<String>::new());
+    assert_eq!(
+        orders(&t.get("/refunds?processingTerminalId=1234001&orderId=OLD").await),
+        Vec::<String>::new()
+    );
+    assert_eq!(orders(&t.get("/bank-transfer-refunds").await), Vec::<String>::new());
+    // dateTo alone does not lift the default lower bound.
+    assert_eq!(
+        orders(&t.get(&format!("/refunds?dateTo={old_at}")).await),
+        Vec::<String>::new()
+    );
+
+    // A plain date is midnight UTC; no dateTo is no upper bound.
+    let all = t.get(&format!("/refunds?dateFrom={ten_days_ago}")).await;
+    assert_eq!(orders(&all), ["OLD", "NEW"]);
+    assert_eq!(
+        orders(
+            &t.get(&format!(
+                "/refunds?processingTerminalId=1234001&orderId=OLD&dateFrom={ten_days_ago}"
+            ))
+            .await
+        ),
+        ["OLD"]
+    );
+    assert_eq!(
+        orders(&t.get(&format!("/bank-transfer-refunds?dateFrom={ten_days_ago}")).await),
+        ["BOLD"]
+    );
+    // Both bounds are inclusive, to the second.
+    assert_eq!(orders(&t.get(&format!("/refunds?dateFrom={new_at}")).await), ["NEW"]);
+    assert_eq!(
+        orders(
+            &t.get(&format!("/refunds?dateFrom={ten_days_ago}&dateTo={old_at}"))
+                .await
+        ),
+        ["OLD"]
+    );
+    assert_eq!(
+        orders(&t.get(&format!("/refunds?dateFrom={old_at}&dateTo={old_at}")).await),
+        ["OLD"]
+    );
+    // An offset and a fraction of a second are understood.
+    let plus_two = clock::rfc3339(clock::parse(&old_at).unwrap() + 7200);
+    let plus_two = format!("{}.750%2B02:00", &plus_two[..19]);
+    assert_eq!(
+        orders(&t.get(&format!("/refunds?dateFrom={plus_two}&dateTo={plus_two}")).await),
+        ["OLD"]
+    );
+    // dateFrom after dateTo matches nothing.
+    assert_eq!(
+        orders(&t.get(&format!("/refunds?dateFrom={new_at}&dateTo={old_at}")).await),
+        Vec::<String>::new()
+    );
+
+    // Malformed values are a 400 naming each bad parameter.
+    for (query, want) in [
+        ("dateFrom=yesterday", &["dateFrom"][..]),
+        ("dateFrom=2024-07-01T15:30:00", &["dateFrom"]),
+        ("dateTo=2024-13-01", &["dateTo"]),
+        ("dateFrom=", &["dateFrom"]),
+        ("limit=0&dateFrom=2024-02-30&dateTo=x", &["limit", "dateFrom", "dateTo"]),
+    ] {
+        let r = t.get(&format!("/refunds?{query}")).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "bad-request");
+        assert_eq!(parameters(&r), want, "{query}");
+        let r = t.get(&format!("/bank-transfer-refunds?{query}")).await;
+        assert_eq!(parameters(&r), want, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn paging_works_with_date_and_terminal_filters() {
+    let t = start(SandboxConfig::default()).await;
+    let mut n = 0;
+    let mut post = async |order: &str, terminal: &str| {
+        n += 1;
+        let mut b = card_body(order, "4539858876047062");
+        b["processingTerminalId"] = json!(terminal);
+        assert_eq!(t.post("/refunds", Some(&key(n)), &b).await.status, StatusCode::CREATED);
+    };
+    post("o1", "1234001").await;
+    post("x1", "5555001").await;
+    post("o2", "1234001").await;
+    t.sb.sandbox().age(2);
+    post("n1", "1234001").await;
+    post("x2", "5555001").await;
+    post("n2", "1234001").await;
+    post("n3", "1234001").await;
+
+    // Default window: only the three new ones on this terminal.
+    let p1 = t.get("/refunds?processingTerminalId=1234001&limit=2").await;
+    assert_eq!(orders(&p1), ["n1", "n2"]);
+    assert_eq!(p1.json["hasMore"], true);
+    let next = link(&p1, "next").unwrap();
+    assert!(
+        next.contains("processingTerminalId=1234001") && !next.contains("dateFrom"),
+        "{next}"
+    );
+    let p2 = t.get(&next).await;
+    assert_eq!(orders(&p2), ["n3"]);
+    assert_eq!(p2.json["hasMore"], false);
+    assert_eq!(link(&p2, "next"), None);
+
+    // With dateFrom: the old ones first, and the links keep the window.
+    let from = clock::rfc3339(clock::now() - 5 * DAY);
+    let p1 = t
+        .get(&format!(
+            "/refunds?processingTerminalId=1234001&dateFrom={from}&limit=2"
+        ))
+        .await;
+    assert_eq!(orders(&p1), ["o1", "o2"]);
+    assert_eq!(p1.json["hasMore"], true);
+    let next = link(&p1, "next").unwrap();
+    assert!(next.contains("dateFrom="), "{next}");
+    let p2 = t.get(&next).await;
+    assert_eq!(orders(&p2), ["n1", "n2"]);
+    assert_eq!(p2.json["hasMore"], true);
+    let p3 = t.get(&link(&p2, "next").unwrap()).await;
+    assert_eq!(orders(&p3), ["n3"]);
+    assert_eq!(p3.json["hasMore"], false);
+    let back = t.get(&link(&p2, "previous").unwrap()).await;
+    assert_eq!(orders(&back), ["o1", "o2"]);
+    assert_eq!(back.json["hasMore"], false);
+
+    // hasMore is computed over the filtered set: dateTo cuts off the new ones.
+    let to = clock::rfc3339(clock::now() - DAY);
+    let q1 = t
+        .get(&format!(
+            "/refunds?processingTerminalId=1234001&dateFrom={from}&dateTo={to}&limit=1"
+        ))
+        .await;
+    assert_eq!(orders(&q1), ["o1"]);
+    assert_eq!(q1.json["hasMore"], true);
+    let next = link(&q1, "next").unwrap();
+    assert!(next.contains("dateTo="), "{next}");
+    let q2 = t.get(&next).await;
+    assert_eq!(orders(&q2), ["o2"]);
+    assert_eq!(q2.json["hasMore"], false);
+
+    // Without a terminal filter the other terminal's refunds are in too.
+    let all = t.get(&format!("/refunds?dateFrom={from}&limit=100")).await;
+    assert_eq!(orders(&all), ["o1", "x1", "o2", "n1", "x2", "n2", "n3"]);
+    assert_eq!(all.json["hasMore"], false);
+}
+
+#[tokio::test]
+async fn ageing_moves_refunds_back_and_expires_keys_after_7_days() {
+    let t = start(SandboxConfig::default()).await;
+    let body = card_body("O1", "4539858876047062");
+    let first = t.post("/refunds", Some(KEY_A), &body).await;
+    let id1 = first.json["refundId"].as_str().unwrap().to_owned();
+    let created = clock::parse(&t.stats().refunds[0].created_at).unwrap();
+
+    t.sb.sandbox().age(6);
+    let record = t.stats().refunds[0].clone();
+    assert_eq!(clock::parse(&record.created_at), Some(created - 6 * DAY));
+    // The stored body moved with it: GET by id, the list and a replay.
+    let one = t.get(&format!("/refunds/{id1}")).await;
+    assert_eq!(one.json["order"]["dateTime"], record.created_at.as_str());
+    let listed = t.get("/refunds?dateFrom=2000-01-01").await;
+    assert_eq!(listed.json["data"][0]["order"]["dateTime"], record.created_at.as_str());
+    // Within 7 days the key still replays.
+    let replay = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_eq!(replay.status, StatusCode::CREATED);
+    assert_eq!(replay.raw, one.raw);
+    assert_eq!(t.stats().created_per_order["card|1234001|O1"], 1);
+
+    // Over HTTP: one more day makes the key 7 days old, so it is forgotten.
+    assert_eq!(t.control("age?days=1").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(clock::parse(&t.stats().refunds[0].created_at), Some(created - 7 * DAY));
+    let again = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    let id2 = again.json["refundId"].as_str().unwrap();
+    assert_ne!(id2, id1, "an expired key is processed as new");
+    let s = t.stats();
+    assert_eq!(s.created_per_order["card|1234001|O1"], 2);
+    assert_eq!(s.refunds[1].idempotency_key, KEY_A);
+    assert_eq!(s.requests_per_key[KEY_A], 3);
+    // The new refund is recent; the old one only shows with a dateFrom.
+    assert_eq!(t.get("/refunds?orderId=O1").await.json["count"], 1);
+    assert_eq!(t.get("/refunds?orderId=O1&dateFrom=2000-01-01").await.json["count"], 2);
+
+    // An expired key with a different body is new too, not a 409.
+    t.post("/refunds", Some(KEY_B), &card_body("O2", "4539858876047062"))
+        .await;
+    t.sb.sandbox().age(8);
+    let other = t
+        .post("/refunds", Some(KEY_B), &card_body("O3", "4539858876047062"))
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    assert_eq!(t.stats().refunds.len(), 4);
+
+    // age(0) changes nothing; a bad `days` is a 400.
+    let before = t.stats();
+    t.sb.sandbox().age(0);
+    assert_eq!(t.stats(), before);
+    for bad in ["age", "age?days=-1", "age?days=x", "age?days=1.5"] {
+        let r = t.control(bad).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "bad-request");
+        assert_eq!(parameters(&r), ["days"]);
+    }
+    assert_eq!(t.stats(), before);
+}
+
+#[tokio::test]
+async fn forbidden_terminal_gets_403_even_for_a_replay() {
+    let t = start(SandboxConfig::default()).await;
+    let body = card_body("O1", "4539858876047062");
+    // The first send created the refund; suppose its answer was lost.
+    let first = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+
+    t.sb.sandbox().forbid_terminal("1234001");
+    let resend = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_problem(&resend, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(resend.json["title"], "Forbidden");
+    assert_eq!(
+        resend.json["detail"],
+        "The processing terminal is not allowed to run this operation"
+    );
+    assert!(resend.json["instance"].as_str().unwrap().ends_with("/v1/refunds"));
+    assert!(resend.json["resource"].is_string());
+    // New keys, the bank endpoint and invalid bodies alike.
+    assert_problem(
+        &t.post("/refunds", Some(KEY_B), &card_body("O2", "4539858876047062"))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let bank = t
+        .post("/bank-transfer-refunds", Some(KEY_C), &bank_body("B1", "1234567890"))
+        .await;
+    assert_problem(&bank, StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        bank.json["instance"]
+            .as_str()
+            .unwrap()
+            .ends_with("/v1/bank-transfer-refunds")
+    );
+    let mut invalid = card_body("O3", "4539858876047062");
+    invalid["order"]["amount"] = json!(-1);
+    assert_problem(
+        &t.post("/refunds", Some(&key(1)), &invalid).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    // Authentication comes first.
+    let res = t
+        .http
+        .post(format!("{}/refunds", t.sb.api_url()))
+        .header("content-type", "application/json")
+        .header("idempotency-key", KEY_A)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(&reply(res).await, StatusCode::UNAUTHORIZED, "not-authorized");
+    // Other terminals are unaffected.
+    let mut elsewhere = card_body("O4", "4539858876047062");
+    elsewhere["processingTerminalId"] = json!("5555001");
+    assert_eq!(
+        t.post("/refunds", Some(&key(2)), &elsewhere).await.status,
+        StatusCode::CREATED
+    );
+    let s = t.stats();
+    assert_eq!(s.faults.forbidden, 4);
+    assert_eq!(s.refunds.len(), 2);
+    assert_eq!(s.created_per_order["card|1234001|O1"], 1);
+    assert_eq!(s.requests_per_key[KEY_A], 3);
+
+    // Allowed again: nothing was stored by the 403s, so KEY_A replays the
+    // first 201 and KEY_B creates its refund now.
+    t.sb.sandbox().allow_terminal("1234001");
+    let replay = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_eq!((replay.status, &replay.raw), (StatusCode::CREATED, &first.raw));
+    assert_eq!(
+        t.post("/refunds", Some(KEY_B), &card_body("O2", "4539858876047062"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+
+    // The same over HTTP.
+    assert_eq!(
+        t.control("forbid?processingTerminalId=1234001").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_problem(
+        &t.post("/refunds", Some(KEY_A), &body).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_eq!(
+        t.control("allow?processingTerminalId=1234001").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(t.post("/refunds", Some(KEY_A), &body).await.raw, first.raw);
+    for bad in ["forbid", "allow", "forbid?processingTerminalId="] {
+        let r = t.control(bad).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "bad-request");
+        assert_eq!(parameters(&r), ["processingTerminalId"]);
+    }
+    let s = t.stats();
+    assert_eq!(s.faults.forbidden, 5);
+    assert_eq!(s.refunds.len(), 3);
+}
+
+#[test]
+fn other_order_id_differs_and_fits() {
+    use crate::server::other_order_id;
+    assert_eq!(other_order_id("W1"), "W1-X");
+    for id in [
+        "W1",
+        "12345678901234567890123",
+        "123456789012345678901234",
+        "1234567890123456789012-X",
+        "1234567890123456789012-Y",
+        "ééééééééééééééééééééééé€",
+    ] {
+        let other = other_order_id(id);
+        assert_ne!(other, id);
+        assert!(other.chars().count() <= 24, "{other}");
+    }
+}
+
+#[tokio::test]
+async fn test_terminals_whose_201_proves_nothing() {
+    let t = start(SandboxConfig::default()).await;
+    let odd = |order: &str, terminal: &str| {
+        let mut b = card_body(order, "4539858876047062");
+        b["processingTerminalId"] = json!(terminal);
+        b
+    };
+
+    // 9999201: JSON without refundId (and no location to read it from).
+    let no_id = odd("N1", "9999201");
+    let r = t.post("/refunds", Some(KEY_A), &no_id).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(ctype(&r), "application/json");
+    assert!(r.json.is_object() && r.json.get("refundId").is_none(), "{}", r.json);
+    assert_eq!(r.json["order"]["orderId"], "N1");
+    assert!(r.headers.get("location").is_none());
+    assert_eq!(t.post("/refunds", Some(KEY_A), &no_id).await.raw, r.raw);
+
+    // 9999202 (bank here): not JSON at all.
+    let mut html = bank_body("H1", "1234567890");
+    html["processingTerminalId"] = json!("9999202");
+    let r = t.post("/bank-transfer-refunds", Some(KEY_B), &html).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(ctype(&r), "text/html");
+    assert_eq!(r.raw, b"<html>ok</html>");
+    assert!(r.headers.get("location").is_none());
+    assert_eq!(t.post("/bank-transfer-refunds", Some(KEY_B), &html).await.raw, r.raw);
+
+    // 9999203: a normal body for another order.
+    let wrong = odd("W1", "9999203");
+    let r = t.post("/refunds", Some(KEY_C), &wrong).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.json["order"]["orderId"], "W1-X");
+    let wrong_id = r.json["refundId"].as_str().unwrap().to_owned();
+    assert!(r.headers["location"].to_str().unwrap().ends_with(&wrong_id));
+    assert_eq!(t.post("/refunds", Some(KEY_C), &wrong).await.raw, r.raw);
+    let long = "123456789012345678901234";
+    let r24 = t.post("/refunds", Some(&key(1)), &odd(long, "9999203")).await;
+    let got = r24.json["order"]["orderId"].as_str().unwrap();
+    assert!(got != long && got.len() <= 24, "{got}");
+
+    // All were created as usual, and GET shows the real refunds.
+    let s = t.stats();
+    assert_eq!(s.refunds.len(), 4);
+    for k in [
+        "card|9999201|N1",
+        "bank|9999202|H1",
+        "card|9999203|W1",
+        "card|9999203|123456789012345678901234",
+    ] {
+        assert_eq!(s.created_per_order[k], 1, "{k}");
+    }
+    for (i, path, order) in [
+        (0, "/refunds", "N1"),
+        (1, "/bank-transfer-refunds", "H1"),
+        (2, "/refunds", "W1"),
+    ] {
+        let id = &s.refunds[i].refund_id;
+        let one = t.get(&format!("{path}/{id}")).await;
+        assert_eq!(one.json["refundId"], id.as_str());
+        assert_eq!(one.json["order"]["orderId"], order);
+        let list = t.get(&format!("{path}?orderId={order}")).await;
+        assert_eq!(list.json["data"][0]["refundId"], id.as_str());
+    }
+    assert_eq!(s.refunds[2].refund_id, wrong_id);
+    assert_eq!(t.get("/refunds?orderId=W1-X").await.json["count"], 0);
+
+    // Replays after ageing: still odd, with the moved dateTime.
+    t.sb.sandbox().age(1);
+    let s = t.stats();
+    let replay = t.post("/refunds", Some(KEY_C), &wrong).await;
+    assert_eq!(replay.json["order"]["orderId"], "W1-X");
+    assert_eq!(replay.json["order"]["dateTime"], s.refunds[2].created_at.as_str());
+    let replay = t.post("/refunds", Some(KEY_A), &no_id).await;
+    assert!(replay.json.get("refundId").is_none());
+    assert_eq!(replay.json["order"]["dateTime"], s.refunds[0].created_at.as_str());
+    assert_eq!(t.stats().refunds.len(), 4);
 }
 
 /// Rough throughput check (not run by default):

@@ -1,5 +1,5 @@
 //! Request validation for the two unreferenced-refund bodies, with Payroc's
-//! lengths, patterns and enums (payroc-api.md §2.1, §2.2, §3.1).
+//! lengths, patterns and enums (from Payroc's API reference).
 //!
 //! Works on a parsed `serde_json::Value` rather than typed structs so that it
 //! can (a) report every problem at once with Payroc-style JSON paths in
