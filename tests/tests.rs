@@ -9,8 +9,14 @@ mod end_to_end;
 // Each fault alone: tokens, 429, 5xx, drops, unknown rows, reconcile, locks, signals.
 mod faults;
 
+// Each way the promise was once broken, reproduced and closed.
+mod exactly_once;
+
 // Everything at once, with SIGKILL at random moments.
 mod chaos;
+
+// Power cuts modelled from an strace of the binary: only what was fsynced survives.
+mod power_cut;
 
 // Screens pinned as snapshots, and the production guard rails.
 mod screens;

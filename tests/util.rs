@@ -76,6 +76,11 @@ impl TestSandbox {
         })
     }
 
+    /// The sandbox itself, to change it mid-test (age it, switch a terminal off).
+    pub fn sandbox(&self) -> &payroc_sandbox::Sandbox {
+        self.running().sandbox()
+    }
+
     /// `--env uat --api-url … --identity-url …` pointing at this sandbox.
     pub fn arguments(&self) -> Vec<String> {
         vec![
@@ -208,4 +213,18 @@ pub fn read_results(path: &Path) -> Vec<std::collections::HashMap<String, String
 /// The repository's sample file `name`.
 pub fn sample(name: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(name)).expect("sample file")
+}
+
+/// Moves every time the ledger at `path` holds back by `days` days, as if its refunds had been
+/// sent that long ago (the sandbox's [`payroc_sandbox::Sandbox::age`] does the same on its side).
+pub fn age_ledger(path: &Path, days: u32) {
+    let connection = rusqlite::Connection::open(path).expect("open the ledger");
+    let shift = format!("-{days} days");
+    connection
+        .execute(
+            "UPDATE refunds SET first_sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', first_sent_at, ?1), \
+             created_at = strftime('%Y-%m-%dT%H:%M:%fZ', created_at, ?1)",
+            [shift],
+        )
+        .expect("age the ledger");
 }
