@@ -208,10 +208,11 @@ fn same_order_elsewhere(
         &prepared.identity.order_id,
         identity,
     )?;
-    let blocking = others.into_iter().find(|(other, _)| {
-        !matches!(other.state, RefundState::Declined)
-            && !(other.state == RefundState::Rejected && !other.may_have_reached)
-    });
+    // Declined, or rejected before anything could have reached Payroc: nothing was refunded.
+    let refunded_nothing = |other: &RefundRecord| {
+        other.state == RefundState::Declined || (other.state == RefundState::Rejected && !other.may_have_reached)
+    };
+    let blocking = others.into_iter().find(|(other, _)| !refunded_nothing(other));
     Ok(blocking.map(|(other, file)| {
         let namespace_note = if other.method == prepared.identity.method {
             " under another key namespace".to_owned()
@@ -575,7 +576,7 @@ async fn dispatch_rows(
                             }
                             LookupVerdict::Settled(state) => results.push((state, None)),
                             LookupVerdict::Failed(note, result) => {
-                                results.push((RefundState::Pending, Some(result)));
+                                results.push((RefundState::Pending, Some(*result)));
                                 report.notes.insert(row.input_row, note);
                             }
                         },
@@ -701,7 +702,7 @@ enum LookupVerdict {
     /// Payroc already has it: the row took that outcome (or `conflict`) and is not sent.
     Settled(RefundState),
     /// The lookup failed: the row stays `pending`, marked for a lookup, and is not sent.
-    Failed(RowNote, SendResult),
+    Failed(RowNote, Box<SendResult>),
 }
 
 /// Records what a lookup before the first send found.
@@ -725,7 +726,7 @@ fn settle_lookup(
                     "not sent: this ledger is new, and the lookup of the order at Payroc before its first send failed ({detail}). Run again"
                 ),
             };
-            return Ok(LookupVerdict::Failed(note, failure));
+            return Ok(LookupVerdict::Failed(note, Box::new(failure)));
         }
     };
     // A declined refund refunded nothing: it does not stand in the way.

@@ -851,6 +851,7 @@ impl Ledger {
     /// A person confirmed, from a complete lookup, that Payroc has no refund for this order:
     /// the refund moves to its next key generation (`pending`), and the decision is kept with
     /// its time on the refund and in the audit trail.
+    #[allow(clippy::too_many_arguments)] // next_generation's arguments, plus the decision's words
     pub fn confirm_not_created(
         &mut self,
         id: i64,

@@ -33,7 +33,8 @@ pub fn of_send(report: &SendReport, method: Method, order_id: &str, reached_befo
     let reached_before = reached_before || report.maybe_reached;
     match &report.result {
         SendResult::Created { http_status, refund } => {
-            let http_status = Some(i64::from(*http_status));
+            let status = *http_status;
+            let http_status = Some(i64::from(status));
             let proves_nothing = |why: String| Outcome {
                 state: Some(RefundState::Unknown),
                 http_status,
@@ -43,7 +44,6 @@ pub fn of_send(report: &SendReport, method: Method, order_id: &str, reached_befo
                 may_have_reached: true,
                 ..Outcome::default()
             };
-            let status = http_status.unwrap_or_default();
             let Some(refund) = refund else {
                 return proves_nothing(format!(
                     "Payroc answered HTTP {status} with a body that is not a refund"

@@ -42,7 +42,7 @@ pub fn redact_digit_runs(text: &str) -> String {
         // Follow card-style groups: separator, then 3–6 digits, while every group is 3–6 long.
         let mut end = first_end;
         let mut digits = first_end - start;
-        let mut grouped = (3..=6).contains(&digits);
+        let grouped = (3..=6).contains(&digits);
         while grouped
             && end + 1 < characters.len()
             && matches!(characters[end], ' ' | '-')
