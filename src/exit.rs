@@ -1,4 +1,5 @@
-//! Exit codes, for cron (DESIGN §2): what a run's end means, as one number.
+//! Exit codes, for cron: what a run's end means, as one number. `2` promises that nothing was sent,
+//! so it is never used once a request may have left.
 
 /// How a command ended. The numbers are a contract with scripts; never renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

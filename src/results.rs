@@ -17,7 +17,7 @@ use crate::ledger::{Ledger, LedgerError, private_file};
 use crate::money::{Currency, format_amount};
 use crate::redaction::redact_digit_runs;
 
-/// The columns, in order (DESIGN §7).
+/// The columns, in order.
 pub const COLUMNS: [&str; 17] = [
     "row",
     "method",

@@ -1,4 +1,4 @@
-//! Data protection (issue 6): results cells a spreadsheet would run as formulas are neutralised
+//! Data protection: results cells a spreadsheet would run as formulas are neutralised
 //! while what is sent to Payroc is not touched, and nothing the tool writes at rest — ledger,
 //! its WAL and shared memory, the results, stdout and stderr — holds a full card, account or
 //! routing number, or an unkeyed SHA-256 of one.

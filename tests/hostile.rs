@@ -1,4 +1,4 @@
-//! Input that fights back (issue 6): broken encodings, NUL bytes, runaway cells, ragged rows,
+//! Input that fights back: broken encodings, NUL bytes, runaway cells, ragged rows,
 //! semicolon exports, multi-line cells, empty and huge files. Every one goes through the real
 //! binary, both `validate` and `run` against the sandbox: exit 2, a message naming the row,
 //! nothing sent (not even a token fetched), and never a panic.
