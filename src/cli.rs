@@ -243,6 +243,12 @@ pub struct ReconcileArgs {
     /// find then move to a new key, and the next run sends them.
     #[arg(long, value_name = "ROWS|all")]
     pub confirm_not_created: Option<String>,
+    /// Also read again every refund whose Payroc status can still change (an approved card
+    /// refund until its batch closes, a bank transfer until complete or returned, queued and
+    /// partial rows) and record returns, reversals and declines. Sends no refund. Cron can run
+    /// it daily for a week after a batch.
+    #[arg(long)]
+    pub refresh: bool,
     /// Connection and retry settings.
     #[command(flatten)]
     pub connection: ConnectionArgs,

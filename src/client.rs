@@ -213,6 +213,16 @@ pub struct CreatedRefund {
     /// `transactionResult`.
     #[serde(default)]
     pub transaction_result: Option<TransactionResult>,
+    /// `customFields` as Payroc kept them (it leaves out names not set up in its portal).
+    #[serde(default)]
+    pub custom_fields: Option<Vec<CustomField>>,
+}
+
+/// One `customFields` entry of an answer.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+pub struct CustomField {
+    /// The field's name.
+    pub name: Option<String>,
 }
 
 /// `order` of a refund.
@@ -239,6 +249,53 @@ pub struct TransactionResult {
     pub response_code: Option<String>,
     /// Payroc's message, e.g. `OK5`.
     pub response_message: Option<String>,
+    /// `approvalCode`.
+    pub approval_code: Option<String>,
+    /// `processorResponseCode`.
+    pub processor_response_code: Option<String>,
+    /// `authorizedAmount` in minor units, negative when money goes to the customer: an integer
+    /// for cards, a JSON number for bank transfers. `Err` holds the text of one that is not a
+    /// whole number of minor units (never rounded).
+    #[serde(default, deserialize_with = "minor_units")]
+    pub authorized_amount: Option<Result<i64, String>>,
+}
+
+/// Reads a JSON number as an exact whole number of minor units, from its text: `-4999`,
+/// `-4999.0` and `-4.999e3` are -4999; `-4999.5` or a value past `i64` is `Err` with the text.
+fn minor_units<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Result<i64, String>>, D::Error> {
+    let raw: Option<Box<serde_json::value::RawValue>> = Option::deserialize(deserializer)?;
+    Ok(raw.map(|raw| exact_whole_number(raw.get()).ok_or_else(|| raw.get().to_owned())))
+}
+
+/// The integer a JSON number's text denotes exactly, if it is one that fits in `i64`.
+fn exact_whole_number(text: &str) -> Option<i64> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i32>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() || !whole.bytes().chain(fraction.bytes()).all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let mut digits = format!("{whole}{fraction}");
+    let mut scale = exponent.checked_sub(i32::try_from(fraction.len()).ok()?)?;
+    // Drop zeros the negative scale cancels; a digit that is not zero is a fraction.
+    while scale < 0 {
+        if !digits.ends_with('0') {
+            return None;
+        }
+        digits.pop();
+        scale += 1;
+    }
+    let mut value: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    for _ in 0..scale {
+        value = value.checked_mul(10)?;
+    }
+    i64::try_from(if negative { -value } else { value }).ok()
 }
 
 #[derive(Deserialize, Default)]
@@ -259,6 +316,22 @@ struct ProblemItem {
 }
 
 impl Problem {
+    /// `Forbidden — API key not allowed`: the title and the detail, redacted, or the status's
+    /// reason when the body was not a problem.
+    fn summary(&self, status: StatusCode) -> String {
+        let parts: Vec<&str> = [self.title.as_deref(), self.detail.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|part| !part.trim().is_empty())
+            .collect();
+        let text = match parts.as_slice() {
+            [] => status.canonical_reason().unwrap_or("no explanation").to_owned(),
+            [title, detail] if title == detail => (*title).to_owned(),
+            parts => parts.join(" — "),
+        };
+        redact_digit_runs(&text)
+    }
+
     /// One line a person can act on: title, detail, and each `errors[]` item as `parameter: message`.
     fn describe(&self, status: StatusCode) -> String {
         let mut parts = Vec::new();
@@ -392,10 +465,18 @@ impl PayrocClient {
                         None => "the answer was not a token".to_owned(),
                     }
                 }
-                Ok(response) if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                // A 4xx will not change by retrying: the key or the account is refused. Say
+                // exactly what the identity service said (redacted), then how to fix it.
+                Ok(response)
+                    if response.status().is_client_error() && response.status() != StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    let status = response.status();
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
                     return Err(SystemicError::Authentication(format!(
-                        "{url} answered {} to the API key: check PAYROC_API_KEY / --api-key-file and the environment (--env)",
-                        response.status()
+                        "HTTP {}: {} (from {url}; check PAYROC_API_KEY / --api-key-file and the environment, --env)",
+                        status.as_u16(),
+                        problem.summary(status)
                     )));
                 }
                 Ok(response) => format!("HTTP {}", response.status()),
@@ -541,6 +622,33 @@ impl PayrocClient {
                 "Payroc lists more than {MAX_LIST_PAGES} pages of refunds for this order; settle it by hand"
             ),
             http_status: None,
+        })
+    }
+
+    /// Reads one refund as Payroc has it now (`GET /refunds/{refundId}` or
+    /// `GET /bank-transfer-refunds/{refundId}`), for `reconcile --refresh`.
+    pub async fn get_refund(&self, method: Method, refund_id: &str) -> Result<CreatedRefund, SendResult> {
+        let url = format!("{}/{}", self.endpoint(method), encode_path_segment(refund_id));
+        let exchange = self
+            .exchange(None, |token| self.http.get(&url).bearer_auth(token))
+            .await;
+        let (status, bytes) = exchange.result?;
+        if !status.is_success() {
+            let problem: Problem = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(SendResult::GaveUp {
+                maybe_reached: false,
+                detail: format!(
+                    "the lookup was refused: HTTP {}: {}",
+                    status.as_u16(),
+                    problem.describe(status)
+                ),
+                http_status: Some(status.as_u16()),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|error| SendResult::GaveUp {
+            maybe_reached: false,
+            detail: format!("the lookup answer was not a refund ({error})"),
+            http_status: Some(status.as_u16()),
         })
     }
 
@@ -720,6 +828,20 @@ impl RefundList {
     }
 }
 
+/// A refund id as one URL path segment (Payroc's are 10 letters and digits; anything else is
+/// percent-encoded rather than trusted).
+fn encode_path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+                (byte as char).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Reads a final answer (anything but 401, 408, 429 and 5xx) in Payroc's words.
 fn answer_of(status: StatusCode, bytes: &[u8]) -> SendResult {
     if status.is_success() {
@@ -840,6 +962,34 @@ mod tests {
             Some("https://docs.payroc.com/api/errors#bad-request")
         );
         assert_eq!(detail, "Bad request; Validation failed; order.amount: must be positive");
+    }
+
+    #[test]
+    fn authorized_amounts_are_read_exactly_and_fractions_refused() {
+        for (text, expected) in [
+            ("-4999", Some(-4999)),
+            ("-4999.0", Some(-4999)),
+            ("-4999.000", Some(-4999)),
+            ("-4.999e3", Some(-4999)),
+            ("-49990E-1", Some(-4999)),
+            ("0", Some(0)),
+            ("0.0", Some(0)),
+            ("-4999.5", None),
+            ("-4999.0000000000001", None),
+            ("-4.9995e3", None),
+            ("99999999999999999999", None),
+            ("1e400", None),
+        ] {
+            assert_eq!(exact_whole_number(text), expected, "{text}");
+        }
+        let result: TransactionResult =
+            serde_json::from_str(r#"{"status":"ready","authorizedAmount":-4999.5}"#).unwrap();
+        assert_eq!(result.authorized_amount, Some(Err("-4999.5".to_owned())));
+        let result: TransactionResult =
+            serde_json::from_str(r#"{"status":"ready","authorizedAmount":-4999.0}"#).unwrap();
+        assert_eq!(result.authorized_amount, Some(Ok(-4999)));
+        let result: TransactionResult = serde_json::from_str(r#"{"status":"ready"}"#).unwrap();
+        assert_eq!(result.authorized_amount, None);
     }
 
     #[test]

@@ -382,6 +382,8 @@ struct ReadyRow {
     method: Method,
     /// Its row number in the file, for the results' notes.
     input_row: u64,
+    /// The `customFields` names sent, to notice any Payroc leaves out.
+    custom_field_names: Vec<String>,
 }
 
 /// Streams `input` (already validated) and sends what must be sent. `skip_rows` are rows the
@@ -483,6 +485,7 @@ async fn dispatch_rows(
                         body: Bytes::from(crate::request::body(&row)),
                         method: row.method,
                         input_row: row.row,
+                        custom_field_names: row.custom_fields.iter().map(|(name, _)| name.clone()).collect(),
                     }),
                     Decision::Done(record) => {
                         report.already_done += 1;
@@ -553,8 +556,11 @@ async fn dispatch_rows(
                         Finished::Sent { row, attempt, report: sent } => {
                             let outcome = crate::outcome::of_send(
                                 &sent,
-                                row.method,
-                                &row.record.order_id,
+                                crate::outcome::Sent {
+                                    method: row.method,
+                                    order_id: &row.record.order_id,
+                                    custom_field_names: &row.custom_field_names,
+                                },
                                 row.record.may_have_reached,
                             );
                             tracing::debug!(
@@ -819,6 +825,7 @@ mod tests {
                 cardholder_name: None,
             },
             customer: Customer::default(),
+            ip_address: None,
             custom_fields: Vec::new(),
         }
     }

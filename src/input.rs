@@ -135,14 +135,46 @@ pub struct Customer {
     pub email: Option<String>,
     /// Up to 15 characters.
     pub phone: Option<String>,
+    /// Card only: the customer's reference number, up to 48 characters (sent when the customer
+    /// gave one).
+    pub reference_number: Option<String>,
+    /// `en` or `fr`: the language of Payroc's notifications to the customer.
+    pub notification_language: Option<&'static str>,
+    /// Card only: the billing address, all of its parts or none.
+    pub billing_address: Option<BillingAddress>,
+}
+
+/// A card customer's billing address (every part is required by Payroc when one is sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingAddress {
+    /// Street, up to 150 characters.
+    pub address1: String,
+    /// Up to 50 characters.
+    pub city: String,
+    /// Up to 50 characters.
+    pub state: String,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: String,
+    /// Up to 10 characters.
+    pub postal_code: String,
 }
 
 impl Customer {
     /// True when no field is set, so no `customer` object is sent.
     pub fn is_empty(&self) -> bool {
-        self.first_name.is_none() && self.last_name.is_none() && self.email.is_none() && self.phone.is_none()
+        self.first_name.is_none()
+            && self.last_name.is_none()
+            && self.email.is_none()
+            && self.phone.is_none()
+            && self.reference_number.is_none()
+            && self.notification_language.is_none()
+            && self.billing_address.is_none()
     }
 }
+
+/// Card only: the customer's IP address, sent as `ipAddress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpAddress(pub std::net::IpAddr);
 
 /// One valid row of the file: everything needed to build its request, checked against Payroc's
 /// limits so that a request the tool sends is one Payroc can accept.
@@ -170,6 +202,8 @@ pub struct RefundRow {
     pub payee: Payee,
     /// Optional customer details.
     pub customer: Customer,
+    /// Card only: the customer's IP address.
+    pub ip_address: Option<IpAddress>,
     /// `custom.<name>` columns with a value, as (name, value), in header order.
     pub custom_fields: Vec<(String, String)>,
 }
@@ -305,6 +339,23 @@ const KNOWN_COLUMNS: &[&str] = &[
     "customer_last_name",
     "customer_email",
     "customer_phone",
+    "customer_reference_number",
+    "notification_language",
+    "billing_address1",
+    "billing_city",
+    "billing_state",
+    "billing_country",
+    "billing_postal_code",
+    "ip_address",
+];
+
+/// The billing address columns, with Payroc's length limits: all of them or none.
+const BILLING_COLUMNS: [(&str, usize); 5] = [
+    ("billing_address1", 150),
+    ("billing_city", 50),
+    ("billing_state", 50),
+    ("billing_country", 2),
+    ("billing_postal_code", 10),
 ];
 
 /// Where each known column sits in a record; `None` when the file lacks it.
@@ -853,6 +904,8 @@ fn validate_record(record: &csv::ByteRecord, row: u64, columns: &ColumnMap, opti
     }
     let phone = check.cell("customer_phone");
     let phone = check.length("customer_phone", phone, 1, 15);
+    let notification_language = check.cell("notification_language");
+    let notification_language = check.one_of("notification_language", notification_language, &["en", "fr"]);
     let mut custom_fields = Vec::new();
     for (name, index) in &columns.custom {
         let column = format!("custom.{name}");
@@ -870,6 +923,7 @@ fn validate_record(record: &csv::ByteRecord, row: u64, columns: &ColumnMap, opti
         }
     }
 
+    let mut row_ip_address = None;
     let (description, channel, payee, customer) = match method {
         Some(Method::Card) => {
             let description = check.required("description", "1–256 characters for a card refund");
@@ -893,13 +947,21 @@ fn validate_record(record: &csv::ByteRecord, row: u64, columns: &ColumnMap, opti
             let first_name = check.length("customer_first_name", first_name, 1, 60);
             let last_name = check.cell("customer_last_name");
             let last_name = check.length("customer_last_name", last_name, 1, 60);
+            let reference_number = check.cell("customer_reference_number");
+            let reference_number = check.length("customer_reference_number", reference_number, 1, 48);
+            let billing_address = billing_address(&mut check);
+            let ip_address = ip_address(&mut check);
             let payee = card_payee(&mut check);
             let customer = Customer {
                 first_name,
                 last_name,
                 email,
                 phone,
+                reference_number,
+                notification_language,
+                billing_address,
             };
+            row_ip_address = ip_address;
             (description, channel, payee, customer)
         }
         Some(Method::Bank) => {
@@ -914,15 +976,22 @@ fn validate_record(record: &csv::ByteRecord, row: u64, columns: &ColumnMap, opti
                     "cardholder_name",
                     "customer_first_name",
                     "customer_last_name",
+                    "customer_reference_number",
+                    "billing_address1",
+                    "billing_city",
+                    "billing_state",
+                    "billing_country",
+                    "billing_postal_code",
+                    "ip_address",
                 ],
                 Method::Bank,
             );
             let payee = bank_payee(&mut check);
             let customer = Customer {
-                first_name: None,
-                last_name: None,
                 email,
                 phone,
+                notification_language,
+                ..Customer::default()
             };
             (description, Some(""), payee, customer)
         }
@@ -966,6 +1035,7 @@ fn validate_record(record: &csv::ByteRecord, row: u64, columns: &ColumnMap, opti
             operator,
             payee,
             customer,
+            ip_address: row_ip_address,
             custom_fields,
         })),
         _ => ParsedRow::Invalid {
@@ -976,6 +1046,62 @@ fn validate_record(record: &csv::ByteRecord, row: u64, columns: &ColumnMap, opti
                 message: "could not be read (no single cell was named; please report this)".into(),
             }],
         },
+    }
+}
+
+/// The billing address columns: none, or all five valid.
+fn billing_address(check: &mut RowCheck<'_>) -> Option<BillingAddress> {
+    let cells: Vec<(&str, usize, Option<String>)> = BILLING_COLUMNS
+        .iter()
+        .map(|(column, maximum)| (*column, *maximum, check.cell(column)))
+        .collect();
+    if cells.iter().all(|(_, _, cell)| cell.is_none()) {
+        return None;
+    }
+    let mut parts = Vec::with_capacity(cells.len());
+    for (column, maximum, cell) in cells {
+        match cell {
+            None => check.problem(
+                column,
+                "is required when any billing address column is given (address1, city, state, country, postal code: Payroc needs all of them)",
+            ),
+            Some(value) if column == "billing_country" => {
+                if value.len() == 2 && value.bytes().all(|byte| byte.is_ascii_alphabetic()) {
+                    parts.push(value.to_ascii_uppercase());
+                } else {
+                    check.problem(
+                        column,
+                        format!("{:?} is not a two-letter country code (ISO 3166-1, e.g. US)", excerpt(&value, 20)),
+                    );
+                }
+            }
+            Some(value) => parts.extend(check.length(column, Some(value), 1, maximum)),
+        }
+    }
+    match <[String; 5]>::try_from(parts) {
+        Ok([address1, city, state, country, postal_code]) => Some(BillingAddress {
+            address1,
+            city,
+            state,
+            country,
+            postal_code,
+        }),
+        Err(_) => None,
+    }
+}
+
+/// The `ip_address` column: an IPv4 or IPv6 address.
+fn ip_address(check: &mut RowCheck<'_>) -> Option<IpAddress> {
+    let text = check.cell("ip_address")?;
+    match text.parse::<std::net::IpAddr>() {
+        Ok(address) => Some(IpAddress(address)),
+        Err(_) => {
+            check.problem(
+                "ip_address",
+                format!("{:?} is not an IPv4 or IPv6 address", excerpt(&text, 45)),
+            );
+            None
+        }
     }
 }
 

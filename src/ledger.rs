@@ -37,12 +37,21 @@ pub enum RefundState {
     Pending,
     /// Committed just before a request left; its outcome is not recorded yet.
     Sending,
-    /// Payroc approved it (`responseCode` A).
+    /// Payroc approved it (`responseCode` A; a bank transfer submitted to the ACH network).
     Succeeded,
-    /// Payroc accepted it for later processing (`responseCode` E, or another non-final code).
+    /// Payroc approved less than was asked (`responseCode` P). Never re-sent: a second send would
+    /// refund the approved part twice. Needs a person.
+    Partial,
+    /// Payroc accepted it for later processing (`responseCode` E, or an answer this version does
+    /// not know). Not a definite failure, so never retried.
     Queued,
     /// Payroc declined it (`responseCode` D, R or C). Final unless retried on purpose.
     Declined,
+    /// A bank transfer the customer's bank returned after it was submitted: nothing was refunded.
+    /// Sent again only on purpose (`--retry-failed`, after the bank details are fixed).
+    Returned,
+    /// Reversed after approval (status `reversal`). Never re-sent automatically: needs a person.
+    Reversed,
     /// Payroc refused the request (400, 403, 406, 415). Final unless retried on purpose.
     Rejected,
     /// Payroc says the key was used for a different request (409), or the file changed. Needs a person.
@@ -54,10 +63,13 @@ pub enum RefundState {
 
 impl RefundState {
     /// Every state, in the order summaries list them.
-    pub const ALL: [RefundState; 8] = [
+    pub const ALL: [RefundState; 11] = [
         RefundState::Succeeded,
+        RefundState::Partial,
         RefundState::Queued,
         RefundState::Declined,
+        RefundState::Returned,
+        RefundState::Reversed,
         RefundState::Rejected,
         RefundState::Conflict,
         RefundState::Unknown,
@@ -71,8 +83,11 @@ impl RefundState {
             RefundState::Pending => "pending",
             RefundState::Sending => "sending",
             RefundState::Succeeded => "succeeded",
+            RefundState::Partial => "partial",
             RefundState::Queued => "queued",
             RefundState::Declined => "declined",
+            RefundState::Returned => "returned",
+            RefundState::Reversed => "reversed",
             RefundState::Rejected => "rejected",
             RefundState::Conflict => "conflict",
             RefundState::Unknown => "unknown",
@@ -86,7 +101,10 @@ impl RefundState {
 
     /// A definite failure that `run --retry-failed` may send again under the next key generation.
     pub fn is_retryable_failure(self) -> bool {
-        matches!(self, RefundState::Declined | RefundState::Rejected)
+        matches!(
+            self,
+            RefundState::Declined | RefundState::Rejected | RefundState::Returned
+        )
     }
 
     /// How the results CSV names this state: a row left `sending` by a crash is `unknown` there,
@@ -206,6 +224,14 @@ pub struct RefundRecord {
     pub batch_id: Option<i64>,
     /// Its row in that batch's file.
     pub input_row: Option<i64>,
+    /// What Payroc authorized, in positive minor units.
+    pub authorized_amount_minor: Option<i64>,
+    /// `approvalCode`.
+    pub approval_code: Option<String>,
+    /// `processorResponseCode`.
+    pub processor_response_code: Option<String>,
+    /// Warnings about Payroc's answer, `; `-joined.
+    pub notes: Option<String>,
 }
 
 /// The fields an answer (or a decision) sets on a refund.
@@ -230,6 +256,15 @@ pub struct Outcome {
     /// A request of this generation may have reached Payroc. Only ever turns the ledger's flag
     /// on: once set it stays set until the next key generation.
     pub may_have_reached: bool,
+    /// `transactionResult.authorizedAmount`, as a positive number of minor units.
+    pub authorized_amount_minor: Option<i64>,
+    /// `transactionResult.approvalCode`.
+    pub approval_code: Option<String>,
+    /// `transactionResult.processorResponseCode`.
+    pub processor_response_code: Option<String>,
+    /// Warnings about the answer (a custom field Payroc left out, a status this version does not
+    /// know), joined by `; `.
+    pub notes: Option<String>,
 }
 
 /// What a new identity is created with.
@@ -326,6 +361,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("ledger/001_initial.sql"),
     include_str!("ledger/002_attempt_refund_ids.sql"),
     include_str!("ledger/003_exactly_once.sql"),
+    include_str!("ledger/004_payroc_answers.sql"),
 ];
 
 /// The columns [`read_record`] reads, as a macro so queries are `concat!`-ed at compile time
@@ -335,7 +371,8 @@ macro_rules! refund_columns {
         "id, identity, method, processing_terminal_id, order_id, generation, idempotency_key, \
          state, fingerprint, amount_minor, currency, payee_masked, attempts, http_status, refund_id, payroc_status, \
          response_code, response_message, problem_type, problem_detail, first_sent_at, updated_at, \
-         may_have_reached, confirmed_not_created_at, needs_precheck, created_at, batch_id, input_row"
+         may_have_reached, confirmed_not_created_at, needs_precheck, created_at, batch_id, input_row, \
+         authorized_amount_minor, approval_code, processor_response_code, notes"
     };
 }
 
@@ -703,7 +740,8 @@ impl Ledger {
                 "UPDATE refunds SET generation = ?2, idempotency_key = ?3, state = 'pending', fingerprint = ?4, amount_minor = ?5, \
                  currency = ?6, payee_masked = ?7, http_status = NULL, refund_id = NULL, payroc_status = NULL, response_code = NULL, \
                  response_message = NULL, problem_type = NULL, problem_detail = NULL, first_sent_at = NULL, updated_at = ?8, \
-                 batch_id = ?9, input_row = ?10, may_have_reached = 0, confirmed_not_created_at = NULL WHERE id = ?1",
+                 batch_id = ?9, input_row = ?10, may_have_reached = 0, confirmed_not_created_at = NULL, \
+                 authorized_amount_minor = NULL, approval_code = NULL, processor_response_code = NULL, notes = NULL WHERE id = ?1",
                 params![
                     id,
                     generation,
@@ -763,7 +801,8 @@ impl Ledger {
                 .prepare_cached(
                     "UPDATE refunds SET state = COALESCE(?2, state), http_status = ?3, refund_id = COALESCE(?4, refund_id), \
                      payroc_status = ?5, response_code = ?6, response_message = ?7, problem_type = ?8, problem_detail = ?9, \
-                     updated_at = ?10, attempts = attempts + ?11, may_have_reached = MAX(may_have_reached, ?12) WHERE id = ?1",
+                     updated_at = ?10, attempts = attempts + ?11, may_have_reached = MAX(may_have_reached, ?12), \
+                     authorized_amount_minor = ?13, approval_code = ?14, processor_response_code = ?15, notes = ?16 WHERE id = ?1",
                 )?
                 .execute(params![
                     id,
@@ -777,7 +816,11 @@ impl Ledger {
                     outcome.problem_detail,
                     time,
                     retries,
-                    outcome.may_have_reached
+                    outcome.may_have_reached,
+                    outcome.authorized_amount_minor,
+                    outcome.approval_code,
+                    outcome.processor_response_code,
+                    outcome.notes
                 ])?;
             if let Some(attempt) = attempt {
                 connection
@@ -903,7 +946,7 @@ impl Ledger {
         let rows: Vec<(Result<RefundRecord, String>, Option<String>)> = statement
             .query_map(
                 params![environment, processing_terminal_id, order_id, except_identity],
-                |row| Ok((read_record(row)?, row.get(28)?)),
+                |row| Ok((read_record(row)?, row.get(32)?)),
             )
             .and_then(Iterator::collect)
             .map_err(|source| self.sqlite_error(source))?;
@@ -1031,6 +1074,10 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RefundRecord,
         created_at: row.get(25)?,
         batch_id: row.get(26)?,
         input_row: row.get(27)?,
+        authorized_amount_minor: row.get(28)?,
+        approval_code: row.get(29)?,
+        processor_response_code: row.get(30)?,
+        notes: row.get(31)?,
     }))
 }
 

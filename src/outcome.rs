@@ -15,6 +15,9 @@
 //!   that was sent. Anything else is `unknown`, with the raw status in the error.
 //! - An approval is `succeeded` only when the response code says approved and the status does
 //!   not say otherwise; a code or status this version does not know is never `succeeded`.
+//! - What Payroc says beyond the state is kept: the authorized amount (a partial approval's is
+//!   less than asked), approval and processor codes, and notes — a custom field Payroc left out,
+//!   a status this version does not know, an authorized amount that is not whole minor units.
 
 use crate::client::{CreatedRefund, SendReport, SendResult, TransactionResult};
 use crate::input::Method;
@@ -26,9 +29,25 @@ const KEY_IN_USE: &str = "idempotency-key-in-use";
 /// Card statuses that contradict an approval code: such an answer is never `succeeded`.
 const CARD_STATUSES_NEVER_SUCCEEDED: [&str; 5] = ["declined", "reversal", "expired", "referral", "pickup"];
 
-/// The ledger outcome of one send of a refund of `method` for `order_id`, given whether a
-/// request of the same key generation may have reached Payroc before this send began.
-pub fn of_send(report: &SendReport, method: Method, order_id: &str, reached_before: bool) -> Outcome {
+/// What was sent, as far as reading the answer needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent<'a> {
+    /// Card or bank.
+    pub method: Method,
+    /// The order id sent: an answer for another order proves nothing.
+    pub order_id: &'a str,
+    /// The `customFields` names sent: each one Payroc leaves out gets a note.
+    pub custom_field_names: &'a [String],
+}
+
+/// The ledger outcome of one send, given whether a request of the same key generation may have
+/// reached Payroc before this send began.
+pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Outcome {
+    let Sent {
+        method,
+        order_id,
+        custom_field_names,
+    } = sent;
     // Earlier requests of this very send (a timeout, then a retry) count as "before" too.
     let reached_before = reached_before || report.maybe_reached;
     match &report.result {
@@ -58,11 +77,26 @@ pub fn of_send(report: &SendReport, method: Method, order_id: &str, reached_befo
                     "Payroc answered HTTP {status} with a refund for another order ({other:?})"
                 ));
             }
-            Outcome {
+            let mut outcome = Outcome {
                 http_status,
                 may_have_reached: true,
                 ..of_refund(method, refund)
-            }
+            };
+            // Payroc processes the refund but leaves out custom fields whose names are not set
+            // up in its portal: the refund still counts, and the row says which were dropped.
+            let kept: Vec<&str> = refund
+                .custom_fields
+                .iter()
+                .flatten()
+                .filter_map(|field| field.name.as_deref())
+                .collect();
+            let dropped: Vec<String> = custom_field_names
+                .iter()
+                .filter(|name| !kept.contains(&name.as_str()))
+                .map(|name| format!("Payroc left out custom field {name:?} (is it set up in the Payroc portal?)"))
+                .collect();
+            add_notes(&mut outcome, dropped);
+            outcome
         }
         SendResult::Refused {
             http_status,
@@ -125,43 +159,82 @@ fn unfinished_state(may_have_reached: bool) -> RefundState {
     }
 }
 
-/// The outcome of a refund Payroc has (created, replayed or listed), from its
+/// The outcome of a refund Payroc has (created, replayed, listed or read again), from its
 /// `transactionResult`: the response code and the status together.
 pub fn of_refund(method: Method, refund: &CreatedRefund) -> Outcome {
     let empty = TransactionResult::default();
     let result = refund.transaction_result.as_ref().unwrap_or(&empty);
-    Outcome {
-        state: Some(state_of(method, result)),
+    let state = state_of(method, result);
+    let mut notes = Vec::new();
+    let authorized_amount_minor = match &result.authorized_amount {
+        // Negative when money goes to the customer; kept as the positive amount refunded.
+        Some(Ok(minor)) => Some(minor.saturating_abs()),
+        Some(Err(text)) => {
+            notes.push(format!(
+                "Payroc's authorizedAmount {text} is not a whole number of minor units; not recorded"
+            ));
+            None
+        }
+        None => None,
+    };
+    if state == RefundState::Queued && !(method == Method::Card && result.response_code.as_deref() == Some("E")) {
+        notes.push(format!(
+            "Payroc answered status {:?} with response code {:?}, which this version does not read as approved or declined: counted as queued, check it in Payroc",
+            result.status.as_deref().unwrap_or(""),
+            result.response_code.as_deref().unwrap_or("")
+        ));
+    }
+    let mut outcome = Outcome {
+        state: Some(state),
         // Payroc's id is 10 characters, never a number to hide; kept exact so lookups match it.
         refund_id: refund.refund_id.clone(),
         payroc_status: result.status.clone(),
         response_code: result.response_code.clone(),
         response_message: result.response_message.clone(),
+        approval_code: result.approval_code.clone(),
+        processor_response_code: result.processor_response_code.clone(),
+        authorized_amount_minor,
         ..Outcome::default()
+    };
+    add_notes(&mut outcome, notes);
+    outcome
+}
+
+fn add_notes(outcome: &mut Outcome, notes: Vec<String>) {
+    if notes.is_empty() {
+        return;
     }
+    let mut all: Vec<String> = outcome.notes.take().into_iter().collect();
+    all.extend(notes);
+    outcome.notes = Some(all.join("; "));
 }
 
 /// The state a `transactionResult` means.
 ///
-/// Card: `A` is `succeeded` unless the status contradicts it; `D`, `R`, `C` are declines; `E`
-/// (accepted for later processing), `P` (partly approved) and anything unknown are `queued`:
-/// not a definite failure, so never retried under a new key, and never counted as refunded.
-/// Bank transfers (`responseCode` optional, no enum): by the code when there is one, else by the
-/// status — `declined` is a decline, `ready`/`pending`/`complete` were submitted to the ACH
-/// network; anything else is `queued`.
+/// Card: `A` is `succeeded` unless the status contradicts it (`reversal` is `reversed`;
+/// `declined`, `expired`, `referral`, `pickup` are `queued` for a person to look at); `D`, `R`,
+/// `C` are declines; `P` is `partial`; `E` (accepted for later processing) and anything unknown
+/// are `queued`: not a definite failure, so never retried under a new key, and never counted as
+/// refunded.
+///
+/// Bank transfers (`responseCode` optional, no enum): a `returned` or `reversal` status wins (it
+/// comes later, read again by `reconcile --refresh`, and the first answer's code stays `A`);
+/// otherwise by the code when there is one, else by the status — `declined` is a decline,
+/// `ready`/`pending`/`complete` were submitted to the ACH network; anything else is `queued`.
 pub fn state_of(method: Method, result: &TransactionResult) -> RefundState {
     let status = result.status.as_deref();
-    match (method, result.response_code.as_deref()) {
-        (Method::Card, Some("A")) if status.is_some_and(|status| CARD_STATUSES_NEVER_SUCCEEDED.contains(&status)) => {
+    let code = result.response_code.as_deref();
+    match (method, status, code) {
+        (_, Some("reversal"), _) => RefundState::Reversed,
+        (Method::Bank, Some("returned"), _) => RefundState::Returned,
+        (Method::Card, Some(status), Some("A")) if CARD_STATUSES_NEVER_SUCCEEDED.contains(&status) => {
             RefundState::Queued
         }
-        (_, Some("A")) => RefundState::Succeeded,
-        (_, Some("D" | "R" | "C")) => RefundState::Declined,
-        (Method::Bank, None) => match status {
-            Some("declined") => RefundState::Declined,
-            Some("ready" | "pending" | "complete") => RefundState::Succeeded,
-            _ => RefundState::Queued,
-        },
+        (_, _, Some("A")) => RefundState::Succeeded,
+        (_, _, Some("D" | "R" | "C")) => RefundState::Declined,
+        (Method::Card, _, Some("P")) => RefundState::Partial,
+        (Method::Bank, Some("declined"), None) => RefundState::Declined,
+        (Method::Bank, Some("ready" | "pending" | "complete"), None) => RefundState::Succeeded,
         _ => RefundState::Queued,
     }
 }
@@ -183,9 +256,18 @@ mod tests {
                 transaction_result: Some(TransactionResult {
                     status: Some(status.to_owned()),
                     response_code: code.map(str::to_owned),
-                    response_message: None,
+                    ..TransactionResult::default()
                 }),
+                custom_fields: None,
             }),
+        }
+    }
+
+    fn sent(custom_field_names: &[String]) -> Sent<'_> {
+        Sent {
+            method: Method::Card,
+            order_id: "R1",
+            custom_field_names,
         }
     }
 
@@ -378,7 +460,7 @@ mod tests {
             ),
         ];
         for (name, result, before, in_send, state, flag) in table {
-            let outcome = of_send(&report(result, in_send), Method::Card, "R1", before);
+            let outcome = of_send(&report(result, in_send), sent(&[]), before);
             assert_eq!(outcome.state, Some(state), "{name}");
             assert_eq!(outcome.may_have_reached, flag, "{name}: may_have_reached");
             if state == Unknown {
@@ -389,10 +471,49 @@ mod tests {
 
     #[test]
     fn a_refusal_that_proves_nothing_keeps_payrocs_answer_in_the_error() {
-        let outcome = of_send(&report(refused(403, "forbidden"), false), Method::Card, "R1", true);
+        let outcome = of_send(&report(refused(403, "forbidden"), false), sent(&[]), true);
         let detail = outcome.problem_detail.unwrap_or_default();
         assert!(detail.contains("HTTP 403") && detail.contains("refused"), "{detail}");
         assert_eq!(outcome.http_status, Some(403));
+    }
+
+    #[test]
+    fn what_payroc_says_beyond_the_state_is_kept() {
+        let body = br#"{"refundId":"CD3HN88U9F","order":{"orderId":"R1"},"customFields":[{"name":"batchRow","value":"2"}],
+            "transactionResult":{"status":"ready","responseCode":"P","responseMessage":"PARTIAL","approvalCode":"A1B2C3",
+            "processorResponseCode":"10","authorizedAmount":-2500}}"#;
+        let refund: CreatedRefund = serde_json::from_slice(body).expect("a refund");
+        let names = vec!["batchRow".to_owned(), "costCentre".to_owned()];
+        let outcome = of_send(
+            &report(
+                SendResult::Created {
+                    http_status: 201,
+                    refund: Some(refund),
+                },
+                false,
+            ),
+            sent(&names),
+            false,
+        );
+        assert_eq!(outcome.state, Some(RefundState::Partial));
+        assert_eq!(outcome.authorized_amount_minor, Some(2500));
+        assert_eq!(outcome.approval_code.as_deref(), Some("A1B2C3"));
+        assert_eq!(outcome.processor_response_code.as_deref(), Some("10"));
+        let notes = outcome.notes.unwrap_or_default();
+        assert!(
+            notes.contains("\"costCentre\"") && !notes.contains("batchRow"),
+            "{notes}"
+        );
+
+        let bank: CreatedRefund = serde_json::from_str(
+            r#"{"refundId":"CD3HN88U9F","transactionResult":{"status":"admin","authorizedAmount":-12.5}}"#,
+        )
+        .expect("a refund");
+        let outcome = of_refund(Method::Bank, &bank);
+        assert_eq!(outcome.state, Some(RefundState::Queued));
+        assert_eq!(outcome.authorized_amount_minor, None);
+        let notes = outcome.notes.unwrap_or_default();
+        assert!(notes.contains("\"admin\"") && notes.contains("-12.5"), "{notes}");
     }
 
     #[test]
@@ -401,14 +522,14 @@ mod tests {
         let result = |status: &str, code: Option<&str>| TransactionResult {
             status: Some(status.to_owned()),
             response_code: code.map(str::to_owned),
-            response_message: None,
+            ..TransactionResult::default()
         };
         let card = [
             ("ready", Some("A"), Succeeded),
             ("pending", Some("A"), Succeeded),
             ("complete", Some("A"), Succeeded),
             ("declined", Some("A"), Queued),
-            ("reversal", Some("A"), Queued),
+            ("reversal", Some("A"), Reversed),
             ("expired", Some("A"), Queued),
             ("referral", Some("A"), Queued),
             ("pickup", Some("A"), Queued),
@@ -416,7 +537,7 @@ mod tests {
             ("declined", Some("R"), Declined),
             ("declined", Some("C"), Declined),
             ("pending", Some("E"), Queued),
-            ("ready", Some("P"), Queued),
+            ("ready", Some("P"), Partial),
             ("ready", Some("Z"), Queued),
             ("ready", None, Queued),
         ];
@@ -434,8 +555,11 @@ mod tests {
             ("ready", None, Succeeded),
             ("pending", None, Succeeded),
             ("complete", None, Succeeded),
-            ("returned", None, Queued),
-            ("reversal", None, Queued),
+            ("returned", None, Returned),
+            ("returned", Some("A"), Returned),
+            ("reversal", None, Reversed),
+            ("reversal", Some("A"), Reversed),
+            ("pending", Some("D"), Declined),
             ("admin", None, Queued),
             ("something new", None, Queued),
             ("ready", Some("Q"), Queued),

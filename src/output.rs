@@ -180,7 +180,7 @@ pub struct Progress {
     prefix: String,
     total: u64,
     started: Instant,
-    counts: [AtomicU64; 8],
+    counts: [AtomicU64; RefundState::ALL.len()],
     done: AtomicU64,
 }
 

@@ -18,6 +18,12 @@
 //!   its time, and moves the row to its next key generation for the next `run`;
 //! - several, or refunds of the order with other details: the row stays `unknown` with the
 //!   refund ids, for a person to settle.
+//!
+//! With `--refresh` it also follows refunds after the run: every row with a Payroc refund id
+//! whose status can still change — a card refund not yet `complete` (it can be reversed until its
+//! batch closes), a bank transfer not yet `complete` or `returned`, and `queued` and `partial`
+//! rows — is read again by id (`GET /refunds/{id}`, `GET /bank-transfer-refunds/{id}`) and takes
+//! what Payroc says now: `succeeded`, `declined`, `returned`, `reversed`. It sends no refund.
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,7 +32,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::client::{PayrocClient, SendResult};
 use crate::dispatch::{DispatchError, RowNote, StopReason, new_refund, sent_too_long_ago};
-use crate::input::{InputReader, ParsedRow};
+use crate::input::{InputReader, Method, ParsedRow};
 use crate::ledger::{Ledger, Outcome, RefundRecord, RefundState};
 use crate::outcome::{of_refund, state_of};
 use crate::output::Progress;
@@ -45,6 +51,8 @@ pub struct ReconcileOptions {
     pub batch: i64,
     /// Rows a person confirmed were never created (`--confirm-not-created`).
     pub confirm_not_created: RowSelection,
+    /// Also read again every refund whose Payroc status can still change (`--refresh`).
+    pub refresh: bool,
 }
 
 /// Which rows of the file an option applies to.
@@ -100,6 +108,10 @@ pub struct ReconcileReport {
     pub not_found_too_old: u64,
     /// Rows a person confirmed were never created, moved to a new key.
     pub confirmed: u64,
+    /// Refunds read again by id (`--refresh`).
+    pub refreshed: u64,
+    /// Of those, the ones whose state changed.
+    pub changed: u64,
     /// Notes for the results, by row.
     pub notes: HashMap<u64, RowNote>,
     /// Why it stopped early, if it did.
@@ -125,6 +137,49 @@ pub async fn reconcile(
         let Some(record) = ledger.find(&prepared.identity.ledger_id())? else {
             continue;
         };
+        if options.refresh
+            && let Some(refund_id) = record
+                .refund_id
+                .clone()
+                .filter(|_| may_still_change(row.method, &record))
+        {
+            report.refreshed += 1;
+            match client.get_refund(row.method, &refund_id).await {
+                Ok(refund) => {
+                    let outcome = Outcome {
+                        http_status: Some(200),
+                        ..of_refund(row.method, &refund)
+                    };
+                    let state = outcome.state.unwrap_or(RefundState::Unknown);
+                    if state != record.state {
+                        report.changed += 1;
+                    }
+                    ledger.record_reconciliation(record.id, options.batch, &outcome)?;
+                    progress.finished(state);
+                }
+                Err(SendResult::Systemic(error)) => {
+                    report.stopped = Some(StopReason::Systemic(error));
+                    break;
+                }
+                Err(failure) => {
+                    let detail = match failure {
+                        SendResult::GaveUp { detail, .. } => detail,
+                        other => format!("{other:?}"),
+                    };
+                    report.notes.insert(
+                        row.row,
+                        RowNote {
+                            status: record.state.result_status(),
+                            error: format!(
+                                "reading refund {refund_id} again at Payroc failed, so it is as it was: {detail}"
+                            ),
+                        },
+                    );
+                    progress.finished(record.state);
+                }
+            }
+            continue;
+        }
         // A `pending` row that was sent before (its requests never reached Payroc, or a systemic
         // stop followed) is looked up too: past six days `run` holds it for reconcile.
         let wanted = matches!(record.state, RefundState::Unknown | RefundState::Sending)
@@ -268,6 +323,21 @@ pub async fn reconcile(
         }
     }
     Ok(report)
+}
+
+/// Whether Payroc may still change what it says about this refund: an approved card refund
+/// until its batch closes (`complete`), a bank transfer until `complete` or `returned`, and any
+/// `queued` or `partial` refund.
+pub fn may_still_change(method: Method, record: &RefundRecord) -> bool {
+    let status = record.payroc_status.as_deref();
+    match record.state {
+        RefundState::Queued | RefundState::Partial => true,
+        RefundState::Succeeded => match method {
+            Method::Card => status != Some("complete"),
+            Method::Bank => !matches!(status, Some("complete" | "returned")),
+        },
+        _ => false,
+    }
 }
 
 /// The listing window for a refund: from a day before its first send (or before the ledger

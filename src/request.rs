@@ -121,10 +121,23 @@ fn serialize(row: &RefundRow, exposure: Exposure) -> Vec<u8> {
             value: phone,
         });
     }
-    let customer = (!row.customer.is_empty()).then_some(CustomerBody {
+    let customer = (!row.customer.is_empty()).then(|| CustomerBody {
         first_name: row.customer.first_name.as_deref(),
         last_name: row.customer.last_name.as_deref(),
+        reference_number: row.customer.reference_number.as_deref(),
+        billing_address: row.customer.billing_address.as_ref().map(|address| AddressBody {
+            address1: &address.address1,
+            city: &address.city,
+            state: &address.state,
+            country: &address.country,
+            postal_code: &address.postal_code,
+        }),
         contact_methods,
+        notification_language: row.customer.notification_language,
+    });
+    let ip_address = row.ip_address.map(|address| IpAddressBody {
+        kind: if address.0.is_ipv4() { "ipv4" } else { "ipv6" },
+        value: address.0.to_string(),
     });
     let custom_fields: Vec<CustomField<'_>> = row
         .custom_fields
@@ -144,6 +157,7 @@ fn serialize(row: &RefundRow, exposure: Exposure) -> Vec<u8> {
             operator: row.operator.as_deref(),
             order,
             customer,
+            ip_address,
             refund_method,
             custom_fields,
         }),
@@ -176,9 +190,28 @@ struct CardRefundBody<'row> {
     order: Order<'row>,
     #[serde(skip_serializing_if = "Option::is_none")]
     customer: Option<CustomerBody<'row>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip_address: Option<IpAddressBody>,
     refund_method: RefundMethod<'row>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     custom_fields: Vec<CustomField<'row>>,
+}
+
+#[derive(Serialize)]
+struct IpAddressBody {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AddressBody<'row> {
+    address1: &'row str,
+    city: &'row str,
+    state: &'row str,
+    country: &'row str,
+    postal_code: &'row str,
 }
 
 #[derive(Serialize)]
@@ -209,8 +242,14 @@ struct CustomerBody<'row> {
     first_name: Option<&'row str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_name: Option<&'row str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference_number: Option<&'row str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    billing_address: Option<AddressBody<'row>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     contact_methods: Vec<ContactMethod<'row>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notification_language: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -271,7 +310,7 @@ struct KeyedData<'row> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{Customer, RefundRow};
+    use crate::input::{BillingAddress, Customer, IpAddress, RefundRow};
     use crate::money::Currency;
 
     fn card_row() -> RefundRow {
@@ -294,6 +333,7 @@ mod tests {
                 email: Some("sarah@example.com".into()),
                 ..Customer::default()
             },
+            ip_address: None,
             custom_fields: vec![("batchRow".into(), "17".into())],
         }
     }
@@ -306,6 +346,27 @@ mod tests {
             r#"{"channel":"moto","processingTerminalId":"1234001","order":{"orderId":"R20240702-0001","description":"Refund for order 6543","amount":4999,"currency":"USD"},"customer":{"contactMethods":[{"type":"email","value":"sarah@example.com"}]},"refundMethod":{"type":"card","cardDetails":{"entryMethod":"keyed","cardholderName":"Sarah Hopper","keyedData":{"dataFormat":"plainText","cardNumber":"4539858876047062","expiryDate":"1230"}}},"customFields":[{"name":"batchRow","value":"17"}]}"#
         );
         assert_eq!(body(&card_row()), sent);
+    }
+
+    #[test]
+    fn the_optional_customer_and_ip_fields_take_payrocs_places() {
+        let mut row = card_row();
+        row.custom_fields.clear();
+        row.customer.reference_number = Some("C-77".into());
+        row.customer.notification_language = Some("fr");
+        row.customer.billing_address = Some(BillingAddress {
+            address1: "1 Main St".into(),
+            city: "Chicago".into(),
+            state: "IL".into(),
+            country: "US".into(),
+            postal_code: "60601".into(),
+        });
+        row.ip_address = Some(IpAddress("2001:db8::1".parse().unwrap()));
+        let body = String::from_utf8(body(&row)).unwrap();
+        assert!(
+            body.contains(r#""customer":{"referenceNumber":"C-77","billingAddress":{"address1":"1 Main St","city":"Chicago","state":"IL","country":"US","postalCode":"60601"},"contactMethods":[{"type":"email","value":"sarah@example.com"}],"notificationLanguage":"fr"},"ipAddress":{"type":"ipv6","value":"2001:db8::1"},"refundMethod""#),
+            "{body}"
+        );
     }
 
     #[test]

@@ -17,38 +17,106 @@ use crate::ledger::{Ledger, LedgerError, private_file};
 use crate::money::{Currency, format_amount};
 use crate::redaction::redact_digit_runs;
 
-/// The columns, in order.
-pub const COLUMNS: [&str; 17] = [
-    "row",
-    "method",
-    "processing_terminal_id",
-    "order_id",
-    "amount",
-    "currency",
-    "status",
-    "refund_id",
-    "payroc_status",
-    "response_code",
-    "response_message",
-    "http_status",
-    "error",
-    "idempotency_key",
-    "attempts",
-    "payee",
-    "updated_at",
-];
-
 /// Every status a results line can have, in summary order.
-pub const STATUSES: [&str; 8] = [
+pub const STATUSES: [&str; 11] = [
     "succeeded",
+    "partial",
     "queued",
     "declined",
+    "returned",
+    "reversed",
     "rejected",
     "conflict",
     "unknown",
     "pending",
     "invalid",
 ];
+
+/// Statuses that need a person (exit 1): a definite failure, a partial or returned refund, a
+/// reversal, a conflict, an invalid row.
+pub const NEEDS_REVIEW: [&str; 7] = [
+    "partial", "declined", "returned", "reversed", "rejected", "conflict", "invalid",
+];
+
+/// One line of the results CSV. The header is these field names, in this order: the one
+/// definition of the columns.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ResultLine {
+    /// Row number in the input (header = 1).
+    pub row: u64,
+    /// `card` or `bank`.
+    pub method: String,
+    /// The terminal.
+    pub processing_terminal_id: String,
+    /// The order id.
+    pub order_id: String,
+    /// The amount in major units, as the ledger sent it (or the file says, if never sent).
+    pub amount: String,
+    /// Currency code.
+    pub currency: String,
+    /// One of [`STATUSES`].
+    pub status: &'static str,
+    /// Payroc's `refundId`.
+    pub refund_id: String,
+    /// `transactionResult.status`.
+    pub payroc_status: String,
+    /// `transactionResult.responseCode`.
+    pub response_code: String,
+    /// `transactionResult.responseMessage`.
+    pub response_message: String,
+    /// `transactionResult.approvalCode`.
+    pub approval_code: String,
+    /// `transactionResult.processorResponseCode`.
+    pub processor_response_code: String,
+    /// What Payroc authorized, in major units, positive (e.g. `37.50` of a `75.00` partial).
+    pub authorized_amount: String,
+    /// Last HTTP status seen.
+    pub http_status: String,
+    /// Why the row is not done, or what went wrong.
+    pub error: String,
+    /// Warnings about Payroc's answer.
+    pub notes: String,
+    /// The Idempotency-Key in use.
+    pub idempotency_key: String,
+    /// Every HTTP request ever made for the refund.
+    pub attempts: String,
+    /// The masked payee.
+    pub payee: String,
+    /// Last change in the ledger.
+    pub updated_at: String,
+}
+
+impl ResultLine {
+    /// Cells a spreadsheet would run as a formula, neutralised (see [`neutralise_formula`]).
+    fn neutralised(mut self) -> ResultLine {
+        for cell in [
+            &mut self.method,
+            &mut self.processing_terminal_id,
+            &mut self.order_id,
+            &mut self.amount,
+            &mut self.currency,
+            &mut self.refund_id,
+            &mut self.payroc_status,
+            &mut self.response_code,
+            &mut self.response_message,
+            &mut self.approval_code,
+            &mut self.processor_response_code,
+            &mut self.authorized_amount,
+            &mut self.http_status,
+            &mut self.error,
+            &mut self.notes,
+            &mut self.idempotency_key,
+            &mut self.attempts,
+            &mut self.payee,
+            &mut self.updated_at,
+        ] {
+            if let std::borrow::Cow::Owned(safe) = neutralise_formula(cell) {
+                *cell = safe;
+            }
+        }
+        self
+    }
+}
 
 /// Counts and sums of what the results say.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -171,6 +239,12 @@ pub fn write(
         let file = buffered.into_inner().map_err(|error| io_error(error.into_error()))?;
         file.sync_all().map_err(io_error)?;
         fs::rename(&temporary, path).map_err(io_error)?;
+        // The rename is durable only once the directory is: else a power cut can bring back
+        // the old results (or none).
+        #[cfg(unix)]
+        fs::File::open(directory)
+            .and_then(|directory| directory.sync_all())
+            .map_err(io_error)?;
         Ok(tally)
     });
     if written.is_err() {
@@ -201,56 +275,43 @@ fn write_rows<W: Write>(
         source,
     };
     let mut writer = csv::Writer::from_writer(output);
-    writer.write_record(COLUMNS).map_err(csv_error)?;
     let mut tally = Tally::default();
-    let mut cells: Vec<String> = Vec::with_capacity(COLUMNS.len());
+    let mut wrote_any = false;
     while let Some(parsed) = input.next_row() {
-        cells.clear();
-        let status: &'static str = match parsed? {
+        let line = match parsed? {
             ParsedRow::Invalid { label, problems } => {
                 let message = context
                     .invalid
                     .get(&label.row)
                     .cloned()
                     .unwrap_or_else(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
-                let message = redact_digit_runs(&message);
                 // An invalid row's cells are whatever was typed, possibly a card or account
                 // number in the wrong column: each passes the one redaction function.
-                cells.push(label.row.to_string());
-                cells.extend(
-                    [
-                        label.method,
-                        label.processing_terminal_id,
-                        label.order_id,
-                        label.amount,
-                        label.currency,
-                    ]
-                    .iter()
-                    .map(|cell| redact_digit_runs(cell)),
-                );
-                cells.push("invalid".into());
-                cells.extend(std::iter::repeat_n(String::new(), 5));
-                cells.push(message);
-                cells.extend(std::iter::repeat_n(String::new(), 4));
-                "invalid"
+                ResultLine {
+                    row: label.row,
+                    method: redact_digit_runs(&label.method),
+                    processing_terminal_id: redact_digit_runs(&label.processing_terminal_id),
+                    order_id: redact_digit_runs(&label.order_id),
+                    amount: redact_digit_runs(&label.amount),
+                    currency: redact_digit_runs(&label.currency),
+                    status: "invalid",
+                    error: redact_digit_runs(&message),
+                    ..ResultLine::default()
+                }
             }
             ParsedRow::Valid(row) => {
-                let base = [
-                    row.row.to_string(),
-                    row.method.as_str().to_owned(),
-                    row.processing_terminal_id.clone(),
-                    row.order_id.clone(),
-                    format_amount(row.amount_minor, row.currency),
-                    row.currency.code().to_owned(),
-                ];
-                cells.extend(base);
+                let mut line = ResultLine {
+                    row: row.row,
+                    method: row.method.as_str().to_owned(),
+                    processing_terminal_id: row.processing_terminal_id.clone(),
+                    order_id: row.order_id.clone(),
+                    amount: format_amount(row.amount_minor, row.currency),
+                    currency: row.currency.code().to_owned(),
+                    ..ResultLine::default()
+                };
                 if context.skip_rows.contains(&row.row) {
-                    let message = context.invalid.get(&row.row).cloned().unwrap_or_default();
-                    cells.push("invalid".into());
-                    cells.extend(std::iter::repeat_n(String::new(), 5));
-                    cells.push(message);
-                    cells.extend(std::iter::repeat_n(String::new(), 4));
-                    "invalid"
+                    line.status = "invalid";
+                    line.error = context.invalid.get(&row.row).cloned().unwrap_or_default();
                 } else {
                     let identity = Identity::of_row(&row, context.environment, context.namespace);
                     let record = ledger.find(&identity.ledger_id())?;
@@ -272,60 +333,76 @@ fn write_rows<W: Write>(
                         })
                     });
                     let note = context.notes.get(&row.row).or(changed.as_ref());
-                    let status = match (note, &record) {
+                    line.status = match (note, &record) {
                         (Some(note), _) => status_name(note.status),
                         (None, Some(record)) => status_name(record.state.result_status()),
                         (None, None) => "pending",
                     };
-                    let optional = |value: Option<&String>| value.cloned().unwrap_or_default();
-                    cells.push(status.to_owned());
+                    let optional = |value: &Option<String>| value.clone().unwrap_or_default();
                     match &record {
                         Some(record) => {
-                            let error = note
+                            let currency = Currency::from_code(&record.currency);
+                            let major = |minor: i64| match currency {
+                                Some(currency) => format_amount(minor, currency),
+                                None => minor.to_string(),
+                            };
+                            // Amounts are what the ledger sent when it sent something.
+                            line.amount = major(record.amount_minor);
+                            line.currency = record.currency.clone();
+                            line.refund_id = optional(&record.refund_id);
+                            line.payroc_status = optional(&record.payroc_status);
+                            line.response_code = optional(&record.response_code);
+                            line.response_message = optional(&record.response_message);
+                            line.approval_code = optional(&record.approval_code);
+                            line.processor_response_code = optional(&record.processor_response_code);
+                            line.authorized_amount = record.authorized_amount_minor.map(major).unwrap_or_default();
+                            line.http_status = record.http_status.map(|status| status.to_string()).unwrap_or_default();
+                            line.error = note
                                 .map(|note| note.error.clone())
-                                .or_else(|| record.problem_detail.clone());
-                            cells.extend([
-                                optional(record.refund_id.as_ref()),
-                                optional(record.payroc_status.as_ref()),
-                                optional(record.response_code.as_ref()),
-                                optional(record.response_message.as_ref()),
-                                record.http_status.map(|status| status.to_string()).unwrap_or_default(),
-                                error.unwrap_or_default(),
-                                record.idempotency_key.clone(),
-                                record.attempts.to_string(),
-                                record.payee_masked.clone(),
-                                record.updated_at.clone(),
-                            ]);
+                                .or_else(|| record.problem_detail.clone())
+                                .unwrap_or_default();
+                            line.notes = optional(&record.notes);
+                            line.idempotency_key = record.idempotency_key.clone();
+                            line.attempts = record.attempts.to_string();
+                            line.payee = record.payee_masked.clone();
+                            line.updated_at = record.updated_at.clone();
+                            *tally.amounts.entry((line.status, record.currency.clone())).or_insert(0) +=
+                                record.amount_minor;
                         }
                         None => {
-                            cells.extend(std::iter::repeat_n(String::new(), 5));
-                            cells.push(
-                                note.map(|note| note.error.clone())
-                                    .unwrap_or_else(|| "not sent yet: run again to resume".into()),
-                            );
-                            cells.extend(std::iter::repeat_n(String::new(), 4));
+                            line.error = note
+                                .map(|note| note.error.clone())
+                                .unwrap_or_else(|| "not sent yet: run again to resume".into());
+                            *tally.amounts.entry((line.status, line.currency.clone())).or_insert(0) += row.amount_minor;
                         }
                     }
-                    // Amounts are what the ledger sent when it sent something, else the file's.
-                    let (amount, currency) = match &record {
-                        Some(record) => (record.amount_minor, record.currency.clone()),
-                        None => (row.amount_minor, row.currency.code().to_owned()),
-                    };
-                    *tally.amounts.entry((status, currency)).or_insert(0) += amount;
-                    status
                 }
+                line
             }
         };
-        *tally.rows.entry(status).or_insert(0) += 1;
-        for cell in &cells {
-            writer
-                .write_field(neutralise_formula(cell).as_bytes())
-                .map_err(csv_error)?;
-        }
-        writer.write_record(None::<&[u8]>).map_err(csv_error)?;
+        *tally.rows.entry(line.status).or_insert(0) += 1;
+        writer.serialize(line.neutralised()).map_err(csv_error)?;
+        wrote_any = true;
     }
-    let output = writer.into_inner().map_err(|error| io_error(error.into_error()))?;
+    let mut output = writer.into_inner().map_err(|error| io_error(error.into_error()))?;
+    if !wrote_any {
+        // serde writes the header with the first line; a file without rows still gets it.
+        output.write_all(&header_line()).map_err(io_error)?;
+    }
     Ok((tally, output))
+}
+
+/// The header line, from [`ResultLine`]'s field names.
+fn header_line() -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    // Serialising into memory cannot fail; an empty header would show in every test.
+    let _ = writer.serialize(ResultLine::default());
+    let bytes = writer.into_inner().unwrap_or_default();
+    let end = bytes
+        .iter()
+        .position(|byte| *byte == b'\n')
+        .map_or(bytes.len(), |index| index + 1);
+    bytes[..end].to_vec()
 }
 
 /// Maps a status string onto the fixed list (an unexpected one is shown as `unknown`).
@@ -359,6 +436,16 @@ mod tests {
         assert_eq!(neutralise_formula("\rx"), "'\rx");
         assert_eq!(neutralise_formula("49.99"), "49.99");
         assert_eq!(neutralise_formula(""), "");
+    }
+
+    #[test]
+    fn the_header_is_the_lines_field_names_in_order() {
+        assert_eq!(
+            String::from_utf8(header_line()).unwrap(),
+            "row,method,processing_terminal_id,order_id,amount,currency,status,refund_id,payroc_status,response_code,\
+             response_message,approval_code,processor_response_code,authorized_amount,http_status,error,notes,\
+             idempotency_key,attempts,payee,updated_at\n"
+        );
     }
 
     #[test]

@@ -14,8 +14,7 @@ use crate::util::{TestSandbox, Workdir, read_results};
 #[test]
 fn formula_cells_are_neutralised_in_the_results_but_sent_unchanged() {
     let workdir = Workdir::new();
-    let header =
-        "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,custom.note\n";
+    let header = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,custom.costCenter\n";
     let rows = [
         ("=1+2", "=HYPERLINK(\"http://x.example\")", "=cmd|' /C calc'!A0"),
         ("-123", "-5 goodwill", "-1"),
@@ -78,7 +77,7 @@ fn formula_cells_are_neutralised_in_the_results_but_sent_unchanged() {
         let stored = sandbox.card_refund(&refund.refund_id);
         assert_eq!(stored["order"]["orderId"], order_id);
         assert_eq!(stored["order"]["description"], description);
-        assert_eq!(stored["customFields"][0]["name"], "note");
+        assert_eq!(stored["customFields"][0]["name"], "costCenter");
         assert_eq!(stored["customFields"][0]["value"], note);
     }
 }

@@ -40,6 +40,7 @@ pub async fn reconcile(
         include_queued: arguments.include_queued,
         batch: session.batch,
         confirm_not_created,
+        refresh: arguments.refresh,
     };
     let input = InputReader::open_unhashed(&session.input_path, read_options).map_err(CommandError::usage)?;
     let progress = terminal.progress(session.check.valid);
@@ -61,6 +62,12 @@ pub async fn reconcile(
         "reconcile: {} rows looked up, {} settled from Payroc's records, {} never created (the next run sends them with their keys)",
         report.looked_up, report.settled, report.not_created
     ));
+    if arguments.refresh {
+        terminal.note(&format!(
+            "refresh: {} refunds read again at Payroc, {} changed",
+            report.refreshed, report.changed
+        ));
+    }
     if report.not_found_too_old > 0 {
         terminal.warn(&format!(
             "{} not found at Payroc but first sent more than six days ago: left unknown, never re-sent by itself. \

@@ -27,6 +27,7 @@ pub fn config(arguments: &SandboxArgs) -> SandboxConfig {
         rate_500_after_create: arguments.rate_500_after_create,
         rate_drop_after_create: arguments.rate_drop_after_create,
         seed: arguments.seed,
+        ..SandboxConfig::default()
     }
 }
 

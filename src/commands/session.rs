@@ -268,8 +268,7 @@ impl Session {
             }
         };
         let unfinished = tally.count("unknown") + tally.count("pending");
-        let needs_review =
-            tally.count("declined") + tally.count("rejected") + tally.count("conflict") + tally.count("invalid");
+        let needs_review: u64 = results::NEEDS_REVIEW.iter().map(|status| tally.count(status)).sum();
         let mut status = ExitStatus::from_counts(unfinished, needs_review);
         if let Some(StopReason::Systemic(SystemicError::Authentication(_))) = stopped {
             status = ExitStatus::Authentication;
@@ -317,6 +316,11 @@ fn print_summary(
     if let Some(amounts) = tally.amounts_text("succeeded") {
         terminal.note(&format!("refunded: {amounts}"));
     }
+    if let Some(amounts) = tally.amounts_text("partial") {
+        terminal.note(&format!(
+            "partly approved (amounts asked; see authorized_amount): {amounts}"
+        ));
+    }
     if let Some(amounts) = tally.amounts_text("queued") {
         terminal.note(&format!("accepted for later processing: {amounts}"));
     }
@@ -350,9 +354,27 @@ pub fn next_steps(tally: &Tally) -> Vec<String> {
             rows(failed)
         ));
     }
+    if tally.count("returned") > 0 {
+        steps.push(format!(
+            "{} returned by the customer's bank: nothing was refunded; fix the bank details and run again with --retry-failed",
+            rows(tally.count("returned"))
+        ));
+    }
+    if tally.count("partial") > 0 {
+        steps.push(format!(
+            "{} only partly approved (authorized_amount is what was refunded): never re-sent, as that would refund the approved part twice; refund the rest under a new order_id if it is owed",
+            rows(tally.count("partial"))
+        ));
+    }
+    if tally.count("reversed") > 0 {
+        steps.push(format!(
+            "{} reversed after approval: nothing was refunded; find out why before refunding again under a new order_id",
+            rows(tally.count("reversed"))
+        ));
+    }
     if tally.count("conflict") > 0 {
         steps.push(format!(
-            "{} in conflict: the file differs from what was already sent for those orders; see the error column",
+            "{} in conflict: the order was already refunded, or the file differs from what was sent for it; see the error column",
             rows(tally.count("conflict"))
         ));
     }
