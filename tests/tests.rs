@@ -12,6 +12,9 @@ mod faults;
 // Each way the promise was once broken, reproduced and closed.
 mod exactly_once;
 
+// A ledger written by an earlier version upgrades in place.
+mod upgrade;
+
 // Everything at once, with SIGKILL at random moments.
 mod chaos;
 
