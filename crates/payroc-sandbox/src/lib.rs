@@ -1,151 +1,4 @@
-//! # payroc-sandbox
-//!
-//! A local HTTP stand-in for Payroc's unreferenced-refund API. It is what
-//! `refund-batch`'s tests and the `refund-batch sandbox` command run against
-//! (and what `run --env sandbox` starts in-process), so the whole processor —
-//! token cache, idempotency keys, retries, reconciliation — can be exercised
-//! over real loopback HTTP without touching Payroc.
-//!
-//! It models Payroc from Payroc's API reference **independently** of the
-//! main crate: it shares no request types with `refund-batch`, so a mistake in
-//! how the client builds requests is caught here instead of being checked
-//! against itself.
-//!
-//! ## What it serves
-//!
-//! | endpoint | behaviour |
-//! |---|---|
-//! | `POST /authorize` | `x-api-key` → `{access_token, token_type:"Bearer", expires_in, scope}`; bad/missing key → 401 |
-//! | `POST /v1/refunds` | unreferenced card refund: bearer token, `Content-Type: application/json`, UUID v4 `Idempotency-Key`, Payroc's validation → 201 + `location` |
-//! | `POST /v1/bank-transfer-refunds` | unreferenced bank-transfer (ACH) refund, same rules |
-//! | `GET /v1/refunds?processingTerminalId=&orderId=&dateFrom=&dateTo=&limit=&after=&before=` | paginated list `{limit,count,hasMore,links,data}`; **last 24 hours only unless `dateFrom` is given** (see [Dates](#dates)) |
-//! | `GET /v1/refunds/{refundId}` | one refund or 404 problem (any age) |
-//! | `GET /v1/bank-transfer-refunds[/{refundId}]` | same for bank-transfer refunds |
-//! | `GET /__sandbox/stats` | [`Stats`] as JSON (no auth), for tests that run the sandbox as a separate process |
-//! | `POST /__sandbox/age?days=N` | [`Sandbox::age`] (no auth) → 204; bad `days` → 400 |
-//! | `POST /__sandbox/forbid?processingTerminalId=X` | [`Sandbox::forbid_terminal`] (no auth) → 204 |
-//! | `POST /__sandbox/allow?processingTerminalId=X` | [`Sandbox::allow_terminal`] (no auth) → 204 |
-//!
-//! Errors are `application/problem+json` with Payroc's `type` URIs
-//! (`https://docs.payroc.com/api/errors#…`); validation failures list every
-//! bad field in `errors[]` with a JSON path in `parameter` (e.g. `order.amount`).
-//!
-//! ## Test values
-//!
-//! | input | result |
-//! |---|---|
-//! | card number `4000000000000002` | 201, `status` "declined", `responseCode` "D" |
-//! | card number `4000000000000127` | 201, `status` "declined", `responseCode` "R" (call the bank) |
-//! | card number `4000000000000119` | 201, `status` "pending", `responseCode` "E" (queued) |
-//! | secure token `2967530000000002` (card or bank) | 201, `status` "declined", `responseCode` "D" |
-//! | bank `accountNumber` `99990002` | 201, `status` "declined", `responseCode` "D" |
-//! | `processingTerminalId` `9999001` | 400 `…#capabilities-missing`, `errors[].parameter` "processingTerminalId"; nothing created |
-//! | `processingTerminalId` `9999201` (card or bank) | refund created; 201 `application/json` body **without `refundId`**, no `location` |
-//! | `processingTerminalId` `9999202` (card or bank) | refund created; 201 `text/html` body `<html>ok</html>`, no `location` |
-//! | `processingTerminalId` `9999203` (card or bank) | refund created; 201 normal body and `location`, but **`order.orderId` is another order**: the sent one + `-X`, cut to 24 characters (if that gives the same id: its first 22 characters + `-Y`, or `-Z`) |
-//! | a terminal switched off with [`Sandbox::forbid_terminal`] | 403 `…#forbidden`; nothing created or stored (see [Terminal switched off](#terminal-switched-off)) |
-//! | anything else (card) | 201, `status` "ready", `responseCode` "A", `responseMessage` "OK5" |
-//! | anything else (bank) | 201, `status` "ready", `responseCode` "A", `responseMessage` "NoError" |
-//!
-//! Declined refunds are still created: they get a `refundId`, appear in the
-//! GET lists and count in [`Stats::created_per_order`], as a declined refund is
-//! still a transaction record at Payroc.
-//!
-//! The `99992xx` terminals model a 201 that proves nothing: the refund exists
-//! (it counts in [`Stats::created_per_order`], is in [`Stats::refunds`] and its
-//! key is stored for idempotency as usual), but the answer does not say which
-//! refund it is. A replay of the key gives the same odd answer; GET by id and
-//! the lists show the real refund, with its `refundId` and the sent `orderId`.
-//!
-//! ## Dates
-//!
-//! Every refund records its creation time, in whole seconds:
-//! [`RefundRecord::created_at`] and `order.dateTime` in its body are the same
-//! RFC 3339 UTC value (`2026-11-25T13:02:11Z`).
-//!
-//! Both GET lists take `dateFrom` and `dateTo`: an ISO 8601 date-time with a
-//! time zone (`2024-07-01T15:30:00Z`, `2024-07-01T17:30:00.5+02:00` — send a
-//! `+` as `%2B`) or a plain date (`2024-07-01`, meaning midnight UTC). Only
-//! refunds with `dateFrom <= created <= dateTo` are listed, compared to the
-//! second (a fraction of a second in a bound is dropped). A malformed value
-//! (or one without a time zone) is a 400 problem with `errors[].parameter`
-//! `dateFrom` or `dateTo`; `dateFrom` after `dateTo` is an empty page.
-//!
-//! * **No `dateFrom`: the last 24 hours** (`now - 24h <= created`). Payroc
-//!   documents no default window, so the sandbox picks a narrow one: a client
-//!   that omits `dateFrom` cannot rely on seeing older refunds.
-//! * No `dateTo`: no upper bound.
-//!
-//! The date window combines with `processingTerminalId` and `orderId`;
-//! `limit` (1–100, default 10) and the `after`/`before` cursors page over the
-//! filtered set, so `hasMore` and the `next`/`previous` links (which repeat
-//! every filter as sent) describe that set. GET by id ignores dates.
-//!
-//! ## Ageing
-//!
-//! [`Sandbox::age`]`(days)` (or `POST /__sandbox/age?days=N`) models time
-//! passing: every stored refund's creation time ([`RefundRecord::created_at`]
-//! and `order.dateTime` in its stored body, so GETs and replays show it) and
-//! every stored idempotency key move `days` days into the past. Refunds made
-//! afterwards get the real current time. Keys that are then 7 days old or
-//! older are forgotten (see [Idempotency](#idempotency)), and refunds older
-//! than 24 hours leave the lists unless `dateFrom` reaches back to them.
-//!
-//! ## Terminal switched off
-//!
-//! [`Sandbox::forbid_terminal`] (or `POST /__sandbox/forbid?processingTerminalId=X`)
-//! switches a terminal's refund capability off mid-day, until
-//! [`Sandbox::allow_terminal`] (or `POST /__sandbox/allow?…`). While it is
-//! off, every refund POST (card or bank) whose body has that
-//! `processingTerminalId` is answered 403 `application/problem+json`, shaped
-//! like Payroc's: `type` `https://docs.payroc.com/api/errors#forbidden`,
-//! `title` "Forbidden", `status` 403, `detail` "The processing terminal is not
-//! allowed to run this operation", `instance` (the URL posted to) and
-//! `resource` (`refund` or `bankTransferRefund`). The check comes after
-//! authentication, the content type and the `Idempotency-Key` header checks,
-//! and **before** the idempotency lookup and body validation, and stores
-//! nothing: a re-send of a key that already created a refund is refused too
-//! (the first send made the refund, its answer was lost, the re-send gets 403).
-//! Counted in [`FaultCounts::forbidden`]. GETs are not affected.
-//!
-//! ## Idempotency
-//!
-//! The sandbox stores `Idempotency-Key → (URI, exact body bytes, response)`.
-//! Same key + same URI + byte-identical body → the first response again (same
-//! status and body, nothing created). Same key with a different URI or body →
-//! 409 `…#idempotency-key-in-use`. The check-and-create runs under one lock,
-//! so two concurrent identical requests create one refund. Decisions on the
-//! points Payroc leaves open:
-//!
-//! * a 400 (validation, capabilities-missing) **stores nothing**: the key can
-//!   be reused with a corrected body. (Real Payroc is unconfirmed here, so the
-//!   client should still give a corrected row a new key.)
-//! * 401/403/415/429/503 store nothing either: nothing was processed.
-//! * a 500-after-create or dropped connection stores the real 201, so a retry
-//!   with the same key and body replays the 201.
-//! * keys are kept **7 days**, as Payroc keeps them: a key stored 7 days ago
-//!   or earlier is forgotten, and a POST with it is processed as new — it may
-//!   create a second refund for the same order, which is why a client needs
-//!   its own ledger. Within a run only [`Sandbox::age`] makes keys that old.
-//! * a known key is checked before the body is validated, so a different,
-//!   invalid body under a used key gets 409, not 400.
-//!
-//! ## Faults
-//!
-//! See [`SandboxConfig`]. Applied to refund POSTs in this order: latency,
-//! 429, 503, normal handling (401, 415, `Idempotency-Key` checks, the 403 of
-//! a switched-off terminal, idempotency, validation), then — only if this
-//! request created a new refund — 500-after-create or drop-after-create.
-//! Each is decided by a splitmix64 PRNG seeded from [`SandboxConfig::seed`],
-//! so a sequential run is repeatable (under concurrency the order of draws
-//! follows arrival order).
-//!
-//! ## Privacy
-//!
-//! Logging is `tracing` at debug level with method, path and status only;
-//! bodies, card/account numbers, API keys and tokens are never logged.
-//! Responses mask card numbers (first 6 + `******` + last 4) and account
-//! numbers (last 4) as Payroc does.
+#![doc = include_str!("../README.md")]
 
 mod clock;
 mod currency;
@@ -154,6 +7,8 @@ mod problem;
 mod server;
 mod validate;
 
+#[cfg(test)]
+mod schema_tests;
 #[cfg(test)]
 mod tests;
 
@@ -198,6 +53,12 @@ pub struct SandboxConfig {
     pub rate_drop_after_create: f64,
     /// Seeds the fault PRNG, refund ids and tokens so runs are repeatable.
     pub seed: u64,
+    /// The custom field names set up for the merchant (case-sensitive).
+    /// A refund's `customFields` entries with another name are accepted and
+    /// the refund is made, but they are left out of the response, as Payroc
+    /// does for names not set up in its portal. Default: `batchRow`,
+    /// `invoiceNumber`, `costCenter`.
+    pub known_custom_fields: Vec<String>,
 }
 
 impl Default for SandboxConfig {
@@ -213,6 +74,7 @@ impl Default for SandboxConfig {
             rate_500_after_create: 0.0,
             rate_drop_after_create: 0.0,
             seed: 0,
+            known_custom_fields: ["batchRow", "invoiceNumber", "costCenter"].map(String::from).to_vec(),
         }
     }
 }
@@ -274,9 +136,13 @@ pub struct RefundRecord {
     /// Minor units, positive as sent.
     pub amount: i64,
     pub currency: String,
-    /// `"A"`, `"D"`, `"R"` or `"E"`.
+    /// `transactionResult.responseCode` of the first answer: `"A"`, `"D"`,
+    /// `"R"`, `"E"`, `"C"` or `"P"`, or `""` for a bank answer without one.
     pub response_code: String,
-    /// `"ready"`, `"declined"` or `"pending"`.
+    /// `transactionResult.status` as GET shows it now: `"ready"`,
+    /// `"declined"` or `"pending"` when created, then `"complete"` or
+    /// `"returned"` after [`Sandbox::settle`], `"reversal"` after
+    /// [`Sandbox::reverse`].
     pub status: String,
     /// The key of the POST that created it.
     pub idempotency_key: String,
@@ -322,6 +188,26 @@ impl Sandbox {
     /// Also `POST /__sandbox/age?days=N`.
     pub fn age(&self, days: u32) {
         self.inner.age(days);
+    }
+
+    /// Close the batch: every card refund with status `ready` becomes
+    /// `complete`; every bank refund `ready` or `pending` becomes `complete`,
+    /// except refunds to the "returned later" test account, which become
+    /// `returned`. Other statuses stay. GET by id, the lists and
+    /// [`RefundRecord::status`] show the change; an idempotent replay of the
+    /// creating POST still answers with the first 201 body. Also
+    /// `POST /__sandbox/settle`.
+    pub fn settle(&self) {
+        self.inner.settle();
+    }
+
+    /// The refund (card or bank) with this `refundId` gets status
+    /// `reversal`, as GET by id, the lists and [`RefundRecord::status`] show
+    /// it; replays of the creating POST still answer with the first 201
+    /// body. `false` if no refund has this id. Also
+    /// `POST /__sandbox/refunds/{refundId}/reverse` (204, or 404).
+    pub fn reverse(&self, refund_id: &str) -> bool {
+        self.inner.reverse(refund_id)
     }
 
     /// Switch the refund capability of `terminal` off: until

@@ -104,6 +104,11 @@ impl Problem {
         p
     }
 
+    /// `/authorize` with an API key that is known but may not be used.
+    pub(crate) fn api_key_not_allowed() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "API key not allowed")
+    }
+
     pub(crate) fn idempotency_key_in_use() -> Self {
         Self::new(
             StatusCode::CONFLICT,

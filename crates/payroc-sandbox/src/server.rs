@@ -3,8 +3,8 @@
 //! One `std::sync::Mutex` guards all state; it is never held across an
 //! `.await`, and each request takes it a few times for short, allocation-light
 //! critical sections. Validation and JSON parsing of requests happen outside
-//! the lock; only ageing and the answers of the `99992xx` test terminals
-//! re-serialize stored bodies under it.
+//! the lock; only ageing, settling, reversing and the answers of the
+//! `99992xx` test terminals re-serialize stored bodies under it.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -54,10 +54,25 @@ struct Db {
 
 /// One created refund as GET shows it.
 struct Stored {
-    /// The real response body (correct `refundId` and `orderId`).
+    /// The refund as it is now (correct `refundId` and `orderId`, the
+    /// current `transactionResult.status`): what GET and the lists show.
     body: Bytes,
+    /// The body of the first 201, once `body` has moved on from it (after
+    /// [`Sandbox::settle`] or [`Sandbox::reverse`]): idempotent replays keep
+    /// answering with it. `None` while the two are the same.
+    first: Option<Bytes>,
     /// Creation time, whole seconds since the epoch (`order.dateTime`).
     created: i64,
+    /// A bank refund to the "returned later" test account: settling makes it
+    /// `returned` instead of `complete`.
+    returns_on_settle: bool,
+}
+
+impl Stored {
+    /// The body a replay of the creating POST answers with.
+    fn first_answer(&self) -> &Bytes {
+        self.first.as_ref().unwrap_or(&self.body)
+    }
 }
 
 struct Token {
@@ -81,6 +96,9 @@ struct IdemEntry {
 /// How long Payroc keeps an idempotency key: an entry this old or older is
 /// forgotten and its key processed as new.
 const IDEM_RETENTION: i64 = 7 * DAY;
+
+/// The API key `/authorize` answers 403 (a key that exists but may not be used).
+pub(crate) const FORBIDDEN_API_KEY: &str = "sandbox-forbidden-key";
 
 /// Test terminals whose refund is created but whose 201 proves nothing.
 pub(crate) const TERMINAL_201_NO_REFUND_ID: &str = "9999201";
@@ -168,6 +186,15 @@ fn edit_json(body: &Bytes, edit: impl FnOnce(&mut Map<String, Value>)) -> Bytes 
     Bytes::from(serde_json::to_vec(&v).expect("refund body serializes"))
 }
 
+/// A stored body with `order.dateTime` set to `at`.
+fn with_date_time(body: &Bytes, at: &str) -> Bytes {
+    edit_json(body, |m| {
+        if let Some(order) = m.get_mut("order").and_then(Value::as_object_mut) {
+            order.insert("dateTime".into(), json!(at));
+        }
+    })
+}
+
 impl Inner {
     pub(crate) fn new(config: SandboxConfig) -> Self {
         let seed = config.seed;
@@ -203,6 +230,14 @@ impl Inner {
 
     pub(crate) fn age(&self, days: u32) {
         self.lock().age(days, clock::now());
+    }
+
+    pub(crate) fn settle(&self) {
+        self.lock().settle();
+    }
+
+    pub(crate) fn reverse(&self, refund_id: &str) -> bool {
+        self.lock().reverse(refund_id)
     }
 
     pub(crate) fn set_forbidden(&self, terminal: &str, forbidden: bool) {
@@ -272,6 +307,8 @@ pub(crate) fn router(sb: Sandbox) -> Router {
         .route("/__sandbox/age", post(age))
         .route("/__sandbox/forbid", post(forbid))
         .route("/__sandbox/allow", post(allow))
+        .route("/__sandbox/settle", post(settle))
+        .route("/__sandbox/refunds/{refund_id}/reverse", post(reverse))
         .fallback(|| async { Problem::not_found("endpoint").into_response() })
         .layer(middleware::from_fn(log_request))
         .with_state(sb)
@@ -320,6 +357,22 @@ async fn allow(State(sb): State<Sandbox>, Query(q): Query<HashMap<String, String
     set_forbidden(&sb, &q, false)
 }
 
+/// `POST /__sandbox/settle`: [`Sandbox::settle`].
+async fn settle(State(sb): State<Sandbox>) -> StatusCode {
+    sb.inner.settle();
+    StatusCode::NO_CONTENT
+}
+
+/// `POST /__sandbox/refunds/{refundId}/reverse`: [`Sandbox::reverse`], 404
+/// problem for an unknown id.
+async fn reverse(State(sb): State<Sandbox>, Path(id): Path<String>) -> Response {
+    if sb.inner.reverse(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        Problem::not_found("refund").into_response()
+    }
+}
+
 fn set_forbidden(sb: &Sandbox, q: &HashMap<String, String>, forbidden: bool) -> Response {
     match q.get("processingTerminalId").filter(|t| !t.is_empty()) {
         Some(t) => {
@@ -338,6 +391,9 @@ fn set_forbidden(sb: &Sandbox, q: &HashMap<String, String>, forbidden: bool) -> 
 async fn authorize(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
     let inner = &sb.inner;
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if key == FORBIDDEN_API_KEY {
+        return Problem::api_key_not_allowed().into_response();
+    }
     let ok = match &inner.config.api_key {
         Some(expected) => !key.is_empty() && key == expected,
         None => !key.is_empty(),
@@ -584,7 +640,8 @@ impl Db {
         }
         if let Some(entry) = self.idem.get(key) {
             if entry.uri == uri && entry.body == body {
-                let stored = &self.rows[entry.refund].body;
+                // The first answer, even if the refund has settled or been reversed since.
+                let stored = self.rows[entry.refund].first_answer();
                 return Action::Respond(entry.answer.render(stored, entry.location.clone()));
             }
             return Action::Respond(Problem::idempotency_key_in_use().into_response());
@@ -596,14 +653,13 @@ impl Db {
         };
 
         let refund_id = self.next_refund_id(cfg.seed);
-        let (status, code, message) = result_of(kind, v.outcome);
+        let verdict = verdict(kind, v.outcome);
         let created_at = clock::rfc3339(now);
         let response = Bytes::from(build_body(
             &v,
             &refund_id,
-            status,
-            code,
-            message,
+            &verdict,
+            &cfg.known_custom_fields,
             self.id_seq,
             &created_at,
         ));
@@ -624,14 +680,16 @@ impl Db {
             order_id: v.order_id,
             amount: v.amount,
             currency: v.currency,
-            response_code: code.to_owned(),
-            status: status.to_owned(),
+            response_code: verdict.code.unwrap_or("").to_owned(),
+            status: verdict.status.to_owned(),
             idempotency_key: key.to_owned(),
             created_at,
         });
         self.rows.push(Stored {
             body: response.clone(),
+            first: None,
             created: now,
+            returns_on_settle: v.outcome == Outcome::ReturnedLater,
         });
         self.by_id.insert(refund_id, idx);
         *self.stats.created_per_order.entry(order_key.clone()).or_default() += 1;
@@ -671,17 +729,56 @@ impl Db {
         for (row, record) in self.rows.iter_mut().zip(self.stats.refunds.iter_mut()) {
             row.created = row.created.saturating_sub(shift);
             let at = clock::rfc3339(row.created);
-            row.body = edit_json(&row.body, |m| {
-                if let Some(order) = m.get_mut("order").and_then(Value::as_object_mut) {
-                    order.insert("dateTime".into(), json!(at));
-                }
-            });
+            row.body = with_date_time(&row.body, &at);
+            row.first = row.first.as_ref().map(|first| with_date_time(first, &at));
             record.created_at = at;
         }
         for entry in self.idem.values_mut() {
             entry.stored_at = entry.stored_at.saturating_sub(shift);
         }
         self.idem.retain(|_, e| now - e.stored_at < IDEM_RETENTION);
+    }
+
+    /// The batch closes: card refunds `ready` → `complete`; bank refunds
+    /// `ready` or `pending` → `complete`, or `returned` for the "returned
+    /// later" test account. Other statuses stay.
+    fn settle(&mut self) {
+        for i in 0..self.rows.len() {
+            let record = &self.stats.refunds[i];
+            let next = match (record.method.as_str(), record.status.as_str()) {
+                ("card", "ready") => "complete",
+                ("bank", "ready" | "pending") if self.rows[i].returns_on_settle => "returned",
+                ("bank", "ready" | "pending") => "complete",
+                _ => continue,
+            };
+            self.set_status(i, next);
+        }
+    }
+
+    /// The refund's status becomes `reversal`; `false` if the id is unknown.
+    fn reverse(&mut self, refund_id: &str) -> bool {
+        match self.by_id.get(refund_id) {
+            Some(&i) => {
+                self.set_status(i, "reversal");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Change refund `i`'s `transactionResult.status` as GET and the lists
+    /// show it (and in [`Stats::refunds`]), keeping its first 201 for replays.
+    fn set_status(&mut self, i: usize, status: &'static str) {
+        let row = &mut self.rows[i];
+        if row.first.is_none() {
+            row.first = Some(row.body.clone());
+        }
+        row.body = edit_json(&row.body, |m| {
+            if let Some(tr) = m.get_mut("transactionResult").and_then(Value::as_object_mut) {
+                tr.insert("status".into(), json!(status));
+            }
+        });
+        self.stats.refunds[i].status = status.to_owned();
     }
 
     /// 10 characters `[A-Z0-9]`, deterministic from seed and a counter.
@@ -702,24 +799,94 @@ impl Db {
     }
 }
 
-/// (status, responseCode, responseMessage)
-fn result_of(kind: Kind, outcome: Outcome) -> (&'static str, &'static str, &'static str) {
-    match (kind, outcome) {
-        (Kind::Card, Outcome::Approved) => ("ready", "A", "OK5"),
-        (Kind::Bank, Outcome::Approved) => ("ready", "A", "NoError"),
-        (Kind::Card, Outcome::Declined) => ("declined", "D", "DECLINED"),
-        (Kind::Bank, Outcome::Declined) => ("declined", "D", "Declined"),
-        (_, Outcome::Referral) => ("declined", "R", "CALL ISSUER"),
-        (_, Outcome::Queued) => ("pending", "E", "QUEUED"),
+/// What the processor says about a new refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verdict {
+    /// `transactionResult.status`.
+    status: &'static str,
+    /// `transactionResult.responseCode`; `None`: the answer has none.
+    code: Option<&'static str>,
+    /// `transactionResult.responseMessage`.
+    message: &'static str,
+    /// `transactionResult.processorResponseCode`.
+    processor_code: &'static str,
+}
+
+/// The answer for each documented test value.
+fn verdict(kind: Kind, outcome: Outcome) -> Verdict {
+    use Outcome::*;
+    let v = |status, code, message, processor_code| Verdict {
+        status,
+        code,
+        message,
+        processor_code,
+    };
+    match kind {
+        Kind::Card => match outcome {
+            Declined => v("declined", Some("D"), "DECLINED", "05"),
+            Referral => v("declined", Some("R"), "CALL ISSUER", "05"),
+            Queued => v("pending", Some("E"), "QUEUED", "05"),
+            KeepCard => v("declined", Some("C"), "PICK UP CARD", "04"),
+            Partial => v("ready", Some("P"), "PARTIAL APPROVAL", "10"),
+            ApprovedButDeclined => v("declined", Some("A"), "OK5", "00"),
+            // The bank-only outcomes never come from a card body.
+            Approved | DeclinedWithoutCode | PendingWithoutCode | ReturnedLater | DecimalAmount => {
+                v("ready", Some("A"), "OK5", "00")
+            }
+        },
+        Kind::Bank => match outcome {
+            Declined => v("declined", Some("D"), "Declined", "0"),
+            DeclinedWithoutCode => v("declined", None, "Declined", "0"),
+            PendingWithoutCode => v("pending", None, "Pending", "0"),
+            // The card-only outcomes never come from a bank body.
+            Approved | ReturnedLater | DecimalAmount | Referral | Queued | KeepCard | Partial | ApprovedButDeclined => {
+                v("ready", Some("A"), "NoError", "0")
+            }
+        },
     }
+}
+
+/// `transactionResult.authorizedAmount`, negative because the money goes to
+/// the customer. Card (an integer): the whole amount when approved (`A`,
+/// also with a contradicting status) or queued (`E`), half of it rounded
+/// toward zero for a partial approval (`P`), 0 when declined (`D`, `R`,
+/// `C`). Bank (a JSON number): the whole amount, written with a decimal
+/// point (`-4999.0`) for the decimal-amount test account.
+fn authorized_amount(v: &ValidRefund, verdict: &Verdict) -> Value {
+    match v.kind {
+        Kind::Card => match verdict.code {
+            Some("A" | "E") => json!(-v.amount),
+            Some("P") => json!(-(v.amount / 2)),
+            _ => json!(0),
+        },
+        // Exact for every amount up to 2^53 minor units.
+        Kind::Bank if v.outcome == Outcome::DecimalAmount => json!(-(v.amount as f64)),
+        Kind::Bank => json!(-v.amount),
+    }
+}
+
+/// `customFields` as the response shows them: only the names the sandbox
+/// knows (case-sensitive), as Payroc leaves out names not set up for the
+/// merchant; `None` when none is left.
+fn known_custom_fields(sent: &Value, known: &[String]) -> Option<Value> {
+    let kept: Vec<Value> = sent
+        .as_array()?
+        .iter()
+        .filter(|f| {
+            f.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| known.iter().any(|k| k == name))
+        })
+        .cloned()
+        .collect();
+    (!kept.is_empty()).then_some(Value::Array(kept))
 }
 
 fn build_body(
     v: &ValidRefund,
     refund_id: &str,
-    status: &str,
-    code: &str,
-    message: &str,
+    verdict: &Verdict,
+    known_fields: &[String],
     seq: u64,
     date_time: &str,
 ) -> Vec<u8> {
@@ -742,41 +909,38 @@ fn build_body(
     if let Some(c) = &v.customer {
         body.insert("customer".into(), c.clone());
     }
+    let mut tr = json!({
+        "type": match v.kind {
+            Kind::Card => "refund",
+            Kind::Bank => "unreferencedRefund",
+        },
+        "status": verdict.status,
+        "authorizedAmount": authorized_amount(v, verdict),
+        "currency": v.currency,
+        "responseMessage": verdict.message,
+        "processorResponseCode": verdict.processor_code,
+    });
+    if let Some(code) = verdict.code {
+        tr["responseCode"] = json!(code);
+    }
     match v.kind {
         Kind::Card => {
             body.insert("card".into(), v.instrument.clone());
-            let mut tr = json!({
-                "type": "refund",
-                "status": status,
-                "authorizedAmount": -v.amount,
-                "currency": v.currency,
-                "responseCode": code,
-                "responseMessage": message,
-                "processorResponseCode": if code == "A" { "00" } else { "05" },
-            });
-            if code == "A" || code == "E" {
+            if matches!(verdict.code, Some("A" | "P" | "E")) {
                 tr["approvalCode"] = json!(format!("{:06}", seq % 1_000_000));
             }
-            body.insert("transactionResult".into(), tr);
         }
         Kind::Bank => {
             body.insert("bankAccount".into(), v.instrument.clone());
-            body.insert(
-                "transactionResult".into(),
-                json!({
-                    "type": "unreferencedRefund",
-                    "status": status,
-                    "authorizedAmount": -v.amount,
-                    "currency": v.currency,
-                    "responseCode": code,
-                    "responseMessage": message,
-                    "processorResponseCode": if code == "A" { "0" } else { "5" },
-                }),
-            );
         }
     }
-    if let Some(cf) = &v.custom_fields {
-        body.insert("customFields".into(), cf.clone());
+    body.insert("transactionResult".into(), tr);
+    if let Some(cf) = v
+        .custom_fields
+        .as_ref()
+        .and_then(|cf| known_custom_fields(cf, known_fields))
+    {
+        body.insert("customFields".into(), cf);
     }
     serde_json::to_vec(&body).expect("refund body serializes")
 }

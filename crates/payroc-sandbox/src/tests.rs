@@ -1409,6 +1409,318 @@ async fn test_terminals_whose_201_proves_nothing() {
     assert_eq!(t.stats().refunds.len(), 4);
 }
 
+// ---- every answer Payroc allows ----
+
+#[tokio::test]
+async fn card_answers_for_every_response_code() {
+    let t = start(SandboxConfig::default()).await;
+    // (card, status, responseCode, responseMessage, processorResponseCode, authorizedAmount for 5000, approvalCode)
+    let cases = [
+        ("4539858876047062", "ready", "A", "OK5", "00", -5000, true),
+        ("4000000000000002", "declined", "D", "DECLINED", "05", 0, false),
+        ("4000000000000127", "declined", "R", "CALL ISSUER", "05", 0, false),
+        ("4000000000000135", "declined", "C", "PICK UP CARD", "04", 0, false),
+        ("4000000000000119", "pending", "E", "QUEUED", "05", -5000, true),
+        ("4000000000000143", "ready", "P", "PARTIAL APPROVAL", "10", -2500, true),
+        ("4000000000000150", "declined", "A", "OK5", "00", -5000, true),
+    ];
+    for (n, (number, status, code, message, processor, authorized, approval)) in cases.into_iter().enumerate() {
+        let mut body = card_body(&format!("C{n}"), number);
+        body["order"]["amount"] = json!(5000);
+        let r = t.post("/refunds", Some(&key(n as u32)), &body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        let tr = &r.json["transactionResult"];
+        assert_eq!(tr["type"], "refund", "{number}");
+        assert_eq!(tr["status"], status, "{number}");
+        assert_eq!(tr["responseCode"], code, "{number}");
+        assert_eq!(tr["responseMessage"], message, "{number}");
+        assert_eq!(tr["processorResponseCode"], processor, "{number}");
+        assert_eq!(tr["currency"], "USD", "{number}");
+        assert!(tr["authorizedAmount"].is_i64(), "{number}: {tr}");
+        assert_eq!(tr["authorizedAmount"], authorized, "{number}");
+        match tr.get("approvalCode") {
+            Some(a) => assert!(approval && a.as_str().unwrap().len() == 6, "{number}: {tr}"),
+            None => assert!(!approval, "{number}: {tr}"),
+        }
+        let record = &t.stats().refunds[n];
+        assert_eq!((record.status.as_str(), record.response_code.as_str()), (status, code));
+    }
+    // Partial: half the amount, rounded toward zero.
+    for (amount, authorized) in [(4999, -2499), (1, 0), (2, -1)] {
+        let mut body = card_body(&format!("P{amount}"), "4000000000000143");
+        body["order"]["amount"] = json!(amount);
+        let r = t.post("/refunds", Some(&key(100 + amount as u32)), &body).await;
+        assert_eq!(r.json["transactionResult"]["authorizedAmount"], authorized, "{amount}");
+        assert_eq!(r.json["order"]["amount"], amount);
+    }
+    // Declined refunds are created all the same.
+    assert_eq!(t.stats().refunds.len(), 10);
+}
+
+#[tokio::test]
+async fn bank_answers_with_and_without_a_response_code() {
+    let t = start(SandboxConfig::default()).await;
+    // (account, status, responseCode, responseMessage)
+    let cases = [
+        ("1234567890", "ready", Some("A"), "NoError"),
+        ("99990002", "declined", Some("D"), "Declined"),
+        ("99990003", "declined", None, "Declined"),
+        ("99990004", "pending", None, "Pending"),
+        ("99990005", "ready", Some("A"), "NoError"),
+        ("99990006", "ready", Some("A"), "NoError"),
+    ];
+    for (n, (account, status, code, message)) in cases.into_iter().enumerate() {
+        let r = t
+            .post(
+                "/bank-transfer-refunds",
+                Some(&key(n as u32)),
+                &bank_body(&format!("B{n}"), account),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        let tr = &r.json["transactionResult"];
+        assert_eq!(tr["type"], "unreferencedRefund", "{account}");
+        assert_eq!(tr["status"], status, "{account}");
+        assert_eq!(tr.get("responseCode").and_then(Value::as_str), code, "{account}: {tr}");
+        assert_eq!(tr["responseMessage"], message, "{account}");
+        assert_eq!(tr["processorResponseCode"], "0", "{account}");
+        assert_eq!(tr["currency"], "USD", "{account}");
+        assert_eq!(tr["authorizedAmount"].as_f64(), Some(-2500.0), "{account}");
+        let raw = String::from_utf8_lossy(&r.raw);
+        if account == "99990006" {
+            assert!(raw.contains(r#""authorizedAmount":-2500.0,"#), "{raw}");
+        } else {
+            assert!(raw.contains(r#""authorizedAmount":-2500,"#), "{raw}");
+        }
+        let record = &t.stats().refunds[n];
+        assert_eq!(record.status, status);
+        assert_eq!(record.response_code, code.unwrap_or(""));
+        // GET shows the same, decimal point included.
+        let id = r.json["refundId"].as_str().unwrap();
+        assert_eq!(t.get(&format!("/bank-transfer-refunds/{id}")).await.raw, r.raw);
+    }
+    // The decimal survives ageing (the stored body is re-serialized).
+    t.sb.sandbox().age(1);
+    let id = &t.stats().refunds[5].refund_id;
+    let aged = t.get(&format!("/bank-transfer-refunds/{id}")).await;
+    assert!(String::from_utf8_lossy(&aged.raw).contains(r#""authorizedAmount":-2500.0,"#));
+}
+
+/// `transactionResult.status` of a refund as GET by id shows it.
+async fn status_of(t: &T, path: &str, id: &str) -> String {
+    let r = t.get(&format!("{path}/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    r.json["transactionResult"]["status"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn settle_completes_the_batch_and_returns_the_returned_later_account() {
+    let t = start(SandboxConfig::default()).await;
+    let cards = [
+        ("4539858876047062", "complete"),
+        ("4000000000000143", "complete"),
+        ("4000000000000119", "pending"),
+        ("4000000000000002", "declined"),
+        ("4000000000000150", "declined"),
+    ];
+    let banks = [
+        ("1234567890", "complete"),
+        ("99990004", "complete"),
+        ("99990005", "returned"),
+        ("99990002", "declined"),
+        ("99990003", "declined"),
+    ];
+    let mut sent = Vec::new();
+    for (n, (number, after)) in cards.into_iter().enumerate() {
+        let body = card_body(&format!("C{n}"), number);
+        let k = key(n as u32);
+        let first = t.post("/refunds", Some(&k), &body).await;
+        sent.push(("/refunds", k, body, first, after));
+    }
+    for (n, (account, after)) in banks.into_iter().enumerate() {
+        let body = bank_body(&format!("B{n}"), account);
+        let k = key(100 + n as u32);
+        let first = t.post("/bank-transfer-refunds", Some(&k), &body).await;
+        sent.push(("/bank-transfer-refunds", k, body, first, after));
+    }
+
+    t.sb.sandbox().settle();
+    let s = t.stats();
+    for (n, (path, k, body, first, after)) in sent.iter().enumerate() {
+        let id = first.json["refundId"].as_str().unwrap();
+        assert_eq!(status_of(&t, path, id).await, *after, "{body}");
+        assert_eq!(s.refunds[n].status, *after, "{body}");
+        // A replay still answers with the first 201.
+        let replay = t.post(path, Some(k), body).await;
+        assert_eq!((replay.status, &replay.raw), (StatusCode::CREATED, &first.raw));
+    }
+    // The lists show the new status too.
+    let list = t.get("/bank-transfer-refunds?orderId=B2").await;
+    assert_eq!(list.json["data"][0]["transactionResult"]["status"], "returned");
+    let list = t.get("/refunds?orderId=C0").await;
+    assert_eq!(list.json["data"][0]["transactionResult"]["status"], "complete");
+    // Only the status changed.
+    let id = sent[0].3.json["refundId"].as_str().unwrap();
+    let mut now = t.get(&format!("/refunds/{id}")).await.json;
+    now["transactionResult"]["status"] = json!("ready");
+    assert_eq!(now, sent[0].3.json);
+
+    // Settling again changes nothing; over HTTP it is a 204.
+    let before = t.stats().refunds;
+    let body_before = t.get(&format!("/refunds/{id}")).await.raw;
+    assert_eq!(t.control("settle").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.stats().refunds, before);
+    assert_eq!(t.get(&format!("/refunds/{id}")).await.raw, body_before);
+    // A refund made after the settlement waits for the next one.
+    let later = t
+        .post("/refunds", Some(&key(200)), &card_body("L1", "4539858876047062"))
+        .await;
+    let later_id = later.json["refundId"].as_str().unwrap();
+    assert_eq!(status_of(&t, "/refunds", later_id).await, "ready");
+    assert_eq!(t.control("settle").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(status_of(&t, "/refunds", later_id).await, "complete");
+
+    // Ageing still moves the replayed first answer's dateTime.
+    t.sb.sandbox().age(1);
+    let (path, k, body, _, _) = &sent[0];
+    let replay = t.post(path, Some(k), body).await;
+    assert_eq!(replay.json["transactionResult"]["status"], "ready");
+    assert_eq!(
+        replay.json["order"]["dateTime"],
+        t.stats().refunds[0].created_at.as_str()
+    );
+}
+
+#[tokio::test]
+async fn reverse_sets_reversal_on_card_and_bank_refunds() {
+    let t = start(SandboxConfig::default()).await;
+    let card = card_body("C1", "4539858876047062");
+    let first = t.post("/refunds", Some(KEY_A), &card).await;
+    let card_id = first.json["refundId"].as_str().unwrap().to_owned();
+    let bank = t
+        .post("/bank-transfer-refunds", Some(KEY_B), &bank_body("B1", "1234567890"))
+        .await;
+    let bank_id = bank.json["refundId"].as_str().unwrap().to_owned();
+    // A refund on a 99992xx terminal replays its odd answer after a change too.
+    let mut odd = card_body("N1", "4539858876047062");
+    odd["processingTerminalId"] = json!("9999201");
+    let odd_first = t.post("/refunds", Some(KEY_C), &odd).await;
+    let odd_id = t.stats().refunds[2].refund_id.clone();
+
+    assert!(t.sb.sandbox().reverse(&card_id));
+    assert_eq!(status_of(&t, "/refunds", &card_id).await, "reversal");
+    assert_eq!(t.stats().refunds[0].status, "reversal");
+    assert_eq!(t.post("/refunds", Some(KEY_A), &card).await.raw, first.raw);
+    // A reversed refund stays reversed when the batch settles.
+    t.sb.sandbox().settle();
+    assert_eq!(status_of(&t, "/refunds", &card_id).await, "reversal");
+    assert_eq!(status_of(&t, "/bank-transfer-refunds", &bank_id).await, "complete");
+
+    // Over HTTP, for a bank refund (whatever its status) and the odd one.
+    let r = t.control(&format!("refunds/{bank_id}/reverse")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(status_of(&t, "/bank-transfer-refunds", &bank_id).await, "reversal");
+    assert_eq!(t.stats().refunds[1].status, "reversal");
+    assert_eq!(
+        t.control(&format!("refunds/{odd_id}/reverse")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(t.post("/refunds", Some(KEY_C), &odd).await.raw, odd_first.raw);
+    assert!(odd_first.json.get("refundId").is_none());
+
+    // Unknown ids.
+    assert!(!t.sb.sandbox().reverse("NOSUCHID00"));
+    assert_problem(
+        &t.control("refunds/NOSUCHID00/reverse").await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    );
+    assert_eq!(t.stats().refunds.len(), 3);
+}
+
+#[tokio::test]
+async fn custom_fields_not_set_up_are_left_out_of_the_response() {
+    let t = start(SandboxConfig::default()).await;
+    let mut body = card_body("C1", "4539858876047062");
+    body["customFields"] = json!([
+        {"name":"batchRow","value":"17"},
+        {"name":"note","value":"left out"},
+        {"name":"costCenter","value":"CC-9"},
+        {"name":"BatchRow","value":"case matters"},
+        {"name":"invoiceNumber","value":"INV-1"}
+    ]);
+    let r = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let want = json!([
+        {"name":"batchRow","value":"17"},
+        {"name":"costCenter","value":"CC-9"},
+        {"name":"invoiceNumber","value":"INV-1"}
+    ]);
+    assert_eq!(r.json["customFields"], want);
+    let id = r.json["refundId"].as_str().unwrap();
+    assert_eq!(t.get(&format!("/refunds/{id}")).await.json["customFields"], want);
+    // Only unknown names: no customFields at all, and the refund is made.
+    let mut bank = bank_body("B1", "1234567890");
+    bank["customFields"] = json!([{"name":"note","value":"x"}]);
+    let r = t.post("/bank-transfer-refunds", Some(KEY_B), &bank).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert!(r.json.get("customFields").is_none(), "{}", r.json);
+    assert_eq!(t.stats().refunds.len(), 2);
+    // Unknown names are still validated.
+    let mut long = card_body("C2", "4539858876047062");
+    long["customFields"] = json!([{"name":"x".repeat(57),"value":"v"}]);
+    let r = t.post("/refunds", Some(KEY_C), &long).await;
+    assert_eq!(parameters(&r), ["customFields[0].name"]);
+
+    // The set is configurable.
+    let t = start(SandboxConfig {
+        known_custom_fields: vec!["note".into()],
+        ..Default::default()
+    })
+    .await;
+    let r = t.post("/refunds", Some(KEY_A), &body).await;
+    assert_eq!(r.json["customFields"], json!([{"name":"note","value":"left out"}]));
+}
+
+#[tokio::test]
+async fn forbidden_api_key_is_403_and_a_wrong_one_401() {
+    for api_key in [None, Some("secret".to_owned())] {
+        let sb = spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            SandboxConfig {
+                api_key: api_key.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let http = reqwest::Client::new();
+        let url = format!("{}/authorize", sb.identity_url());
+        let r = reply(
+            http.post(&url)
+                .header("x-api-key", "sandbox-forbidden-key")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+        assert_eq!(
+            r.json,
+            json!({"type":"https://docs.payroc.com/api/errors#forbidden","title":"Forbidden","status":403,
+                "detail":"API key not allowed"})
+        );
+        if api_key.is_some() {
+            let wrong = reply(http.post(&url).header("x-api-key", "wrong").send().await.unwrap()).await;
+            assert_problem(&wrong, StatusCode::UNAUTHORIZED, "not-authorized");
+            assert_eq!(wrong.json["title"], "Not Authorized");
+        }
+        let s = sb.sandbox().stats();
+        assert_eq!(s.tokens_issued, 0, "{api_key:?}");
+        sb.shutdown().await;
+    }
+}
+
 /// Rough throughput check (not run by default):
 /// `cargo test -p payroc-sandbox --release -- --ignored --nocapture throughput`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,19 +31,37 @@ impl Kind {
 /// The result the sandbox assigns, chosen by the documented test values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
+    /// `status` "ready", `responseCode` "A".
     Approved,
-    /// `responseCode` "D".
+    /// `status` "declined", `responseCode` "D".
     Declined,
     /// `responseCode` "R" (declined, call the bank).
     Referral,
     /// `responseCode` "E", `status` "pending".
     Queued,
+    /// Card: `responseCode` "C" (declined, keep the card), `status` "declined".
+    KeepCard,
+    /// Card: `responseCode` "P", `status` "ready", half the amount authorized.
+    Partial,
+    /// Card: `responseCode` "A" but `status` "declined": contradicting answer.
+    ApprovedButDeclined,
+    /// Bank: `status` "declined" and no `responseCode` at all.
+    DeclinedWithoutCode,
+    /// Bank: `status` "pending" and no `responseCode` at all.
+    PendingWithoutCode,
+    /// Bank: approved now, `status` "returned" once the batch settles.
+    ReturnedLater,
+    /// Bank: approved, `authorizedAmount` written with a decimal point.
+    DecimalAmount,
 }
 
 /// Card numbers and tokens with a documented non-approved result.
 pub(crate) const CARD_DECLINED: &str = "4000000000000002";
 pub(crate) const CARD_REFERRAL: &str = "4000000000000127";
 pub(crate) const CARD_QUEUED: &str = "4000000000000119";
+pub(crate) const CARD_KEEP_CARD: &str = "4000000000000135";
+pub(crate) const CARD_PARTIAL: &str = "4000000000000143";
+pub(crate) const CARD_APPROVED_BUT_DECLINED: &str = "4000000000000150";
 pub(crate) const TOKEN_DECLINED: &str = "2967530000000002";
 
 /// What a secure token's refund comes to, for card and bank alike: the documented decline token
@@ -55,7 +73,25 @@ fn token_outcome(token: &str) -> Outcome {
         Outcome::Approved
     }
 }
+
+/// Bank account numbers with a documented result.
 pub(crate) const ACCOUNT_DECLINED: &str = "99990002";
+pub(crate) const ACCOUNT_DECLINED_WITHOUT_CODE: &str = "99990003";
+pub(crate) const ACCOUNT_PENDING_WITHOUT_CODE: &str = "99990004";
+pub(crate) const ACCOUNT_RETURNED_LATER: &str = "99990005";
+pub(crate) const ACCOUNT_DECIMAL_AMOUNT: &str = "99990006";
+
+fn account_outcome(account: &str) -> Outcome {
+    match account {
+        ACCOUNT_DECLINED => Outcome::Declined,
+        ACCOUNT_DECLINED_WITHOUT_CODE => Outcome::DeclinedWithoutCode,
+        ACCOUNT_PENDING_WITHOUT_CODE => Outcome::PendingWithoutCode,
+        ACCOUNT_RETURNED_LATER => Outcome::ReturnedLater,
+        ACCOUNT_DECIMAL_AMOUNT => Outcome::DecimalAmount,
+        _ => Outcome::Approved,
+    }
+}
+
 /// A processing terminal without the unreferenced-refund capability.
 pub(crate) const TERMINAL_NO_CAPABILITY: &str = "9999001";
 
@@ -502,6 +538,9 @@ fn card_method(c: &mut Ctx, m: &Map<String, Value>) -> Option<(Value, Outcome)> 
                 CARD_DECLINED => Outcome::Declined,
                 CARD_REFERRAL => Outcome::Referral,
                 CARD_QUEUED => Outcome::Queued,
+                CARD_KEEP_CARD => Outcome::KeepCard,
+                CARD_PARTIAL => Outcome::Partial,
+                CARD_APPROVED_BUT_DECLINED => Outcome::ApprovedButDeclined,
                 _ => Outcome::Approved,
             };
             let mut card = json!({
@@ -563,11 +602,7 @@ fn bank_method(c: &mut Ctx, m: &Map<String, Value>) -> Option<(Value, Outcome)> 
             let account_type = c.enumeration(rm, p, "accountType", false, &["checking", "savings"]);
             let sec = c.enumeration(rm, p, "secCode", false, &["web", "tel", "ccd", "ppd"]);
             let (name, acct, routing) = (name?, acct?, routing?);
-            let outcome = if acct == ACCOUNT_DECLINED {
-                Outcome::Declined
-            } else {
-                Outcome::Approved
-            };
+            let outcome = account_outcome(acct);
             let mut ba = json!({
                 "type": "ach",
                 "nameOnAccount": name,
