@@ -111,7 +111,7 @@ pub enum SendResult {
         /// The HTTP status.
         http_status: u16,
         /// The refund as the body describes it.
-        refund: Option<CreatedRefund>,
+        refund: Option<Box<CreatedRefund>>,
     },
     /// A final refusal: 400, 403, 404, 406, 409, 415 or another status not worth retrying.
     Refused {
@@ -845,12 +845,14 @@ fn encode_path_segment(text: &str) -> String {
 /// Reads a final answer (anything but 401, 408, 429 and 5xx) in Payroc's words.
 fn answer_of(status: StatusCode, bytes: &[u8]) -> SendResult {
     if status.is_success() {
-        let refund = serde_json::from_slice::<CreatedRefund>(bytes).ok().map(|mut refund| {
-            if let Some(result) = refund.transaction_result.as_mut() {
-                result.response_message = result.response_message.as_deref().map(redact_digit_runs);
-            }
-            refund
-        });
+        let refund = serde_json::from_slice::<Box<CreatedRefund>>(bytes)
+            .ok()
+            .map(|mut refund| {
+                if let Some(result) = refund.transaction_result.as_mut() {
+                    result.response_message = result.response_message.as_deref().map(redact_digit_runs);
+                }
+                refund
+            });
         return SendResult::Created {
             http_status: status.as_u16(),
             refund,

@@ -247,7 +247,7 @@ mod tests {
     fn created(refund_id: Option<&str>, order_id: &str, status: &str, code: Option<&str>) -> SendResult {
         SendResult::Created {
             http_status: 201,
-            refund: Some(CreatedRefund {
+            refund: Some(Box::new(CreatedRefund {
                 refund_id: refund_id.map(str::to_owned),
                 order: Some(RefundOrder {
                     order_id: Some(order_id.to_owned()),
@@ -259,7 +259,7 @@ mod tests {
                     ..TransactionResult::default()
                 }),
                 custom_fields: None,
-            }),
+            })),
         }
     }
 
@@ -488,7 +488,7 @@ mod tests {
             &report(
                 SendResult::Created {
                     http_status: 201,
-                    refund: Some(refund),
+                    refund: Some(Box::new(refund)),
                 },
                 false,
             ),

@@ -342,12 +342,8 @@ fn write_rows<W: Write>(
                     match &record {
                         Some(record) => {
                             let currency = Currency::from_code(&record.currency);
-                            let major = |minor: i64| match currency {
-                                Some(currency) => format_amount(minor, currency),
-                                None => minor.to_string(),
-                            };
                             // Amounts are what the ledger sent when it sent something.
-                            line.amount = major(record.amount_minor);
+                            line.amount = major_units(record.amount_minor, currency);
                             line.currency = record.currency.clone();
                             line.refund_id = optional(&record.refund_id);
                             line.payroc_status = optional(&record.payroc_status);
@@ -355,7 +351,10 @@ fn write_rows<W: Write>(
                             line.response_message = optional(&record.response_message);
                             line.approval_code = optional(&record.approval_code);
                             line.processor_response_code = optional(&record.processor_response_code);
-                            line.authorized_amount = record.authorized_amount_minor.map(major).unwrap_or_default();
+                            line.authorized_amount = record
+                                .authorized_amount_minor
+                                .map(|minor| major_units(minor, currency))
+                                .unwrap_or_default();
                             line.http_status = record.http_status.map(|status| status.to_string()).unwrap_or_default();
                             line.error = note
                                 .map(|note| note.error.clone())
@@ -403,6 +402,15 @@ fn header_line() -> Vec<u8> {
         .position(|byte| *byte == b'\n')
         .map_or(bytes.len(), |index| index + 1);
     bytes[..end].to_vec()
+}
+
+/// Minor units as the currency writes them (`49.99`), or the bare number for a code this
+/// version does not know.
+fn major_units(minor: i64, currency: Option<Currency>) -> String {
+    match currency {
+        Some(currency) => format_amount(minor, currency),
+        None => minor.to_string(),
+    }
 }
 
 /// Maps a status string onto the fixed list (an unexpected one is shown as `unknown`).

@@ -12,6 +12,9 @@ mod faults;
 // Each way the promise was once broken, reproduced and closed.
 mod exactly_once;
 
+// Every answer Payroc's specification allows, and following refunds until they are final.
+mod payroc_answers;
+
 // A ledger written by an earlier version upgrades in place.
 mod upgrade;
 
