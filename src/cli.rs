@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::input::Method;
+use crate::refund::Method;
 
 /// Send a day's file of Payroc unreferenced refunds exactly once, with a ledger and a results CSV.
 #[derive(Debug, Parser)]

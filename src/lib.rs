@@ -17,21 +17,13 @@
 //! crate `payroc-sandbox`, written independently of these request types.
 
 pub mod cli;
-pub mod client;
 pub mod commands;
 pub mod config;
 pub mod core_dumps;
 pub mod dispatch;
 pub mod exit;
-pub mod idempotency;
 pub mod input;
 pub mod ledger;
-pub mod money;
-pub mod outcome;
-pub mod output;
-pub mod reconcile;
-pub mod redaction;
-pub mod request;
-pub mod results;
-pub mod signals;
-pub mod validation;
+pub mod payroc;
+pub mod refund;
+pub mod report;

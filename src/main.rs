@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 use refund_batch::cli::{Cli, LogFormat};
-use refund_batch::output::{OutputOptions, Terminal, stderr_writer};
+use refund_batch::report::terminal::{OutputOptions, Terminal, stderr_writer};
 use refund_batch::{commands, config};
 
 fn main() -> ExitCode {

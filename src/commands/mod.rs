@@ -1,14 +1,16 @@
 //! The commands: each turns parsed arguments into work and an [`ExitStatus`].
 //!
-//! `run` is the pipeline — validate ([`crate::validation`]), dispatch ([`crate::dispatch`]), write
-//! the results ([`crate::results`]) — with the ledger and the client set up around it. The others
+//! `run` is the pipeline — validate ([`crate::input::file_check`]), dispatch ([`crate::dispatch`]), write
+//! the results ([`crate::report::results`]) — with the ledger and the client set up around it. The others
 //! are views on the same pieces. Errors that stop a command come back as [`CommandError`], which
 //! carries the exit code the error means.
 
+pub mod credentials;
 pub mod reconcile;
 pub mod run;
 pub mod sandbox;
 pub mod session;
+pub mod signals;
 pub mod status;
 pub mod validate;
 
@@ -18,7 +20,7 @@ use crate::cli::{Cli, Command, InputArgs};
 use crate::exit::ExitStatus;
 use crate::input::ReadOptions;
 use crate::ledger::Ledger;
-use crate::output::Terminal;
+use crate::report::terminal::Terminal;
 
 /// An error that ends a command, with the exit code it means.
 #[derive(Debug)]

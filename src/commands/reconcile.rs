@@ -3,10 +3,10 @@
 use crate::cli::{GlobalArgs, ReconcileArgs};
 use crate::commands::CommandError;
 use crate::commands::session::{self, set_banner};
+use crate::dispatch::reconcile::{ReconcileOptions, RowSelection, reconcile as reconcile_rows};
 use crate::exit::ExitStatus;
 use crate::input::InputReader;
-use crate::output::Terminal;
-use crate::reconcile::{ReconcileOptions, RowSelection, reconcile as reconcile_rows};
+use crate::report::terminal::Terminal;
 
 /// Runs reconciliation over the file's rows.
 pub async fn reconcile(
@@ -72,13 +72,13 @@ pub async fn reconcile(
         terminal.warn(&format!(
             "{} not found at Payroc but first sent more than six days ago: left unknown, never re-sent by itself. \
              If you are sure nothing was refunded, run reconcile again with --confirm-not-created ROWS (the error column names them)",
-            crate::output::rows(report.not_found_too_old)
+            crate::report::terminal::rows(report.not_found_too_old)
         ));
     }
     if report.confirmed > 0 {
         terminal.note(&format!(
             "{} confirmed not created by you: moved to a new key; the next run sends them",
-            crate::output::rows(report.confirmed)
+            crate::report::terminal::rows(report.confirmed)
         ));
     }
     session.finish(arguments.results, &report.notes, report.stopped.as_ref(), terminal)

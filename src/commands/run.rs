@@ -10,16 +10,16 @@ use crate::commands::{CommandError, ledger_path};
 use crate::dispatch::{DispatchOptions, dispatch};
 use crate::exit::ExitStatus;
 use crate::input::InputReader;
-use crate::money::{Currency, format_amount, parse_amount};
-use crate::output::{Terminal, rows};
-use crate::validation::FileCheck;
+use crate::input::file_check::FileCheck;
+use crate::refund::money::{Currency, format_amount, parse_amount};
+use crate::report::terminal::{Terminal, rows};
 
 /// Runs the batch.
 pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
     let environment = global.environment;
     set_banner(terminal, environment);
     // From here on a Ctrl-C or SIGTERM is a request to stop cleanly, never an abrupt end.
-    let stop = crate::signals::watch_for_stop();
+    let stop = crate::commands::signals::watch_for_stop();
     let rate =
         NonZeroU32::new(arguments.rate).ok_or_else(|| CommandError::usage(anyhow!("--rate must be at least 1")))?;
     if arguments.concurrency == 0 {

@@ -12,7 +12,7 @@ use payroc_sandbox::SandboxConfig;
 use crate::cli::SandboxArgs;
 use crate::commands::CommandError;
 use crate::exit::ExitStatus;
-use crate::output::Terminal;
+use crate::report::terminal::Terminal;
 
 /// The sandbox settings from the command line.
 pub fn config(arguments: &SandboxArgs) -> SandboxConfig {
@@ -47,7 +47,7 @@ pub async fn serve(arguments: SandboxArgs, terminal: &Terminal) -> Result<ExitSt
     terminal.note(&format!(
         "[sandbox] Payroc sandbox on http://{address}: --api-url http://{address}/v1 --identity-url http://{address} (no money moves; Ctrl-C stops)"
     ));
-    crate::signals::first_stop_request().await;
+    crate::commands::signals::first_stop_request().await;
     running.shutdown().await;
     Ok(ExitStatus::Success)
 }

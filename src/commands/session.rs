@@ -11,17 +11,18 @@ use anyhow::{Context as _, anyhow};
 use secrecy::SecretString;
 
 use crate::cli::{ConnectionArgs, Environment, GlobalArgs, InputArgs};
-use crate::client::{ClientConfig, PayrocClient, RetryPolicy, SystemicError, check_base_url};
+use crate::commands::credentials::load_api_key;
 use crate::commands::validate::report_check;
 use crate::commands::{CommandError, ledger_path, read_options};
 use crate::dispatch::{RowNote, StopReason};
 use crate::exit::ExitStatus;
+use crate::input::file_check::{FileCheck, check_file};
 use crate::input::{InputReader, ReadOptions};
 use crate::ledger::{BatchSummary, Ledger};
-use crate::output::{Terminal, rows};
-use crate::redaction::load_api_key;
-use crate::results::{self, ResultsContext, Tally};
-use crate::validation::{FileCheck, check_file};
+use crate::payroc::client::check_base_url;
+use crate::payroc::{ClientConfig, PayrocClient, RetryPolicy, SystemicError};
+use crate::report::results::{self, ResultsContext, Tally};
+use crate::report::terminal::{Terminal, rows};
 
 /// A checked file with its ledger open and a batch begun.
 pub struct Session {

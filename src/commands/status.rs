@@ -9,12 +9,12 @@ use serde::Serialize;
 use crate::cli::{GlobalArgs, StatusArgs, StatusFormat};
 use crate::commands::{CommandError, ledger_path};
 use crate::exit::ExitStatus;
+use crate::input::file_check::check_file;
 use crate::input::{InputReader, ReadOptions};
 use crate::ledger::{Ledger, LedgerError};
-use crate::money::{Currency, format_amount};
-use crate::output::Terminal;
-use crate::results::{self, ResultsContext};
-use crate::validation::check_file;
+use crate::refund::money::{Currency, format_amount};
+use crate::report::results::{self, ResultsContext};
+use crate::report::terminal::Terminal;
 
 #[derive(Serialize)]
 struct StatusReport {

@@ -3,9 +3,9 @@
 use crate::cli::{GlobalArgs, ValidateArgs};
 use crate::commands::{CommandError, read_options};
 use crate::exit::ExitStatus;
-use crate::money::format_amount;
-use crate::output::{Terminal, rows};
-use crate::validation::{FileCheck, check_file};
+use crate::input::file_check::{FileCheck, check_file};
+use crate::refund::money::format_amount;
+use crate::report::terminal::{Terminal, rows};
 
 /// Checks the file and prints every problem, then what would be sent.
 pub fn validate(

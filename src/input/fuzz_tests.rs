@@ -4,7 +4,7 @@
 //! structured files of valid card, token and bank rows whose cells are mutated. The properties:
 //! reading never panics; rows are numbered as records (header = 1); a row accepted as valid
 //! holds exactly what its cells say — the amount equals an independent exact decimal parse
-//! (string and `u128` arithmetic here, not [`crate::money::parse_amount`]), a card number is
+//! (string and `u128` arithmetic here, not [`crate::refund::money::parse_amount`]), a card number is
 //! 12–19 digits and Luhn-valid, a routing number 9 digits with a valid ABA check digit, and so
 //! on; and no problem message repeats a run of 8 or more digits (a number in the wrong column).
 //!
@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use secrecy::ExposeSecret;
 
 use super::{InputReader, ParsedRow, Payee, ReadOptions, RefundRow};
-use crate::money::Currency;
+use crate::refund::money::Currency;
 
 const COLUMNS: [&str; 13] = [
     "method",

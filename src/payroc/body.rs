@@ -12,8 +12,8 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::idempotency::Identity;
-use crate::input::{Method, Payee, RefundRow, hex, mask_card_number};
+use crate::refund::key::Identity;
+use crate::refund::{Method, Payee, RefundRow, hex, mask_card_number};
 
 /// What the ledger may know about a row: its identity and a fingerprint of its body. Holds no
 /// card or account number, so it is safe to keep and to print.
@@ -310,8 +310,8 @@ struct KeyedData<'row> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{BillingAddress, Customer, IpAddress, RefundRow};
-    use crate::money::Currency;
+    use crate::refund::money::Currency;
+    use crate::refund::{BillingAddress, Customer, IpAddress, RefundRow};
 
     fn card_row() -> RefundRow {
         RefundRow {

@@ -14,6 +14,9 @@
 //! failure such as bad credentials — stops taking rows and waits for the requests in flight;
 //! the rows never taken stay as they were and the next run resumes them.
 
+pub mod outcome;
+pub mod reconcile;
+
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -24,11 +27,12 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::client::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
-use crate::input::{InputError, InputReader, Method, ParsedRow};
+use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{Ledger, LedgerError, NewRefund, Outcome, RefundRecord, RefundState};
-use crate::output::Progress;
-use crate::request::{PreparedRefund, prepare};
+use crate::payroc::body::{PreparedRefund, prepare};
+use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
+use crate::refund::Method;
+use crate::report::terminal::Progress;
 
 /// Rows older than this since their first send are not re-sent blindly: Payroc forgets keys
 /// after 7 days, so a re-send could refund again. They must be reconciled first.
@@ -295,7 +299,7 @@ enum Finished {
     Sent {
         row: ReadyRow,
         attempt: i64,
-        report: crate::client::SendReport,
+        report: crate::payroc::SendReport,
     },
     /// The lookup before the first send ended.
     LookedUp {
@@ -482,7 +486,7 @@ async fn dispatch_rows(
                 )? {
                     Decision::Send(record) => ready.push_back(ReadyRow {
                         record,
-                        body: Bytes::from(crate::request::body(&row)),
+                        body: Bytes::from(crate::payroc::body::body(&row)),
                         method: row.method,
                         input_row: row.row,
                         custom_field_names: row.custom_fields.iter().map(|(name, _)| name.clone()).collect(),
@@ -554,9 +558,9 @@ async fn dispatch_rows(
                     };
                     match finished {
                         Finished::Sent { row, attempt, report: sent } => {
-                            let outcome = crate::outcome::of_send(
+                            let outcome = crate::dispatch::outcome::of_send(
                                 &sent,
-                                crate::outcome::Sent {
+                                crate::dispatch::outcome::Sent {
                                     method: row.method,
                                     order_id: &row.record.order_id,
                                     custom_field_names: &row.custom_field_names,
@@ -739,7 +743,7 @@ fn settle_lookup(
     let live: Vec<(Method, CreatedRefund, Outcome)> = found
         .into_iter()
         .map(|(method, refund)| {
-            let outcome = crate::outcome::of_refund(method, &refund);
+            let outcome = crate::dispatch::outcome::of_refund(method, &refund);
             (method, refund, outcome)
         })
         .filter(|(_, _, outcome)| outcome.state != Some(RefundState::Declined))
@@ -805,8 +809,8 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{Customer, Payee, RefundRow};
-    use crate::money::Currency;
+    use crate::refund::money::Currency;
+    use crate::refund::{Customer, Method, Payee, RefundRow};
 
     fn row(amount_minor: i64) -> RefundRow {
         RefundRow {

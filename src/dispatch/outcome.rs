@@ -19,9 +19,10 @@
 //!   less than asked), approval and processor codes, and notes — a custom field Payroc left out,
 //!   a status this version does not know, an authorized amount that is not whole minor units.
 
-use crate::client::{CreatedRefund, SendReport, SendResult, TransactionResult};
-use crate::input::Method;
 use crate::ledger::{Outcome, RefundState};
+use crate::payroc::answer::TransactionResult;
+use crate::payroc::{CreatedRefund, SendReport, SendResult};
+use crate::refund::Method;
 
 /// Problem type Payroc uses when a key was first used with a different body (under 409 or 400).
 const KEY_IN_USE: &str = "idempotency-key-in-use";
@@ -242,7 +243,7 @@ pub fn state_of(method: Method, result: &TransactionResult) -> RefundState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::RefundOrder;
+    use crate::payroc::answer::RefundOrder;
 
     fn created(refund_id: Option<&str>, order_id: &str, status: &str, code: Option<&str>) -> SendResult {
         SendResult::Created {
@@ -297,7 +298,7 @@ mod tests {
             detail: "timed out".into(),
             http_status: None,
         };
-        let systemic = || SendResult::Systemic(crate::client::SystemicError::Authentication("401".into()));
+        let systemic = || SendResult::Systemic(crate::payroc::SystemicError::Authentication("401".into()));
         let table: Vec<(&str, SendResult, bool, bool, RefundState, bool)> = vec![
             (
                 "card A ready",

@@ -11,11 +11,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::dispatch::{RowNote, describe_change};
-use crate::idempotency::Identity;
 use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{Ledger, LedgerError, private_file};
-use crate::money::{Currency, format_amount};
-use crate::redaction::redact_digit_runs;
+use crate::refund::key::Identity;
+use crate::refund::money::{Currency, format_amount};
+use crate::refund::redaction::redact_digit_runs;
 
 /// Every status a results line can have, in summary order.
 pub const STATUSES: [&str; 11] = [

@@ -168,7 +168,7 @@ pub enum LedgerError {
 pub struct RefundRecord {
     /// Row id in the `refunds` table.
     pub id: i64,
-    /// [`crate::idempotency::Identity::ledger_id`].
+    /// [`crate::refund::key::Identity::ledger_id`].
     pub identity: String,
     /// `card` or `bank`.
     pub method: String,
@@ -358,10 +358,10 @@ pub struct Ledger {
 }
 
 const MIGRATIONS: &[&str] = &[
-    include_str!("ledger/001_initial.sql"),
-    include_str!("ledger/002_attempt_refund_ids.sql"),
-    include_str!("ledger/003_exactly_once.sql"),
-    include_str!("ledger/004_payroc_answers.sql"),
+    include_str!("001_initial.sql"),
+    include_str!("002_attempt_refund_ids.sql"),
+    include_str!("003_exactly_once.sql"),
+    include_str!("004_payroc_answers.sql"),
 ];
 
 /// The columns [`read_record`] reads, as a macro so queries are `concat!`-ed at compile time

@@ -30,13 +30,14 @@ use std::collections::{HashMap, HashSet};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::client::{PayrocClient, SendResult};
+use crate::dispatch::outcome::{of_refund, state_of};
 use crate::dispatch::{DispatchError, RowNote, StopReason, new_refund, sent_too_long_ago};
-use crate::input::{InputReader, Method, ParsedRow};
+use crate::input::{InputReader, ParsedRow};
 use crate::ledger::{Ledger, Outcome, RefundRecord, RefundState};
-use crate::outcome::{of_refund, state_of};
-use crate::output::Progress;
-use crate::request::prepare;
+use crate::payroc::body::prepare;
+use crate::payroc::{PayrocClient, SendResult};
+use crate::refund::Method;
+use crate::report::terminal::Progress;
 
 /// How reconciliation runs.
 #[derive(Debug, Clone)]

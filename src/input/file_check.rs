@@ -10,12 +10,12 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use crate::redaction::redact_digit_runs;
+use crate::refund::redaction::redact_digit_runs;
 
 use sha2::{Digest, Sha256};
 
 use crate::input::{InputError, InputReader, ParsedRow, ReadOptions};
-use crate::money::Currency;
+use crate::refund::money::Currency;
 
 /// What the check found.
 #[derive(Debug, Default)]

@@ -1,14 +1,10 @@
-//! Keeping secrets out of everything the tool writes: the API key, and digits echoed back in errors.
+//! Keeping secret numbers out of everything the tool writes: the one redaction function.
 //!
-//! Card and account numbers are masked where they enter (see [`crate::input::Payee::masked`]),
+//! Card and account numbers are masked where they enter (see [`crate::refund::Payee::masked`]),
 //! and the API key and bearer token live in `SecretString`s whose `Debug` prints a placeholder.
 //! The one way a number could still slip into the ledger, the results or a log is text that comes
 //! back from the network — a problem `detail` that quotes the field it disliked — so every such
 //! text passes through [`redact_digit_runs`] before it is stored or shown.
-
-use std::path::Path;
-
-use secrecy::SecretString;
 
 /// The one redaction function: every cell copied from the input into a message, the ledger or
 /// the results (an invalid row's cells, whatever they hold), and every text that comes back from
@@ -88,62 +84,6 @@ pub fn excerpt(text: &str, max_characters: usize) -> String {
     }
 }
 
-/// Errors loading the API key.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiKeyError {
-    /// Neither `PAYROC_API_KEY` nor `--api-key-file` was given.
-    #[error("no API key: set PAYROC_API_KEY or pass --api-key-file PATH (a key is never taken on the command line)")]
-    Missing,
-    /// The key file could not be read.
-    #[error("cannot read the API key file {path}")]
-    Unreadable {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The key file can be read by other users.
-    #[error("the API key file {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}")]
-    TooOpen {
-        /// The file.
-        path: String,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// The key is empty.
-    #[error("the API key is empty")]
-    Empty,
-}
-
-/// Loads the API key from `--api-key-file` (refused when group- or world-readable) or from the
-/// `PAYROC_API_KEY` value given. The file wins when both are given: it was asked for explicitly.
-pub fn load_api_key(file: Option<&Path>, environment_value: Option<String>) -> Result<SecretString, ApiKeyError> {
-    let key = match file {
-        Some(path) => {
-            let display = path.display().to_string();
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let metadata = std::fs::metadata(path).map_err(|source| ApiKeyError::Unreadable {
-                    path: display.clone(),
-                    source,
-                })?;
-                let mode = metadata.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(ApiKeyError::TooOpen { path: display, mode });
-                }
-            }
-            std::fs::read_to_string(path).map_err(|source| ApiKeyError::Unreadable { path: display, source })?
-        }
-        None => environment_value.ok_or(ApiKeyError::Missing)?,
-    };
-    let key = key.trim();
-    if key.is_empty() {
-        return Err(ApiKeyError::Empty);
-    }
-    Ok(SecretString::from(key.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,26 +119,5 @@ mod tests {
         assert_eq!(excerpt("short", 8), "short");
         assert_eq!(excerpt("éééééééééé", 3), "ééé…");
         assert_eq!(excerpt("", 3), "");
-    }
-
-    #[test]
-    fn a_key_file_readable_by_others_is_refused() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("key");
-        std::fs::write(&path, "secret-key\n").unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(matches!(
-                load_api_key(Some(&path), None),
-                Err(ApiKeyError::TooOpen { .. })
-            ));
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        use secrecy::ExposeSecret;
-        assert_eq!(load_api_key(Some(&path), None).unwrap().expose_secret(), "secret-key");
-        assert!(matches!(load_api_key(None, None), Err(ApiKeyError::Missing)));
-        assert!(matches!(load_api_key(None, Some("  ".into())), Err(ApiKeyError::Empty)));
     }
 }

@@ -159,7 +159,7 @@ pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> 
 /// The amount as an error repeats it: at most 40 characters, so a runaway cell does not make a
 /// runaway message.
 fn shown(text: &str) -> String {
-    crate::redaction::excerpt(text, 40)
+    crate::refund::redaction::excerpt(text, 40)
 }
 
 /// Formats minor units back as a decimal in major units: `4999` USD is `49.99`, `1200` JPY `1200`.

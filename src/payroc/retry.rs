@@ -1,0 +1,135 @@
+//! How a request is retried: exponential backoff with jitter, `Retry-After` read from the answer
+//! and shared by every sender through a [`PauseGate`], and which statuses are worth the same
+//! request again. Every delay is configurable so tests run retries in milliseconds.
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::time::Instant;
+
+/// How retries are paced. Every delay is configurable so tests run retries in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first request (so `max_retries + 1` requests at most).
+    pub max_retries: u32,
+    /// Delay before the first retry; doubled each time.
+    pub base_delay: Duration,
+    /// No single delay (backoff or `Retry-After`) exceeds this.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with "equal jitter": half the step fixed, half random, capped.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let step = self
+            .base_delay
+            .saturating_mul(2_u32.saturating_pow(retry.min(16)))
+            .min(self.max_delay);
+        let half = step / 2;
+        half + half.mul_f64(random_fraction())
+    }
+}
+
+/// A number in [0, 1) from the standard library's per-process random hasher keys: enough for
+/// jitter, without a dependency.
+fn random_fraction() -> f64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x5eed);
+    (hasher.finish() >> 11) as f64 / (1_u64 << 53) as f64
+}
+
+/// The run's rate limiter (a GCRA from `governor`), shared by the dispatcher and every retry.
+pub type RequestLimiter = governor::DefaultDirectRateLimiter;
+
+/// A pause shared by all senders: when Payroc says `Retry-After`, nobody sends until it passes.
+#[derive(Debug, Default)]
+pub struct PauseGate {
+    until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl PauseGate {
+    /// Pauses everyone until at least `until`.
+    pub fn pause_until(&self, until: Instant) {
+        // A poisoned lock means a sender panicked while holding it; the Option inside is
+        // still a valid value, so keep using it.
+        let mut guard = self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none_or(|current| current < until) {
+            *guard = Some(until);
+        }
+    }
+
+    /// Waits out the current pause, if any.
+    pub async fn wait(&self) {
+        loop {
+            let until = *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match until {
+                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// 408, 429 and 5xx: worth the same request again.
+pub(crate) fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// `Retry-After` in seconds or an HTTP date, or the sandbox's and some APIs' `retry-after-ms`.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    if let Some(milliseconds) = headers
+        .get("retry-after-ms")
+        .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok())
+    {
+        return Some(Duration::from_millis(milliseconds));
+    }
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let seconds = (date - time::OffsetDateTime::now_utc()).whole_seconds();
+    Some(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_under_the_cap() {
+        let policy = RetryPolicy {
+            max_retries: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for retry in 0..10 {
+            let step = Duration::from_millis(100 * 2_u64.pow(retry)).min(Duration::from_secs(1));
+            let delay = policy.backoff(retry);
+            assert!(
+                delay >= step / 2 && delay <= step,
+                "retry {retry}: {delay:?} not within {step:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_milliseconds() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert("retry-after-ms", "20".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(20)));
+    }
+}
