@@ -14,13 +14,14 @@ use crate::cli::{ConnectionArgs, Environment, GlobalArgs, InputArgs};
 use crate::commands::credentials::load_api_key;
 use crate::commands::validate::report_check;
 use crate::commands::{CommandError, ledger_path, read_options};
-use crate::dispatch::{RowNote, StopReason};
+use crate::dispatch::StopReason;
 use crate::exit::ExitStatus;
 use crate::input::file_check::{FileCheck, check_file};
 use crate::input::{InputReader, ReadOptions};
 use crate::ledger::{BatchSummary, Ledger};
 use crate::payroc::client::check_base_url;
 use crate::payroc::{ClientConfig, PayrocClient, RetryPolicy, SystemicError};
+use crate::refund::{ResultStatus, RowNote};
 use crate::report::results::{self, ResultsContext, Tally};
 use crate::report::terminal::{Terminal, rows};
 
@@ -268,8 +269,8 @@ impl Session {
                 });
             }
         };
-        let unfinished = tally.count("unknown") + tally.count("pending");
-        let needs_review: u64 = results::NEEDS_REVIEW.iter().map(|status| tally.count(status)).sum();
+        let unfinished = tally.count_where(ResultStatus::is_unfinished);
+        let needs_review = tally.count_where(ResultStatus::needs_review);
         let mut status = ExitStatus::from_counts(unfinished, needs_review);
         if let Some(StopReason::Systemic(SystemicError::Authentication(_))) = stopped {
             status = ExitStatus::Authentication;
@@ -303,10 +304,10 @@ fn print_summary(
     ledger_path: &Path,
     stopped: Option<&StopReason>,
 ) {
-    let counts: Vec<String> = results::STATUSES
+    let counts: Vec<String> = ResultStatus::ALL
         .iter()
-        .filter(|status| tally.count(status) > 0)
-        .map(|status| format!("{} {status}", tally.count(status)))
+        .filter(|status| tally.count(**status) > 0)
+        .map(|status| format!("{} {status}", tally.count(*status)))
         .collect();
     let counts = if counts.is_empty() {
         "none".to_owned()
@@ -314,15 +315,15 @@ fn print_summary(
         counts.join(", ")
     };
     terminal.note(&format!("{}: {counts}", rows(tally.total())));
-    if let Some(amounts) = tally.amounts_text("succeeded") {
+    if let Some(amounts) = tally.amounts_text(ResultStatus::Succeeded) {
         terminal.note(&format!("refunded: {amounts}"));
     }
-    if let Some(amounts) = tally.amounts_text("partial") {
+    if let Some(amounts) = tally.amounts_text(ResultStatus::Partial) {
         terminal.note(&format!(
             "partly approved (amounts asked; see authorized_amount): {amounts}"
         ));
     }
-    if let Some(amounts) = tally.amounts_text("queued") {
+    if let Some(amounts) = tally.amounts_text(ResultStatus::Queued) {
         terminal.note(&format!("accepted for later processing: {amounts}"));
     }
     terminal.note(&format!("results: {}", results_path.display()));
@@ -341,48 +342,48 @@ fn print_summary(
 /// What to do next, in words, one line per kind of row that needs something.
 pub fn next_steps(tally: &Tally) -> Vec<String> {
     let mut steps = Vec::new();
-    let unfinished = tally.count("unknown") + tally.count("pending");
+    let unfinished = tally.count_where(ResultStatus::is_unfinished);
     if unfinished > 0 {
         steps.push(format!(
             "{} not finished (unknown or pending): run the same command again to resume; they keep their keys",
             rows(unfinished)
         ));
     }
-    let failed = tally.count("declined") + tally.count("rejected");
+    let failed = tally.count(ResultStatus::Declined) + tally.count(ResultStatus::Rejected);
     if failed > 0 {
         steps.push(format!(
             "{} declined or rejected: see the results CSV, fix what it says and run again with --retry-failed",
             rows(failed)
         ));
     }
-    if tally.count("returned") > 0 {
+    if tally.count(ResultStatus::Returned) > 0 {
         steps.push(format!(
             "{} returned by the customer's bank: nothing was refunded; fix the bank details and run again with --retry-failed",
-            rows(tally.count("returned"))
+            rows(tally.count(ResultStatus::Returned))
         ));
     }
-    if tally.count("partial") > 0 {
+    if tally.count(ResultStatus::Partial) > 0 {
         steps.push(format!(
             "{} only partly approved (authorized_amount is what was refunded): never re-sent, as that would refund the approved part twice; refund the rest under a new order_id if it is owed",
-            rows(tally.count("partial"))
+            rows(tally.count(ResultStatus::Partial))
         ));
     }
-    if tally.count("reversed") > 0 {
+    if tally.count(ResultStatus::Reversed) > 0 {
         steps.push(format!(
             "{} reversed after approval: nothing was refunded; find out why before refunding again under a new order_id",
-            rows(tally.count("reversed"))
+            rows(tally.count(ResultStatus::Reversed))
         ));
     }
-    if tally.count("conflict") > 0 {
+    if tally.count(ResultStatus::Conflict) > 0 {
         steps.push(format!(
             "{} in conflict: the order was already refunded, or the file differs from what was sent for it; see the error column",
-            rows(tally.count("conflict"))
+            rows(tally.count(ResultStatus::Conflict))
         ));
     }
-    if tally.count("invalid") > 0 {
+    if tally.count(ResultStatus::Invalid) > 0 {
         steps.push(format!(
             "{} rows invalid: fix them in the file and run again",
-            tally.count("invalid")
+            tally.count(ResultStatus::Invalid)
         ));
     }
     steps

@@ -102,7 +102,7 @@ pub fn status(global: &GlobalArgs, arguments: StatusArgs, terminal: &Terminal) -
             rows_by_status: tally
                 .rows
                 .iter()
-                .map(|(status, count)| ((*status).to_owned(), *count))
+                .map(|(status, count)| (status.as_str().to_owned(), *count))
                 .collect(),
         });
         sha = Some(check.sha256);
@@ -128,7 +128,7 @@ pub fn status(global: &GlobalArgs, arguments: StatusArgs, terminal: &Terminal) -
         totals: totals
             .into_iter()
             .map(|total| TotalView {
-                status: total.state.result_status().to_owned(),
+                status: total.state.result_status().as_str().to_owned(),
                 amount: Currency::from_code(&total.currency)
                     .map(|known| format_amount(total.amount_minor, known))
                     .unwrap_or_else(|| total.amount_minor.to_string()),

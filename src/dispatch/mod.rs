@@ -31,7 +31,7 @@ use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{Ledger, LedgerError, NewRefund, Outcome, RefundRecord, RefundState};
 use crate::payroc::body::{PreparedRefund, prepare};
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
-use crate::refund::Method;
+use crate::refund::{Method, ResultStatus, RowNote};
 use crate::report::terminal::Progress;
 
 /// Rows older than this since their first send are not re-sent blindly: Payroc forgets keys
@@ -62,15 +62,6 @@ pub struct DispatchOptions {
     pub precheck_enabled: bool,
     /// How far back the lookup before a first send reaches.
     pub precheck_days: u32,
-}
-
-/// A row the dispatcher did not send, and why, for the results CSV.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowNote {
-    /// The status the results CSV shows for the row.
-    pub status: &'static str,
-    /// The explanation.
-    pub error: String,
 }
 
 /// What the dispatcher did.
@@ -151,7 +142,7 @@ pub fn decide(
             // Not reachable through the outcome table (such a refusal is `unknown`); a ledger
             // edited by hand or written by an older version could hold it.
             return Ok(Decision::Hold(RowNote {
-                status: "unknown",
+                status: ResultStatus::Unknown,
                 error: "rejected, but an earlier request of this refund may have reached Payroc: not sent under a new key. Run `refund-batch reconcile` on this file".into(),
             }));
         }
@@ -162,10 +153,10 @@ pub fn decide(
         return Ok(Decision::Send(record));
     }
     if !same_body {
-        let change = describe_change(&record, amount_minor, currency, &prepared.payee_masked);
+        let change = record.describe_change(amount_minor, currency, &prepared.payee_masked);
         let note = if record.state.is_retryable_failure() {
             RowNote {
-                status: record.state.as_str(),
+                status: record.state.result_status(),
                 error: format!(
                     "this refund was {} and the row has changed since ({change}); to send the corrected row use --retry-failed",
                     record.state
@@ -173,7 +164,7 @@ pub fn decide(
             }
         } else {
             RowNote {
-                status: "conflict",
+                status: ResultStatus::Conflict,
                 error: format!(
                     "the ledger already has this refund ({}, key {}) with different details ({change}); \
                      it is not sent again. A different refund needs a different order_id",
@@ -188,7 +179,7 @@ pub fn decide(
         RefundState::Pending | RefundState::Sending | RefundState::Unknown => {
             if sent_too_long_ago(&record) {
                 return Ok(Decision::Hold(RowNote {
-                    status: "unknown",
+                    status: ResultStatus::Unknown,
                     error: "first sent more than 6 days ago and Payroc keeps keys for 7: not re-sent blindly. Run `refund-batch reconcile` on this file".into(),
                 }));
             }
@@ -224,7 +215,7 @@ fn same_order_elsewhere(
             format!(" by {}", other.method)
         };
         RowNote {
-            status: "conflict",
+            status: ResultStatus::Conflict,
             error: format!(
                 "the ledger already has a refund for this order{namespace_note}: row {} of {} on {} ({}, {} {} minor units); \
                  one order is one refund, so this row is not sent. A different refund needs a different order_id",
@@ -260,24 +251,6 @@ pub(crate) fn new_refund<'a>(
         payee_masked: &prepared.payee_masked,
         needs_precheck: false,
     }
-}
-
-/// Says, in words, how a row differs from what the ledger recorded for its refund.
-pub(crate) fn describe_change(record: &RefundRecord, amount_minor: i64, currency: &str, payee_masked: &str) -> String {
-    let mut changes = Vec::new();
-    if record.amount_minor != amount_minor || record.currency != currency {
-        changes.push(format!(
-            "amount was {} {} minor units, now {} {}",
-            record.amount_minor, record.currency, amount_minor, currency
-        ));
-    }
-    if record.payee_masked != payee_masked {
-        changes.push(format!("payee was {}, now {}", record.payee_masked, payee_masked));
-    }
-    if changes.is_empty() {
-        changes.push("another field such as the description, card, customer or custom fields differs".into());
-    }
-    changes.join("; ")
 }
 
 /// Whether a refund was first sent longer ago than Payroc can be trusted to remember its key.
@@ -731,7 +704,7 @@ fn settle_lookup(
                 other => format!("{other:?}"),
             };
             let note = RowNote {
-                status: "pending",
+                status: ResultStatus::Pending,
                 error: format!(
                     "not sent: this ledger is new, and the lookup of the order at Payroc before its first send failed ({detail}). Run again"
                 ),
@@ -957,7 +930,7 @@ mod tests {
         let Decision::Hold(note) = decide_row(&mut ledger, 1200, true) else {
             panic!("a changed succeeded row is held")
         };
-        assert_eq!(note.status, "conflict");
+        assert_eq!(note.status, ResultStatus::Conflict);
         assert!(
             note.error.contains("amount was 1000 USD minor units, now 1200 USD"),
             "{}",
@@ -972,7 +945,7 @@ mod tests {
         let Decision::Hold(note) = decide_row(&mut ledger, 1200, false) else {
             panic!()
         };
-        assert_eq!(note.status, "declined");
+        assert_eq!(note.status, ResultStatus::Declined);
         assert!(note.error.contains("--retry-failed"), "{}", note.error);
         let Decision::Send(retry) = decide_row(&mut ledger, 1200, true) else {
             panic!("the corrected row is sent")
@@ -1005,7 +978,7 @@ mod tests {
         let Decision::Hold(note) = decide_row(&mut ledger, 1000, true) else {
             panic!("held, not retried")
         };
-        assert_eq!(note.status, "unknown");
+        assert_eq!(note.status, ResultStatus::Unknown);
     }
 
     #[test]
@@ -1029,7 +1002,7 @@ mod tests {
         else {
             panic!("the same order by bank is held")
         };
-        assert_eq!(note.status, "conflict");
+        assert_eq!(note.status, ResultStatus::Conflict);
         assert!(
             note.error.contains("by card") && note.error.contains("row 2"),
             "{}",

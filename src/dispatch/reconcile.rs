@@ -31,12 +31,12 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::dispatch::outcome::{of_refund, state_of};
-use crate::dispatch::{DispatchError, RowNote, StopReason, new_refund, sent_too_long_ago};
+use crate::dispatch::{DispatchError, StopReason, new_refund, sent_too_long_ago};
 use crate::input::{InputReader, ParsedRow};
 use crate::ledger::{Ledger, Outcome, RefundRecord, RefundState};
 use crate::payroc::body::prepare;
 use crate::payroc::{PayrocClient, SendResult};
-use crate::refund::Method;
+use crate::refund::{Method, ResultStatus, RowNote};
 use crate::report::terminal::Progress;
 
 /// How reconciliation runs.
@@ -251,7 +251,7 @@ pub async fn reconcile(
                 report.notes.insert(
                     row.row,
                     RowNote {
-                        status: "queued",
+                        status: ResultStatus::Queued,
                         error: format!(
                             "Payroc accepted this refund earlier but lists no refund for the order between {window_text}; check in Payroc"
                         ),
@@ -310,7 +310,7 @@ pub async fn reconcile(
                 report.notes.insert(
                     row.row,
                     RowNote {
-                        status: "unknown",
+                        status: ResultStatus::Unknown,
                         error: format!(
                             "Payroc has {} refunds for this order ({}), {} with this amount and currency; settle it by hand before sending anything",
                             ids.len(),

@@ -8,7 +8,7 @@
 //!
 //! What it never holds: a full card number, CVV, account or routing number, API key, bearer token,
 //! or an unkeyed hash of any of those. The payee is kept masked and the request body only as a
-//! fingerprint of its masked form (see [`crate::request`]). The file is created with mode 0600.
+//! fingerprint of its masked form (the request body builder makes it). The file is created with mode 0600.
 //!
 //! Durability: WAL with `synchronous=FULL`, so every commit — above all each group of `sending`
 //! marks — is fsynced before the call returns, and a power cut loses nothing that was committed.
@@ -29,6 +29,8 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::refund::ResultStatus;
 
 /// Where a refund stands. Stored as its lower-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,10 +111,18 @@ impl RefundState {
 
     /// How the results CSV names this state: a row left `sending` by a crash is `unknown` there,
     /// because it may or may not have reached Payroc.
-    pub fn result_status(self) -> &'static str {
+    pub fn result_status(self) -> ResultStatus {
         match self {
-            RefundState::Sending => "unknown",
-            other => other.as_str(),
+            RefundState::Pending => ResultStatus::Pending,
+            RefundState::Sending | RefundState::Unknown => ResultStatus::Unknown,
+            RefundState::Succeeded => ResultStatus::Succeeded,
+            RefundState::Partial => ResultStatus::Partial,
+            RefundState::Queued => ResultStatus::Queued,
+            RefundState::Declined => ResultStatus::Declined,
+            RefundState::Returned => ResultStatus::Returned,
+            RefundState::Reversed => ResultStatus::Reversed,
+            RefundState::Rejected => ResultStatus::Rejected,
+            RefundState::Conflict => ResultStatus::Conflict,
         }
     }
 }
@@ -1040,6 +1050,27 @@ impl Ledger {
     }
 }
 
+impl RefundRecord {
+    /// Says, in words, how a row (its amount, currency and masked payee) differs from what the
+    /// ledger recorded for this refund.
+    pub fn describe_change(&self, amount_minor: i64, currency: &str, payee_masked: &str) -> String {
+        let mut changes = Vec::new();
+        if self.amount_minor != amount_minor || self.currency != currency {
+            changes.push(format!(
+                "amount was {} {} minor units, now {} {}",
+                self.amount_minor, self.currency, amount_minor, currency
+            ));
+        }
+        if self.payee_masked != payee_masked {
+            changes.push(format!("payee was {}, now {}", self.payee_masked, payee_masked));
+        }
+        if changes.is_empty() {
+            changes.push("another field such as the description, card, customer or custom fields differs".into());
+        }
+        changes.join("; ")
+    }
+}
+
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RefundRecord, String>> {
     let state: String = row.get(7)?;
     let Some(state) = RefundState::parse(&state) else {
@@ -1213,7 +1244,12 @@ mod tests {
         ] {
             assert!(!never.is_retryable_failure(), "{never}");
         }
-        assert_eq!(RefundState::Sending.result_status(), "unknown");
+        assert_eq!(RefundState::Sending.result_status(), ResultStatus::Unknown);
+        for state in RefundState::ALL {
+            if state != RefundState::Sending {
+                assert_eq!(state.result_status().as_str(), state.as_str(), "one name per state");
+            }
+        }
     }
 
     #[test]

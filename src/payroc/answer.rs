@@ -71,7 +71,7 @@ pub struct SendReport {
 }
 
 /// A refund as Payroc's body describes it (created, replayed or listed). Every field is
-/// optional here: which absences matter is [`crate::dispatch::outcome`]'s decision.
+/// optional here: which absences matter is the dispatcher's outcome table's decision.
 #[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedRefund {

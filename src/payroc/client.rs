@@ -4,7 +4,7 @@
 //! turns everything that can happen on the wire into one [`SendResult`] **in Payroc's words**:
 //! a created refund (as its body says, or a 2xx whose body is not one), a refusal (a problem
 //! with its status and type), an authentication failure, or "gave up, and the request may or may
-//! not have reached Payroc". It decides no ledger state: [`crate::dispatch::outcome`] does, from the answer
+//! not have reached Payroc". It decides no ledger state: the dispatcher's outcome table does, from the answer
 //! and from whether the refund's key generation may already have reached Payroc. Retries always
 //! re-send the same key and the same bytes, so a retry can never become a second refund.
 //!

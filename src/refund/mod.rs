@@ -12,6 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 pub mod key;
 pub mod money;
 pub mod redaction;
+pub mod status;
+
+pub use status::{ResultStatus, RowNote};
 
 use money::Currency;
 
@@ -58,7 +61,7 @@ impl fmt::Display for Method {
 }
 
 /// Where the money goes. Every number in here is a secret: `SecretString` keeps it out of
-/// `Debug` output, and only [`crate::request`] exposes it, to build the request body.
+/// `Debug` output, and only the request body builder exposes it.
 #[derive(Debug)]
 pub enum Payee {
     /// A keyed card: number (digits only, spaces stripped) and `MMYY` expiry.

@@ -10,33 +10,12 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::dispatch::{RowNote, describe_change};
 use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{Ledger, LedgerError, private_file};
 use crate::refund::key::Identity;
 use crate::refund::money::{Currency, format_amount};
 use crate::refund::redaction::redact_digit_runs;
-
-/// Every status a results line can have, in summary order.
-pub const STATUSES: [&str; 11] = [
-    "succeeded",
-    "partial",
-    "queued",
-    "declined",
-    "returned",
-    "reversed",
-    "rejected",
-    "conflict",
-    "unknown",
-    "pending",
-    "invalid",
-];
-
-/// Statuses that need a person (exit 1): a definite failure, a partial or returned refund, a
-/// reversal, a conflict, an invalid row.
-pub const NEEDS_REVIEW: [&str; 7] = [
-    "partial", "declined", "returned", "reversed", "rejected", "conflict", "invalid",
-];
+use crate::refund::{ResultStatus, RowNote};
 
 /// One line of the results CSV. The header is these field names, in this order: the one
 /// definition of the columns.
@@ -54,8 +33,8 @@ pub struct ResultLine {
     pub amount: String,
     /// Currency code.
     pub currency: String,
-    /// One of [`STATUSES`].
-    pub status: &'static str,
+    /// What happened to the row.
+    pub status: ResultStatus,
     /// Payroc's `refundId`.
     pub refund_id: String,
     /// `transactionResult.status`.
@@ -122,15 +101,24 @@ impl ResultLine {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tally {
     /// Rows per status.
-    pub rows: BTreeMap<&'static str, u64>,
+    pub rows: BTreeMap<ResultStatus, u64>,
     /// Minor units per (status, currency) for valid rows.
-    pub amounts: BTreeMap<(&'static str, String), i64>,
+    pub amounts: BTreeMap<(ResultStatus, String), i64>,
 }
 
 impl Tally {
     /// Rows with `status`.
-    pub fn count(&self, status: &str) -> u64 {
-        self.rows.get(status).copied().unwrap_or(0)
+    pub fn count(&self, status: ResultStatus) -> u64 {
+        self.rows.get(&status).copied().unwrap_or(0)
+    }
+
+    /// Rows with any status `which` selects.
+    pub fn count_where(&self, which: impl Fn(ResultStatus) -> bool) -> u64 {
+        self.rows
+            .iter()
+            .filter(|(status, _)| which(**status))
+            .map(|(_, count)| count)
+            .sum()
     }
 
     /// Total rows.
@@ -140,16 +128,16 @@ impl Tally {
 
     /// `succeeded=3,declined=1`: the form stored on the batch.
     pub fn counts_text(&self) -> String {
-        STATUSES
+        ResultStatus::ALL
             .iter()
-            .filter(|status| self.count(status) > 0)
-            .map(|status| format!("{status}={}", self.count(status)))
+            .filter(|status| self.count(**status) > 0)
+            .map(|status| format!("{status}={}", self.count(*status)))
             .collect::<Vec<_>>()
             .join(",")
     }
 
     /// Amounts for a status as `49.99 USD, 1200 JPY`.
-    pub fn amounts_text(&self, status: &str) -> Option<String> {
+    pub fn amounts_text(&self, status: ResultStatus) -> Option<String> {
         let parts: Vec<String> = self
             .amounts
             .iter()
@@ -294,7 +282,7 @@ fn write_rows<W: Write>(
                     order_id: redact_digit_runs(&label.order_id),
                     amount: redact_digit_runs(&label.amount),
                     currency: redact_digit_runs(&label.currency),
-                    status: "invalid",
+                    status: ResultStatus::Invalid,
                     error: redact_digit_runs(&message),
                     ..ResultLine::default()
                 }
@@ -310,7 +298,7 @@ fn write_rows<W: Write>(
                     ..ResultLine::default()
                 };
                 if context.skip_rows.contains(&row.row) {
-                    line.status = "invalid";
+                    line.status = ResultStatus::Invalid;
                     line.error = context.invalid.get(&row.row).cloned().unwrap_or_default();
                 } else {
                     let identity = Identity::of_row(&row, context.environment, context.namespace);
@@ -324,19 +312,19 @@ fn write_rows<W: Write>(
                             || record.currency != row.currency.code()
                             || record.payee_masked != payee;
                         differs.then(|| RowNote {
-                            status: "conflict",
+                            status: ResultStatus::Conflict,
                             error: format!(
                                 "the file differs from what the ledger has for this refund ({}: {}); nothing new was sent",
                                 record.state.result_status(),
-                                describe_change(record, row.amount_minor, row.currency.code(), &payee)
+                                record.describe_change(row.amount_minor, row.currency.code(), &payee)
                             ),
                         })
                     });
                     let note = context.notes.get(&row.row).or(changed.as_ref());
                     line.status = match (note, &record) {
-                        (Some(note), _) => status_name(note.status),
-                        (None, Some(record)) => status_name(record.state.result_status()),
-                        (None, None) => "pending",
+                        (Some(note), _) => note.status,
+                        (None, Some(record)) => record.state.result_status(),
+                        (None, None) => ResultStatus::Pending,
                     };
                     let optional = |value: &Option<String>| value.clone().unwrap_or_default();
                     match &record {
@@ -411,15 +399,6 @@ fn major_units(minor: i64, currency: Option<Currency>) -> String {
         Some(currency) => format_amount(minor, currency),
         None => minor.to_string(),
     }
-}
-
-/// Maps a status string onto the fixed list (an unexpected one is shown as `unknown`).
-fn status_name(status: &str) -> &'static str {
-    STATUSES
-        .iter()
-        .find(|known| **known == status)
-        .copied()
-        .unwrap_or("unknown")
 }
 
 /// Prefixes a cell with `'` when a spreadsheet would treat it as a formula (`= + - @`, tab, CR).

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ledger::RefundState;
+use crate::refund::ResultStatus;
 
 /// The progress bar on screen, if any: every write to stderr goes around it (see
 /// [`StderrWriter`]) so that notes and logs never tear it.
@@ -180,7 +181,7 @@ pub struct Progress {
     prefix: String,
     total: u64,
     started: Instant,
-    counts: [AtomicU64; RefundState::ALL.len()],
+    counts: [AtomicU64; ResultStatus::ALL.len()],
     done: AtomicU64,
 }
 
@@ -191,7 +192,7 @@ impl Progress {
     }
 
     /// A row held back (conflict, or too old to re-send blindly).
-    pub fn held(&self, status: &str) {
+    pub fn held(&self, status: ResultStatus) {
         self.count(status);
     }
 
@@ -200,8 +201,8 @@ impl Progress {
         self.count(state.result_status());
     }
 
-    fn count(&self, status: &str) {
-        if let Some(index) = RefundState::ALL.iter().position(|state| state.as_str() == status) {
+    fn count(&self, status: ResultStatus) {
+        if let Some(index) = ResultStatus::ALL.iter().position(|known| *known == status) {
             self.counts[index].fetch_add(1, Ordering::Relaxed);
         }
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -226,12 +227,12 @@ impl Progress {
     }
 
     fn counts_text(&self) -> String {
-        let parts: Vec<String> = RefundState::ALL
+        let parts: Vec<String> = ResultStatus::ALL
             .iter()
             .zip(&self.counts)
-            .filter_map(|(state, count)| {
+            .filter_map(|(status, count)| {
                 let count = count.load(Ordering::Relaxed);
-                (count > 0).then(|| format!("{count} {state}"))
+                (count > 0).then(|| format!("{count} {status}"))
             })
             .collect();
         if parts.is_empty() {
