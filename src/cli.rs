@@ -101,7 +101,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Config file with team defaults (TOML). Default: ./refund-batch.toml, then
-    /// <config dir>/refund-batch/refund-batch.toml. Precedence: option > environment > file > default.
+    /// `<config dir>/refund-batch/refund-batch.toml`. Precedence: option > environment > file > default.
     #[arg(long, global = true, env = "REFUND_BATCH_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 }

@@ -247,7 +247,7 @@ impl PowerCut {
                     inode.current.len()
                 )),
                 (None, Some(durable)) => {
-                    parts.push(format!("{name} removed, its removal not durable ({durable} bytes)"))
+                    parts.push(format!("{name} removed, its removal not durable ({durable} bytes)"));
                 }
             }
         }

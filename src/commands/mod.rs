@@ -1,6 +1,6 @@
 //! The commands: each turns parsed arguments into work and an [`ExitStatus`].
 //!
-//! `run` is the pipeline — validate ([`crate::input::file_check`]), dispatch ([`crate::dispatch`]), write
+//! `run` is the pipeline — check the file (`input::file_check`), dispatch (`dispatch`), write
 //! the results ([`crate::report::results`]) — with the ledger and the client set up around it. The others
 //! are views on the same pieces. Errors that stop a command come back as [`CommandError`], which
 //! carries the exit code the error means.
@@ -45,8 +45,8 @@ impl CommandError {
 pub async fn execute(cli: Cli, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
     match cli.command {
         Command::Run(arguments) => run::run(&cli.global, arguments, terminal).await,
-        Command::Validate(arguments) => validate::validate(&cli.global, arguments, terminal),
-        Command::Status(arguments) => status::status(&cli.global, arguments, terminal),
+        Command::Validate(arguments) => validate::validate(&cli.global, &arguments, terminal),
+        Command::Status(arguments) => status::status(&cli.global, &arguments, terminal),
         Command::Reconcile(arguments) => reconcile::reconcile(&cli.global, arguments, terminal).await,
         Command::Sandbox(arguments) => sandbox::serve(arguments, terminal).await,
         Command::Completions { shell } => {

@@ -54,7 +54,7 @@ struct FileView {
 }
 
 /// Prints the report on stdout (it is the command's data).
-pub fn status(global: &GlobalArgs, arguments: StatusArgs, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
+pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
     let path = ledger_path(global.ledger.as_ref())?;
     if !path.exists() {
         return Err(CommandError::usage(anyhow::anyhow!(

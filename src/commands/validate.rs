@@ -10,7 +10,7 @@ use crate::report::terminal::{Terminal, rows};
 /// Checks the file and prints every problem, then what would be sent.
 pub fn validate(
     _global: &GlobalArgs,
-    arguments: ValidateArgs,
+    arguments: &ValidateArgs,
     terminal: &Terminal,
 ) -> Result<ExitStatus, CommandError> {
     let options = read_options(&arguments.input)?;

@@ -261,7 +261,7 @@ impl InputReader {
             .has_headers(true)
             .delimiter(delimiter)
             .from_reader(stream);
-        let header = reader.byte_headers().map_err(|error| csv_error(path, error))?.clone();
+        let header = reader.byte_headers().map_err(|error| csv_error(path, &error))?.clone();
         if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
             return Err(header_error(
                 "the file is empty (no header row, only blank lines or nothing at all): it needs a header row \
@@ -358,7 +358,7 @@ impl InputReader {
                 let row = self.records_read + 1;
                 Some(Ok(validate_record(&self.record, row, &self.columns, self.options)))
             }
-            Err(error) => Some(Err(csv_error(&self.path, error))),
+            Err(error) => Some(Err(csv_error(&self.path, &error))),
         }
     }
 
@@ -398,7 +398,7 @@ fn skip_separator_line(stream: &mut InputStream, delimiter: u8) -> io::Result<Re
     }
     let ending = match line.get(5..) {
         Some([b'\r', b'\n', ..]) => 2,
-        Some([b'\n', ..]) | Some([b'\r', ..]) => 1,
+        Some([b'\n' | b'\r', ..]) => 1,
         Some([]) => 0,
         // `sep=` followed by more text is not the hint; leave it to the header checks.
         _ => return Ok(Ok(())),
@@ -427,7 +427,7 @@ fn skip_separator_line(stream: &mut InputStream, delimiter: u8) -> io::Result<Re
     Ok(Ok(()))
 }
 
-fn csv_error(path: &Path, error: csv::Error) -> InputError {
+fn csv_error(path: &Path, error: &csv::Error) -> InputError {
     let row = error.position().map(|position| position.record() + 1);
     let message = match (error.kind(), row) {
         (csv::ErrorKind::Io(io_error), _) => {

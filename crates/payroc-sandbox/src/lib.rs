@@ -131,10 +131,13 @@ pub struct RefundRecord {
     pub refund_id: String,
     /// `"card"` or `"bank"`.
     pub method: String,
+    /// The `processingTerminalId` sent.
     pub processing_terminal_id: String,
+    /// The `order.orderId` sent.
     pub order_id: String,
     /// Minor units, positive as sent.
     pub amount: i64,
+    /// The `order.currency` sent.
     pub currency: String,
     /// `transactionResult.responseCode` of the first answer: `"A"`, `"D"`,
     /// `"R"`, `"E"`, `"C"` or `"P"`, or `""` for a bank answer without one.
@@ -303,7 +306,7 @@ impl RunningSandbox {
             match task.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "payroc-sandbox server ended with an error")
+                    tracing::debug!(error = %e, "payroc-sandbox server ended with an error");
                 }
                 Err(e) => tracing::debug!(error = %e, "payroc-sandbox server task failed"),
             }
