@@ -1109,6 +1109,112 @@ mod tests {
         Ok(rows)
     }
 
+    /// The key derivation is frozen: fixed rows of every kind, in every environment, at
+    /// generations 0 and 1, give these exact keys (computed independently, in Python, from the
+    /// encoding in `refund::key`). A change that moves any of them would make Payroc see a new
+    /// refund for a row it already refunded.
+    #[test]
+    fn golden_keys_for_fixed_rows() {
+        let file = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,secure_token,account_number,routing_number,name_on_account,sec_code\n\
+                    card,1234001,GK-CARD-KEYED,49.99,USD,golden,4539858876047062,1230,,,,,\n\
+                    card,1234001,GK-CARD-TOKEN,12.00,EUR,golden,,,2967530000000010,,,,\n\
+                    bank,1234001,GK-BANK-ACH,1200,JPY,,,,,1234567890,011000015,Grace Hopper,\n\
+                    bank,1234001,GK-BANK-TOKEN,9.500,KWD,golden,,,2967530000000028,,,,web\n";
+        let golden: [(&str, [(&str, &str); 3]); 4] = [
+            (
+                "GK-CARD-KEYED",
+                [
+                    (
+                        "224316b4-c967-4e62-b86c-b154c1ae4a5a",
+                        "37ed8eb1-a8a4-4109-9edf-3051720f03d9",
+                    ),
+                    (
+                        "7cd157fc-7b11-4c54-a2c5-185e71c011b7",
+                        "604884c7-924c-478a-8cbf-cad65cb1b275",
+                    ),
+                    (
+                        "3c38017a-34d8-431f-ac1f-6ab7c63463c3",
+                        "8986e9ed-4d47-46f5-b05e-1d8b706d585f",
+                    ),
+                ],
+            ),
+            (
+                "GK-CARD-TOKEN",
+                [
+                    (
+                        "4abfd045-901f-448b-9545-6f6750c3e8b9",
+                        "c57b232c-9329-4c5e-be1e-d7fa71cb62f3",
+                    ),
+                    (
+                        "e2858643-3fac-44b7-8a30-fa599fce2257",
+                        "3025d58b-dbcd-4dc2-94ab-03bd7259a4e0",
+                    ),
+                    (
+                        "06eba1a1-c602-463f-a1b0-822db13eb2af",
+                        "d5b55b95-73bd-46b1-be1e-6a13c5390aef",
+                    ),
+                ],
+            ),
+            (
+                "GK-BANK-ACH",
+                [
+                    (
+                        "000eaef5-110f-4208-b5f0-e3b12269cd77",
+                        "83e816ca-1364-4271-86b8-44a71889028e",
+                    ),
+                    (
+                        "3ab53b51-3791-4e92-a650-58f08849da38",
+                        "cd1f10f8-b3ba-4e17-8473-18f66d42589a",
+                    ),
+                    (
+                        "9dafc45a-c7c2-45c9-85b9-d0f7d6bf13aa",
+                        "a45a4c08-fff6-4b1c-bfa4-f95e20ef129c",
+                    ),
+                ],
+            ),
+            (
+                "GK-BANK-TOKEN",
+                [
+                    (
+                        "2fdcf915-4d24-4b09-a1b3-da1401ca7dec",
+                        "f6180098-ea97-433d-bee3-fb47dcea1693",
+                    ),
+                    (
+                        "ef5c524a-a544-4a1e-8e9f-2e07b8e409d5",
+                        "1dbbe576-b49e-46bf-89ab-3d5c6c4f2346",
+                    ),
+                    (
+                        "088f5ace-446f-4221-9a3f-6a3fbc44fda7",
+                        "105dfb37-7702-4ec3-b049-2dbb1d679400",
+                    ),
+                ],
+            ),
+        ];
+        let rows = read_all(file, ReadOptions::default()).expect("read");
+        assert_eq!(rows.len(), golden.len());
+        for (parsed, (order_id, by_environment)) in rows.iter().zip(golden) {
+            let ParsedRow::Valid(row) = parsed else {
+                panic!("{order_id} is valid: {:?}", problems(parsed))
+            };
+            assert_eq!(row.order_id, order_id);
+            for (environment, (generation_0, generation_1)) in
+                ["sandbox", "uat", "production"].into_iter().zip(by_environment)
+            {
+                let identity = crate::refund::key::Identity::of_row(row, environment, "default");
+                assert_eq!(
+                    identity.key(0).to_string(),
+                    generation_0,
+                    "{order_id} {environment} generation 0"
+                );
+                assert_eq!(
+                    identity.key(1).to_string(),
+                    generation_1,
+                    "{order_id} {environment} generation 1"
+                );
+            }
+        }
+    }
+
     fn problems(row: &ParsedRow) -> Vec<String> {
         match row {
             ParsedRow::Valid(_) => Vec::new(),

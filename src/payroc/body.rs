@@ -27,20 +27,6 @@ pub struct PreparedRefund {
     pub payee_masked: String,
 }
 
-impl Identity {
-    /// The identity of `row` under `environment` and key `namespace`: the one place a row's
-    /// identity is made, for keys, ledger look-ups and the results alike.
-    pub fn of_row(row: &RefundRow, environment: &str, namespace: &str) -> Identity {
-        Identity {
-            environment: environment.to_owned(),
-            namespace: namespace.to_owned(),
-            method: row.method.as_str().to_owned(),
-            processing_terminal_id: row.processing_terminal_id.clone(),
-            order_id: row.order_id.clone(),
-        }
-    }
-}
-
 /// What the ledger needs to decide about `row`. The body itself is built only for rows that are
 /// sent ([`body`]): a re-run of a finished batch never serialises a card number.
 pub fn prepare(row: &RefundRow, environment: &str, namespace: &str) -> PreparedRefund {

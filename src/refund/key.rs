@@ -77,6 +77,20 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// The identity of `row` under `environment` and key `namespace`: the one place a row's
+    /// identity is made, for keys, ledger look-ups and the results alike.
+    pub fn of_row(row: &crate::refund::RefundRow, environment: &str, namespace: &str) -> Identity {
+        Identity {
+            environment: environment.to_owned(),
+            namespace: namespace.to_owned(),
+            method: row.method.as_str().to_owned(),
+            processing_terminal_id: row.processing_terminal_id.clone(),
+            order_id: row.order_id.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
