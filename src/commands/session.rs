@@ -18,7 +18,7 @@ use crate::dispatch::StopReason;
 use crate::exit::ExitStatus;
 use crate::input::file_check::{FileCheck, check_file};
 use crate::input::{InputReader, ReadOptions};
-use crate::ledger::{BatchSummary, Ledger};
+use crate::ledger::{BatchId, BatchSummary, Ledger};
 use crate::payroc::client::check_base_url;
 use crate::payroc::{ClientConfig, PayrocClient, RetryPolicy, SystemicError};
 use crate::refund::{ResultStatus, RowNote};
@@ -40,7 +40,7 @@ pub struct Session {
     /// Its path, for messages.
     pub ledger_path: PathBuf,
     /// The batch this command records under.
-    pub batch: i64,
+    pub batch: BatchId,
     /// The key namespace.
     pub namespace: String,
 }
@@ -120,7 +120,7 @@ fn open(
         )
         .map_err(CommandError::usage)?;
     tracing::info!(
-        batch,
+        batch = %batch,
         command,
         file = %input.file.display(),
         sha256 = %check.sha256,

@@ -114,7 +114,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
         batches: batches
             .into_iter()
             .map(|batch| BatchView {
-                id: batch.id,
+                id: batch.id.0,
                 input_path: batch.input_path,
                 input_sha256: batch.input_sha256,
                 environment: batch.environment,

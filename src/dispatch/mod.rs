@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::input::{InputError, InputReader, ParsedRow};
-use crate::ledger::{Ledger, LedgerError, NewRefund, Outcome, RefundRecord, RefundState};
+use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, NewRefund, Outcome, RefundRecord, RefundState};
 use crate::payroc::body::{PreparedRefund, prepare};
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
 use crate::refund::{Method, ResultStatus, RowNote};
@@ -52,7 +52,7 @@ pub struct DispatchOptions {
     /// Send declined and rejected rows again under the next key generation.
     pub retry_failed: bool,
     /// The ledger batch this run records under.
-    pub batch: i64,
+    pub batch: BatchId,
     /// After a stop request, how long requests in flight may take before they are abandoned.
     pub shutdown_grace: Duration,
     /// Rows new to the ledger are looked up at Payroc before their first send (see
@@ -271,7 +271,7 @@ enum Finished {
     /// The refund's request (with its retries) ended.
     Sent {
         row: ReadyRow,
-        attempt: i64,
+        attempt: AttemptId,
         report: crate::payroc::SendReport,
     },
     /// The lookup before the first send ended.
@@ -541,7 +541,7 @@ async fn dispatch_rows(
                                 row.record.may_have_reached,
                             );
                             tracing::debug!(
-                                refund = row.record.id,
+                                refund = %row.record.id,
                                 state = outcome.state.map(RefundState::as_str),
                                 http_status = outcome.http_status,
                                 requests = sent.requests,
@@ -626,7 +626,7 @@ async fn dispatch_rows(
                 // `sending` is durable for the whole group before any of its requests exists.
                 ledger.commit_group()?;
                 for (row, attempt) in group.into_iter().zip(attempts) {
-                    tracing::debug!(refund = row.record.id, key = %row.record.idempotency_key, generation = row.record.generation, "sending");
+                    tracing::debug!(refund = %row.record.id, key = %row.record.idempotency_key, generation = row.record.generation, "sending");
                     report.sent += 1;
                     let client = Arc::clone(&client);
                     let limiter = Arc::clone(&limiter);
@@ -782,6 +782,7 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::RefundId;
     use crate::refund::money::Currency;
     use crate::refund::{Customer, Method, Payee, RefundRow};
 
@@ -814,7 +815,7 @@ mod tests {
             rate: NonZeroU32::MIN,
             concurrency: 1,
             retry_failed,
-            batch: 1,
+            batch: BatchId(1),
             shutdown_grace: Duration::ZERO,
             precheck_new_rows: false,
             precheck_enabled: true,
@@ -844,7 +845,7 @@ mod tests {
         .expect("decide")
     }
 
-    fn set_state(ledger: &mut Ledger, id: i64, state: RefundState) {
+    fn set_state(ledger: &mut Ledger, id: RefundId, state: RefundState) {
         ledger
             .record(
                 id,
@@ -959,7 +960,7 @@ mod tests {
         let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        ledger.mark_sending(first.id, 1).expect("mark sending");
+        ledger.mark_sending(first.id, BatchId(1)).expect("mark sending");
         // The next run finds it `sending` (a crash): it is re-sent with the same key, flagged.
         let Decision::Send(again) = decide_row(&mut ledger, 1000, true) else {
             panic!("a sending row is re-sent")
@@ -1029,7 +1030,7 @@ mod tests {
         let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        ledger.mark_sending(first.id, 1).expect("mark sending");
+        ledger.mark_sending(first.id, BatchId(1)).expect("mark sending");
         let mut record = ledger.find(&first.identity).expect("find").expect("exists");
         assert!(!sent_too_long_ago(&record));
         record.first_sent_at = Some("2020-01-01T00:00:00.000Z".into());

@@ -22,7 +22,7 @@
 use crate::ledger::{Outcome, RefundState};
 use crate::payroc::answer::TransactionResult;
 use crate::payroc::{CreatedRefund, SendReport, SendResult};
-use crate::refund::Method;
+use crate::refund::{Method, PayrocRefundId};
 
 /// Problem type Payroc uses when a key was first used with a different body (under 409 or 400).
 const KEY_IN_USE: &str = "idempotency-key-in-use";
@@ -188,7 +188,7 @@ pub fn of_refund(method: Method, refund: &CreatedRefund) -> Outcome {
     let mut outcome = Outcome {
         state: Some(state),
         // Payroc's id is 10 characters, never a number to hide; kept exact so lookups match it.
-        refund_id: refund.refund_id.clone(),
+        refund_id: refund.refund_id.clone().map(PayrocRefundId),
         payroc_status: result.status.clone(),
         response_code: result.response_code.clone(),
         response_message: result.response_message.clone(),

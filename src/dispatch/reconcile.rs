@@ -33,7 +33,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::dispatch::outcome::{of_refund, state_of};
 use crate::dispatch::{DispatchError, StopReason, new_refund, sent_too_long_ago};
 use crate::input::{InputReader, ParsedRow};
-use crate::ledger::{Ledger, Outcome, RefundRecord, RefundState};
+use crate::ledger::{BatchId, Ledger, Outcome, RefundRecord, RefundState};
 use crate::payroc::body::prepare;
 use crate::payroc::{PayrocClient, SendResult};
 use crate::refund::{Method, ResultStatus, RowNote};
@@ -49,7 +49,7 @@ pub struct ReconcileOptions {
     /// Also look up `queued` rows.
     pub include_queued: bool,
     /// The ledger batch.
-    pub batch: i64,
+    pub batch: BatchId,
     /// Rows a person confirmed were never created (`--confirm-not-created`).
     pub confirm_not_created: RowSelection,
     /// Also read again every refund whose Payroc status can still change (`--refresh`).
@@ -145,7 +145,7 @@ pub async fn reconcile(
                 .filter(|_| may_still_change(row.method, &record))
         {
             report.refreshed += 1;
-            match client.get_refund(row.method, &refund_id).await {
+            match client.get_refund(row.method, refund_id.as_str()).await {
                 Ok(refund) => {
                     let outcome = Outcome {
                         http_status: Some(200),
@@ -219,7 +219,12 @@ pub async fn reconcile(
         let earlier = ledger.earlier_generation_refund_ids(record.id)?;
         let (matching, others): (Vec<_>, Vec<_>) = found
             .into_iter()
-            .filter(|refund| refund.refund_id.as_ref().is_none_or(|id| !earlier.contains(id)))
+            .filter(|refund| {
+                refund
+                    .refund_id
+                    .as_ref()
+                    .is_none_or(|id| !earlier.iter().any(|earlier| earlier.as_str() == id))
+            })
             .partition(|refund| {
                 refund.order.as_ref().is_some_and(|order| {
                     order.amount == Some(record.amount_minor) && order.currency.as_deref() == Some(&record.currency)

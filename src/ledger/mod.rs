@@ -30,7 +30,53 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::refund::ResultStatus;
+use crate::refund::{PayrocRefundId, ResultStatus};
+
+/// A batch's row in the ledger: one command over one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BatchId(pub i64);
+
+/// A refund identity's row in the ledger — not Payroc's refund id ([`PayrocRefundId`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RefundId(pub i64);
+
+/// One send's row in the audit trail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttemptId(pub i64);
+
+/// Ledger row ids are stored as SQLite integers.
+macro_rules! sql_integer_id {
+    ($($name:ident),*) => {$(
+        impl rusqlite::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.0))
+            }
+        }
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                i64::column_result(value).map($name)
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(formatter, "{}", self.0)
+            }
+        }
+    )*};
+}
+sql_integer_id!(BatchId, RefundId, AttemptId);
+
+impl rusqlite::ToSql for PayrocRefundId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl rusqlite::types::FromSql for PayrocRefundId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(value).map(PayrocRefundId)
+    }
+}
 
 /// Where a refund stands. Stored as its lower-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -177,7 +223,7 @@ pub enum LedgerError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRecord {
     /// Row id in the `refunds` table.
-    pub id: i64,
+    pub id: RefundId,
     /// [`crate::refund::key::Identity::ledger_id`].
     pub identity: String,
     /// `card` or `bank`.
@@ -205,7 +251,7 @@ pub struct RefundRecord {
     /// Last HTTP status.
     pub http_status: Option<i64>,
     /// Payroc's `refundId`.
-    pub refund_id: Option<String>,
+    pub refund_id: Option<PayrocRefundId>,
     /// `transactionResult.status`.
     pub payroc_status: Option<String>,
     /// `transactionResult.responseCode`.
@@ -231,7 +277,7 @@ pub struct RefundRecord {
     /// When the ledger first saw this refund (RFC 3339).
     pub created_at: String,
     /// The batch that last touched it.
-    pub batch_id: Option<i64>,
+    pub batch_id: Option<BatchId>,
     /// Its row in that batch's file.
     pub input_row: Option<i64>,
     /// What Payroc authorized, in positive minor units.
@@ -252,7 +298,7 @@ pub struct Outcome {
     /// HTTP status of the last response, if any.
     pub http_status: Option<i64>,
     /// Payroc's refund id.
-    pub refund_id: Option<String>,
+    pub refund_id: Option<PayrocRefundId>,
     /// `transactionResult.status`.
     pub payroc_status: Option<String>,
     /// `transactionResult.responseCode`.
@@ -320,7 +366,7 @@ pub struct BatchSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchRecord {
     /// Batch id.
-    pub id: i64,
+    pub id: BatchId,
     /// Input path as given.
     pub input_path: String,
     /// SHA-256 of the input.
@@ -589,18 +635,18 @@ impl Ledger {
         input_sha256: &str,
         environment: &str,
         command: &str,
-    ) -> Result<i64, LedgerError> {
+    ) -> Result<BatchId, LedgerError> {
         self.connection
             .execute(
                 "INSERT INTO batches (input_path, input_sha256, environment, command, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![input_path, input_sha256, environment, command, now()],
             )
             .map_err(|source| self.sqlite_error(source))?;
-        Ok(self.connection.last_insert_rowid())
+        Ok(BatchId(self.connection.last_insert_rowid()))
     }
 
     /// Closes a batch with its totals.
-    pub fn finish_batch(&mut self, batch: i64, summary: &BatchSummary) -> Result<(), LedgerError> {
+    pub fn finish_batch(&mut self, batch: BatchId, summary: &BatchSummary) -> Result<(), LedgerError> {
         self.connection
             .execute(
                 "UPDATE batches SET finished_at = ?2, rows_total = ?3, rows_invalid = ?4, exit_code = ?5, counts = ?6 WHERE id = ?1",
@@ -683,7 +729,7 @@ impl Ledger {
     }
 
     /// Records a new identity as `pending` with its generation-0 key, remembering the key handed out.
-    pub fn insert(&mut self, refund: &NewRefund<'_>, batch: i64, row: u64) -> Result<RefundRecord, LedgerError> {
+    pub fn insert(&mut self, refund: &NewRefund<'_>, batch: BatchId, row: u64) -> Result<RefundRecord, LedgerError> {
         let time = now();
         let id = self.write(|connection| {
             connection
@@ -709,7 +755,7 @@ impl Ledger {
                     refund.environment,
                     refund.needs_precheck
                 ])?;
-            let id = connection.last_insert_rowid();
+            let id = RefundId(connection.last_insert_rowid());
             connection
                 .prepare_cached("INSERT INTO keys (refund_id, generation, idempotency_key, created_at) VALUES (?1, 0, ?2, ?3)")?
                 .execute(params![id, refund.idempotency_key, time])?;
@@ -718,7 +764,7 @@ impl Ledger {
         self.find_by_id(id)
     }
 
-    fn find_by_id(&self, id: i64) -> Result<RefundRecord, LedgerError> {
+    fn find_by_id(&self, id: RefundId) -> Result<RefundRecord, LedgerError> {
         let mut statement = self
             .connection
             .prepare_cached(concat!("SELECT ", refund_columns!(), " FROM refunds WHERE id = ?1"))
@@ -737,11 +783,11 @@ impl Ledger {
     /// never created; the caller checks which.
     pub fn next_generation(
         &mut self,
-        id: i64,
+        id: RefundId,
         generation: u32,
         key: &str,
         refund: &NewRefund<'_>,
-        batch: i64,
+        batch: BatchId,
         row: u64,
     ) -> Result<RefundRecord, LedgerError> {
         let time = now();
@@ -776,7 +822,7 @@ impl Ledger {
 
     /// Marks `sending` and opens an attempt; returns the attempt id. Outside a group this commits
     /// at once; inside one, the caller must commit the group *before* the request leaves.
-    pub fn mark_sending(&mut self, id: i64, batch: i64) -> Result<i64, LedgerError> {
+    pub fn mark_sending(&mut self, id: RefundId, batch: BatchId) -> Result<AttemptId, LedgerError> {
         let time = now();
         self.write(|connection| {
             connection
@@ -791,7 +837,7 @@ impl Ledger {
                      SELECT id, ?2, generation, idempotency_key, ?3 FROM refunds WHERE id = ?1",
                 )?
                 .execute(params![id, batch, time])?;
-            Ok(connection.last_insert_rowid())
+            Ok(AttemptId(connection.last_insert_rowid()))
         })
     }
 
@@ -800,8 +846,8 @@ impl Ledger {
     /// [`Ledger::mark_sending`] counted), so `attempts` is every request ever sent.
     pub fn record(
         &mut self,
-        id: i64,
-        attempt: Option<i64>,
+        id: RefundId,
+        attempt: Option<AttemptId>,
         outcome: &Outcome,
         retries: i64,
     ) -> Result<(), LedgerError> {
@@ -853,7 +899,12 @@ impl Ledger {
 
     /// Settles a refund from what Payroc's records say (`reconcile`), leaving an audit-trail
     /// attempt that records the lookup rather than a send.
-    pub fn record_reconciliation(&mut self, id: i64, batch: i64, outcome: &Outcome) -> Result<(), LedgerError> {
+    pub fn record_reconciliation(
+        &mut self,
+        id: RefundId,
+        batch: BatchId,
+        outcome: &Outcome,
+    ) -> Result<(), LedgerError> {
         let time = now();
         let detail = format!(
             "reconciled: {}",
@@ -882,7 +933,7 @@ impl Ledger {
 
     /// Records that a request of the current generation may have reached Payroc (a `sending`
     /// mark found by a later run: the crash may have come after the request left).
-    pub fn mark_may_have_reached(&mut self, id: i64) -> Result<(), LedgerError> {
+    pub fn mark_may_have_reached(&mut self, id: RefundId) -> Result<(), LedgerError> {
         self.write(|connection| {
             connection
                 .prepare_cached("UPDATE refunds SET may_have_reached = 1 WHERE id = ?1")?
@@ -892,7 +943,7 @@ impl Ledger {
     }
 
     /// The order's lookup at Payroc found nothing: the row may now be sent.
-    pub fn clear_precheck(&mut self, id: i64) -> Result<(), LedgerError> {
+    pub fn clear_precheck(&mut self, id: RefundId) -> Result<(), LedgerError> {
         self.write(|connection| {
             connection
                 .prepare_cached("UPDATE refunds SET needs_precheck = 0 WHERE id = ?1")?
@@ -907,11 +958,11 @@ impl Ledger {
     #[allow(clippy::too_many_arguments)] // next_generation's arguments, plus the decision's words
     pub fn confirm_not_created(
         &mut self,
-        id: i64,
+        id: RefundId,
         generation: u32,
         key: &str,
         refund: &NewRefund<'_>,
-        batch: i64,
+        batch: BatchId,
         row: u64,
         detail: &str,
     ) -> Result<RefundRecord, LedgerError> {
@@ -974,7 +1025,7 @@ impl Ledger {
 
     /// Payroc refund ids produced by earlier key generations of this refund: a lookup by order
     /// finds those too, and they are not the refund being reconciled.
-    pub fn earlier_generation_refund_ids(&self, id: i64) -> Result<Vec<String>, LedgerError> {
+    pub fn earlier_generation_refund_ids(&self, id: RefundId) -> Result<Vec<PayrocRefundId>, LedgerError> {
         let mut statement = self
             .connection
             .prepare_cached(
@@ -1265,7 +1316,7 @@ mod tests {
         let outcome = Outcome {
             state: Some(RefundState::Succeeded),
             http_status: Some(201),
-            refund_id: Some("CD3HN88U9F".into()),
+            refund_id: Some(PayrocRefundId("CD3HN88U9F".into())),
             response_code: Some("A".into()),
             ..Outcome::default()
         };
@@ -1273,7 +1324,7 @@ mod tests {
         let done = ledger.find("id-1").unwrap().unwrap();
         assert_eq!(done.state, RefundState::Succeeded);
         assert_eq!(done.attempts, 1);
-        assert_eq!(done.refund_id.as_deref(), Some("CD3HN88U9F"));
+        assert_eq!(done.refund_id.as_ref().map(PayrocRefundId::as_str), Some("CD3HN88U9F"));
         assert!(done.first_sent_at.is_some());
         let trail: i64 = ledger
             .connection

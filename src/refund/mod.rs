@@ -206,6 +206,24 @@ pub struct RefundRow {
     pub custom_fields: Vec<(String, String)>,
 }
 
+/// Payroc's own id for a refund: 10 characters, e.g. `CD3HN88U9F`. Not a secret (kept exact so
+/// lookups match it), and not to be confused with the ledger's row id for the refund.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PayrocRefundId(pub String);
+
+impl PayrocRefundId {
+    /// The id as Payroc writes it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PayrocRefundId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
 /// Lower-case hex of bytes, for digests.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -333,7 +333,7 @@ fn write_rows<W: Write>(
                             // Amounts are what the ledger sent when it sent something.
                             line.amount = major_units(record.amount_minor, currency);
                             line.currency = record.currency.clone();
-                            line.refund_id = optional(&record.refund_id);
+                            line.refund_id = record.refund_id.as_ref().map(ToString::to_string).unwrap_or_default();
                             line.payroc_status = optional(&record.payroc_status);
                             line.response_code = optional(&record.response_code);
                             line.response_message = optional(&record.response_message);
