@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::input::{InputError, InputReader, ParsedRow};
-use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, NewRefund, Outcome, RefundRecord, RefundState};
+use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundRecord, RefundState, RefundUpdate};
 use crate::payroc::body::{PreparedRefund, prepare};
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
 use crate::refund::{Method, ResultStatus, RowNote};
@@ -713,7 +713,7 @@ fn settle_lookup(
         }
     };
     // A declined refund refunded nothing: it does not stand in the way.
-    let live: Vec<(Method, CreatedRefund, Outcome)> = found
+    let live: Vec<(Method, CreatedRefund, RefundUpdate)> = found
         .into_iter()
         .map(|(method, refund)| {
             let outcome = crate::dispatch::outcome::of_refund(method, &refund);
@@ -730,7 +730,7 @@ fn settle_lookup(
                     order.amount == Some(record.amount_minor) && order.currency.as_deref() == Some(&record.currency)
                 }) =>
         {
-            Outcome {
+            RefundUpdate {
                 http_status: Some(200),
                 problem_detail: Some(format!(
                     "found at Payroc before sending ({}): this order was already refunded, so it was not sent again",
@@ -739,7 +739,7 @@ fn settle_lookup(
                 ..outcome.clone()
             }
         }
-        several => Outcome {
+        several => RefundUpdate {
             state: Some(RefundState::Conflict),
             http_status: Some(200),
             problem_detail: Some(format!(
@@ -751,7 +751,7 @@ fn settle_lookup(
                     .collect::<Vec<_>>()
                     .join("; ")
             )),
-            ..Outcome::default()
+            ..RefundUpdate::default()
         },
     };
     ledger.record_reconciliation(record.id, options.batch, &outcome)?;
@@ -850,9 +850,9 @@ mod tests {
             .record(
                 id,
                 None,
-                &Outcome {
+                &RefundUpdate {
                     state: Some(state),
-                    ..Outcome::default()
+                    ..RefundUpdate::default()
                 },
                 0,
             )

@@ -19,7 +19,7 @@
 //!   less than asked), approval and processor codes, and notes — a custom field Payroc left out,
 //!   a status this version does not know, an authorized amount that is not whole minor units.
 
-use crate::ledger::{Outcome, RefundState};
+use crate::ledger::{RefundState, RefundUpdate};
 use crate::payroc::answer::TransactionResult;
 use crate::payroc::{CreatedRefund, SendReport, SendResult};
 use crate::refund::{Method, PayrocRefundId};
@@ -43,7 +43,7 @@ pub struct Sent<'a> {
 
 /// The ledger outcome of one send, given whether a request of the same key generation may have
 /// reached Payroc before this send began.
-pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Outcome {
+pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> RefundUpdate {
     let Sent {
         method,
         order_id,
@@ -55,14 +55,14 @@ pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Out
         SendResult::Created { http_status, refund } => {
             let status = *http_status;
             let http_status = Some(i64::from(status));
-            let proves_nothing = |why: String| Outcome {
+            let proves_nothing = |why: String| RefundUpdate {
                 state: Some(RefundState::Unknown),
                 http_status,
                 problem_detail: Some(format!(
                     "{why}, which proves nothing: the refund may or may not exist. Run `refund-batch reconcile` on this file"
                 )),
                 may_have_reached: true,
-                ..Outcome::default()
+                ..RefundUpdate::default()
             };
             let Some(refund) = refund else {
                 return proves_nothing(format!(
@@ -78,7 +78,7 @@ pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Out
                     "Payroc answered HTTP {status} with a refund for another order ({other:?})"
                 ));
             }
-            let mut outcome = Outcome {
+            let mut outcome = RefundUpdate {
                 http_status,
                 may_have_reached: true,
                 ..of_refund(method, refund)
@@ -120,34 +120,34 @@ pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Out
             } else {
                 detail.clone()
             };
-            Outcome {
+            RefundUpdate {
                 state: Some(state),
                 http_status: Some(i64::from(*http_status)),
                 problem_type: problem_type.clone(),
                 problem_detail: Some(detail),
                 may_have_reached: reached_before,
-                ..Outcome::default()
+                ..RefundUpdate::default()
             }
         }
         SendResult::GaveUp {
             maybe_reached,
             detail,
             http_status,
-        } => Outcome {
+        } => RefundUpdate {
             // Only a refund none of whose requests could have reached Payroc goes back to pending.
             state: Some(unfinished_state(reached_before || *maybe_reached)),
             http_status: http_status.map(i64::from),
             problem_detail: Some(detail.clone()),
             may_have_reached: reached_before || *maybe_reached,
-            ..Outcome::default()
+            ..RefundUpdate::default()
         },
         // A 401 (or no token at all) means Payroc did not process *that* request; an earlier one
         // may have been, and then the row is unknown.
-        SendResult::Systemic(error) => Outcome {
+        SendResult::Systemic(error) => RefundUpdate {
             state: Some(unfinished_state(reached_before)),
             problem_detail: Some(error.to_string()),
             may_have_reached: reached_before,
-            ..Outcome::default()
+            ..RefundUpdate::default()
         },
     }
 }
@@ -162,7 +162,7 @@ fn unfinished_state(may_have_reached: bool) -> RefundState {
 
 /// The outcome of a refund Payroc has (created, replayed, listed or read again), from its
 /// `transactionResult`: the response code and the status together.
-pub fn of_refund(method: Method, refund: &CreatedRefund) -> Outcome {
+pub fn of_refund(method: Method, refund: &CreatedRefund) -> RefundUpdate {
     let empty = TransactionResult::default();
     let result = refund.transaction_result.as_ref().unwrap_or(&empty);
     let state = state_of(method, result);
@@ -185,7 +185,7 @@ pub fn of_refund(method: Method, refund: &CreatedRefund) -> Outcome {
             result.response_code.as_deref().unwrap_or("")
         ));
     }
-    let mut outcome = Outcome {
+    let mut outcome = RefundUpdate {
         state: Some(state),
         // Payroc's id is 10 characters, never a number to hide; kept exact so lookups match it.
         refund_id: refund.refund_id.clone().map(PayrocRefundId),
@@ -195,13 +195,13 @@ pub fn of_refund(method: Method, refund: &CreatedRefund) -> Outcome {
         approval_code: result.approval_code.clone(),
         processor_response_code: result.processor_response_code.clone(),
         authorized_amount_minor,
-        ..Outcome::default()
+        ..RefundUpdate::default()
     };
     add_notes(&mut outcome, notes);
     outcome
 }
 
-fn add_notes(outcome: &mut Outcome, notes: Vec<String>) {
+fn add_notes(outcome: &mut RefundUpdate, notes: Vec<String>) {
     if notes.is_empty() {
         return;
     }

@@ -33,7 +33,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::dispatch::outcome::{of_refund, state_of};
 use crate::dispatch::{DispatchError, StopReason, new_refund, sent_too_long_ago};
 use crate::input::{InputReader, ParsedRow};
-use crate::ledger::{BatchId, Ledger, Outcome, RefundRecord, RefundState};
+use crate::ledger::{BatchId, Ledger, RefundRecord, RefundState, RefundUpdate};
 use crate::payroc::body::prepare;
 use crate::payroc::{PayrocClient, SendResult};
 use crate::refund::{Method, ResultStatus, RowNote};
@@ -147,7 +147,7 @@ pub async fn reconcile(
             report.refreshed += 1;
             match client.get_refund(row.method, refund_id.as_str()).await {
                 Ok(refund) => {
-                    let outcome = Outcome {
+                    let outcome = RefundUpdate {
                         http_status: Some(200),
                         ..of_refund(row.method, &refund)
                     };
@@ -244,7 +244,7 @@ pub async fn reconcile(
         let window_text = format!("{} and {}", format_day(window.0), format_day(window.1));
         match (matching.as_slice(), others.as_slice()) {
             ([refund], []) => {
-                let outcome = Outcome {
+                let outcome = RefundUpdate {
                     http_status: Some(200),
                     ..of_refund(row.method, refund)
                 };
@@ -266,12 +266,12 @@ pub async fn reconcile(
             }
             ([], []) if !sent_too_long_ago(&record) => {
                 report.not_created += 1;
-                let outcome = Outcome {
+                let outcome = RefundUpdate {
                     state: Some(RefundState::Pending),
                     problem_detail: Some(format!(
                         "Payroc lists no refund for this order between {window_text}: it was never created. The next run sends it with the same key"
                     )),
-                    ..Outcome::default()
+                    ..RefundUpdate::default()
                 };
                 ledger.record_reconciliation(record.id, options.batch, &outcome)?;
                 progress.finished(RefundState::Pending);
@@ -297,11 +297,11 @@ pub async fn reconcile(
                      If you are sure nothing was refunded, run `refund-batch reconcile FILE --confirm-not-created {}`",
                     row.row
                 );
-                let outcome = Outcome {
+                let outcome = RefundUpdate {
                     state: Some(RefundState::Unknown),
                     problem_detail: Some(detail),
                     may_have_reached: record.may_have_reached,
-                    ..Outcome::default()
+                    ..RefundUpdate::default()
                 };
                 ledger.record_reconciliation(record.id, options.batch, &outcome)?;
                 progress.finished(RefundState::Unknown);

@@ -292,7 +292,7 @@ pub struct RefundRecord {
 
 /// The fields an answer (or a decision) sets on a refund.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub struct RefundUpdate {
     /// The new state.
     pub state: Option<RefundState>,
     /// HTTP status of the last response, if any.
@@ -848,7 +848,7 @@ impl Ledger {
         &mut self,
         id: RefundId,
         attempt: Option<AttemptId>,
-        outcome: &Outcome,
+        outcome: &RefundUpdate,
         retries: i64,
     ) -> Result<(), LedgerError> {
         let time = now();
@@ -903,7 +903,7 @@ impl Ledger {
         &mut self,
         id: RefundId,
         batch: BatchId,
-        outcome: &Outcome,
+        outcome: &RefundUpdate,
     ) -> Result<(), LedgerError> {
         let time = now();
         let detail = format!(
@@ -1313,12 +1313,12 @@ mod tests {
         assert_eq!(record.state, RefundState::Pending);
         let attempt = ledger.mark_sending(record.id, batch).unwrap();
         assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundState::Sending);
-        let outcome = Outcome {
+        let outcome = RefundUpdate {
             state: Some(RefundState::Succeeded),
             http_status: Some(201),
             refund_id: Some(PayrocRefundId("CD3HN88U9F".into())),
             response_code: Some("A".into()),
-            ..Outcome::default()
+            ..RefundUpdate::default()
         };
         ledger.record(record.id, Some(attempt), &outcome, 0).unwrap();
         let done = ledger.find("id-1").unwrap().unwrap();
@@ -1354,9 +1354,9 @@ mod tests {
             .record(
                 record.id,
                 None,
-                &Outcome {
+                &RefundUpdate {
                     state: Some(RefundState::Declined),
-                    ..Outcome::default()
+                    ..RefundUpdate::default()
                 },
                 0,
             )
