@@ -548,6 +548,51 @@ mod tests {
         "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date\n";
 
     #[test]
+    fn the_optional_customer_billing_and_ip_columns_are_checked() {
+        let header = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,account_number,routing_number,name_on_account,customer_reference_number,notification_language,billing_address1,billing_city,billing_state,billing_country,billing_postal_code,ip_address\n";
+        let content = format!(
+            "{header}card,1234001,C1,1.00,USD,r,4539858876047062,1230,,,,REF-1,fr,1 Main St,Chicago,IL,us,60601,192.0.2.1\n\
+             card,1234001,C2,1.00,USD,r,4539858876047062,1230,,,,,de,1 Main St,,IL,USA,60601,300.1.1.1\n\
+             bank,1234001,B1,1.00,USD,,,,1234567890,011000015,Grace,REF-2,en,,,,,,192.0.2.1\n"
+        );
+        let rows = read_all(&content, ReadOptions::default()).expect("read");
+        let ParsedRow::Valid(row) = &rows[0] else {
+            panic!("{:?}", problems(&rows[0]))
+        };
+        assert_eq!(row.customer.reference_number.as_deref(), Some("REF-1"));
+        assert_eq!(row.customer.notification_language, Some("fr"));
+        let address = row.customer.billing_address.as_ref().expect("an address");
+        assert_eq!(
+            (address.country.as_str(), address.postal_code.as_str()),
+            ("US", "60601")
+        );
+        assert_eq!(
+            row.ip_address.map(|address| address.0.to_string()).as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(
+            problems(&rows[1]),
+            [
+                "row 3, column notification_language: \"de\" is not allowed (en, fr)",
+                "row 3, column billing_city: is required when any billing address column is given (address1, city, state, country, postal code: Payroc needs all of them)",
+                "row 3, column billing_country: \"USA\" is not a two-letter country code (ISO 3166-1, e.g. US)",
+                "row 3, column ip_address: \"300.1.1.1\" is not an IPv4 or IPv6 address",
+            ]
+        );
+        let bank = problems(&rows[2]);
+        assert!(
+            bank.iter()
+                .any(|problem| problem.contains("customer_reference_number: is not used for bank")),
+            "{bank:?}"
+        );
+        assert!(
+            bank.iter()
+                .any(|problem| problem.contains("ip_address: is not used for bank")),
+            "{bank:?}"
+        );
+    }
+
+    #[test]
     fn a_card_row_with_bom_crlf_and_odd_header_case_is_valid() {
         let content = "\u{feff}Method , PROCESSING_TERMINAL_ID,Order_Id,amount,currency,description,card_number,expiry_date\r\ncard,1234001,R1,49.99,usd,Refund,4539 8588 7604 7062,12/30\r\n".to_owned();
         let rows = read_all(&content, ReadOptions::default()).unwrap();
