@@ -698,11 +698,7 @@ fn settle_lookup(
     let found = match found {
         Ok(found) => found,
         Err(failure) => {
-            let detail = match &failure {
-                SendResult::GaveUp { detail, .. } => detail.clone(),
-                SendResult::Systemic(error) => error.to_string(),
-                other => format!("{other:?}"),
-            };
+            let detail = failure.detail();
             let note = RowNote {
                 status: ResultStatus::Pending,
                 error: format!(

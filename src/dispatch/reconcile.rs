@@ -162,22 +162,16 @@ pub async fn reconcile(
                     report.stopped = Some(StopReason::Systemic(error));
                     break;
                 }
-                Err(failure) => {
-                    let detail = match failure {
-                        SendResult::GaveUp { detail, .. } => detail,
-                        other => format!("{other:?}"),
-                    };
-                    report.notes.insert(
-                        row.row,
-                        RowNote {
-                            status: record.state.result_status(),
-                            error: format!(
-                                "reading refund {refund_id} again at Payroc failed, so it is as it was: {detail}"
-                            ),
-                        },
-                    );
-                    progress.finished(record.state);
-                }
+                Err(failure) => leave_as_it_was(
+                    &mut report,
+                    progress,
+                    row.row,
+                    record.state,
+                    format!(
+                        "reading refund {refund_id} again at Payroc failed, so it is as it was: {}",
+                        failure.detail()
+                    ),
+                ),
             }
             continue;
         }
@@ -201,18 +195,16 @@ pub async fn reconcile(
                 break;
             }
             Err(failure) => {
-                let detail = match failure {
-                    SendResult::GaveUp { detail, .. } => detail,
-                    other => format!("{other:?}"),
-                };
-                report.notes.insert(
+                leave_as_it_was(
+                    &mut report,
+                    progress,
                     row.row,
-                    RowNote {
-                        status: record.state.result_status(),
-                        error: format!("the lookup at Payroc failed, so nothing was concluded: {detail}"),
-                    },
+                    record.state,
+                    format!(
+                        "the lookup at Payroc failed, so nothing was concluded: {}",
+                        failure.detail()
+                    ),
                 );
-                progress.finished(record.state);
                 continue;
             }
         };
@@ -329,6 +321,18 @@ pub async fn reconcile(
         }
     }
     Ok(report)
+}
+
+/// A row the lookup could not settle keeps its state; the note says why.
+fn leave_as_it_was(report: &mut ReconcileReport, progress: &Progress, row: u64, state: RefundState, error: String) {
+    report.notes.insert(
+        row,
+        RowNote {
+            status: state.result_status(),
+            error,
+        },
+    );
+    progress.finished(state);
 }
 
 /// Whether Payroc may still change what it says about this refund: an approved card refund

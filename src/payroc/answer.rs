@@ -58,6 +58,20 @@ pub enum SendResult {
     Systemic(SystemicError),
 }
 
+impl SendResult {
+    /// The failure in one line, for a row's error column.
+    pub fn detail(&self) -> String {
+        match self {
+            SendResult::GaveUp { detail, .. } => detail.clone(),
+            SendResult::Systemic(error) => error.to_string(),
+            SendResult::Refused {
+                http_status, detail, ..
+            } => format!("HTTP {http_status}: {detail}"),
+            SendResult::Created { http_status, .. } => format!("HTTP {http_status}"),
+        }
+    }
+}
+
 /// Everything [`PayrocClient::send_refund`] reports: the result and how many HTTP requests it took.
 #[derive(Debug, Clone)]
 pub struct SendReport {
