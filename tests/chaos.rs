@@ -1,13 +1,15 @@
 //! The chaos test: every sandbox fault at once, the real binary killed with SIGKILL at random
-//! moments again and again, then resumed until it finishes. The sandbox's own counts must show
-//! every row refunded exactly once, and the results CSV must be complete and agree with it.
+//! moments again and again, then resumed until it finishes. Each moment is an event, not a time:
+//! just after a seeded number of refund requests reached the sandbox, or of refunds were made.
+//! The sandbox's own counts must show every row refunded exactly once, and the results CSV must
+//! be complete and agree with it.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use payroc_sandbox::SandboxConfig;
 
-use crate::util::{TestSandbox, Workdir, read_results};
+use crate::util::{TestSandbox, Workdir, read_results, wait_while_running};
 
 /// Rows in the batch.
 const ROWS: usize = 300;
@@ -91,6 +93,12 @@ fn killed_at_random_moments_every_row_is_still_refunded_exactly_once() {
     let mut attempts = 0;
     while kills < KILLS && attempts < KILLS * 3 {
         attempts += 1;
+        // The moment of the kill, seeded: just after the k-th refund POST of this start reached
+        // the sandbox (a request in flight), or just after the k-th new refund was made (its
+        // answer on the way back or being recorded).
+        let nth = random.between(1, 11);
+        let after_a_creation = random.next() % 2 == 1;
+        let before = sandbox.stats();
         let mut child = workdir
             .std_command()
             .args(sandbox.arguments())
@@ -99,9 +107,20 @@ fn killed_at_random_moments_every_row_is_still_refunded_exactly_once() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start refund-batch");
-        // Not a wait for anything: the random moment of the kill.
-        std::thread::sleep(Duration::from_millis(random.between(20, 160)));
-        if child.try_wait().expect("poll child").is_none() {
+        let what = if after_a_creation {
+            format!("start {attempts}: refund {nth} made")
+        } else {
+            format!("start {attempts}: refund POST {nth} received")
+        };
+        let ended = wait_while_running(&mut child, &what, || {
+            let now = sandbox.stats();
+            if after_a_creation {
+                now.refunds.len() >= before.refunds.len() + nth as usize
+            } else {
+                now.refund_posts >= before.refund_posts + nth
+            }
+        });
+        if ended.is_none() && child.try_wait().expect("poll child").is_none() {
             child.kill().expect("SIGKILL");
             kills += 1;
         }

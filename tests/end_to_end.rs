@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use payroc_sandbox::SandboxConfig;
 use predicates::prelude::*;
 
-use crate::util::{API_KEY, TestSandbox, Workdir, read_results, sample};
+use crate::util::{API_KEY, Lines, TestSandbox, Workdir, read_results, sample};
 
 #[test]
 fn every_row_is_sent_exactly_once_and_the_results_agree_with_the_sandbox() {
@@ -330,12 +330,12 @@ fn no_secret_reaches_any_file_or_output() {
     }
 }
 
-/// Done-when 2 of the end-to-end issue, literally: `refund-batch sandbox` as its own process on a
+/// The whole path with nothing shared in-process: `refund-batch sandbox` as its own process on a
 /// loopback port, `run --env uat --api-url … --identity-url …`, and the sandbox's own counters
 /// (read over HTTP from `/__sandbox/stats`) against the results CSV.
 #[test]
 fn against_a_separate_sandbox_process_every_row_is_sent_once() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
 
     let workdir = Workdir::new();
     workdir.write("mixed.csv", &sample("mixed.csv"));
@@ -346,10 +346,7 @@ fn against_a_separate_sandbox_process_every_row_is_sent_once() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start refund-batch sandbox");
-    let mut first_line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout is piped"))
-        .read_line(&mut first_line)
-        .expect("address line");
+    let first_line = Lines::new(server.stdout.take().expect("stdout is piped")).wait_for("listening on");
     let address = first_line
         .trim()
         .strip_prefix("listening on http://")

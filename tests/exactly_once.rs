@@ -6,7 +6,7 @@
 use payroc_sandbox::{SandboxConfig, Stats};
 use predicates::prelude::*;
 
-use crate::util::{API_KEY, TestSandbox, Workdir, age_ledger, read_results};
+use crate::util::{API_KEY, PATIENCE, TestSandbox, Workdir, age_ledger, read_results, signal, wait_until};
 
 const HEADER: &str = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,account_number,routing_number,name_on_account\n";
 
@@ -435,13 +435,15 @@ fn status_reads_the_ledger_while_a_run_holds_it() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start the run");
-    // Wait until the run is sending (it holds the ledger's lock from the start).
-    while sandbox.stats().refund_posts < 2 {
-        std::thread::yield_now();
-    }
+    // Wait until the run is sending (it holds the ledger's lock from the start), then hold it
+    // there, mid-batch with its lock and its ledger open, while the checks run: they cannot race
+    // its end. A failed check lets it go on before it fails the test.
+    wait_until("the run's second refund POST", || sandbox.stats().refund_posts >= 2);
+    let paused = Paused::stop(run.id());
     let status = workdir
         .command()
         .args(["--env", "uat", "status", "day.csv", "--format", "json"])
+        .timeout(PATIENCE)
         .output()
         .expect("status");
     let finished_already = run.try_wait().expect("poll").is_some();
@@ -451,8 +453,32 @@ fn status_reads_the_ledger_while_a_run_holds_it() {
     assert!(!finished_already, "status ran while the run was still going");
     // A second writer is still refused.
     workdir
-        .run(&sandbox, "day.csv", &[])
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "day.csv"])
+        .timeout(PATIENCE)
+        .assert()
         .code(2)
         .stderr(predicate::str::contains("in use by another refund-batch command"));
+    drop(paused);
     assert_eq!(run.wait().expect("run ends").code(), Some(0));
+}
+
+/// A process stopped with SIGSTOP until this is dropped (SIGCONT), also when a check fails.
+struct Paused(u32);
+
+impl Paused {
+    fn stop(pid: u32) -> Paused {
+        signal(pid, "STOP");
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        // No assertion here: this also runs while a failed check unwinds.
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
 }

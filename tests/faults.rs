@@ -5,7 +5,7 @@ use std::time::Duration;
 use payroc_sandbox::{SandboxConfig, Stats};
 use predicates::prelude::*;
 
-use crate::util::{TestSandbox, Workdir, read_results};
+use crate::util::{Lines, TestSandbox, Workdir, read_results, signal};
 
 const HEADER: &str = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,account_number,routing_number,name_on_account\n";
 
@@ -309,7 +309,6 @@ fn a_row_first_sent_more_than_six_days_ago_is_reconciled_not_resent() {
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_cleanly_writes_the_results_and_the_run_resumes() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
     let workdir = Workdir::new();
@@ -321,22 +320,17 @@ fn sigterm_stops_cleanly_writes_the_results_and_the_run_resumes() {
     let mut command = workdir.std_command();
     let mut child = command
         .args(sandbox.arguments())
-        .args(["run", "day.csv", "--rate", "50", "--concurrency", "2"])
+        // At 20 a second the 60 rows take at least 3 s, so a signal sent at the first request
+        // always lands with rows left to send.
+        .args(["run", "day.csv", "--rate", "20", "--concurrency", "2"])
         .stderr(Stdio::piped())
         .spawn()
         .expect("start refund-batch");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
-    let mut line = String::new();
+    let mut stderr = Lines::new(child.stderr.take().expect("stderr is piped"));
     // The run announces where it sends just before the first request.
-    while stderr.read_line(&mut line).expect("read stderr") > 0 && !line.contains("sending to") {
-        line.clear();
-    }
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
+    stderr.wait_for("sending to");
+    signal(child.id(), "TERM");
+    let rest = stderr.rest();
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(3), "{rest}");
     assert!(rest.contains("stopped by request"), "{rest}");

@@ -1,7 +1,8 @@
 //! Input that fights back: broken encodings, NUL bytes, runaway cells, ragged rows,
 //! semicolon exports, multi-line cells, empty and huge files. Every one goes through the real
 //! binary, both `validate` and `run` against the sandbox: exit 2, a message naming the row,
-//! nothing sent (not even a token fetched), and never a panic.
+//! nothing sent (not even a token fetched), and never a panic. A runaway cell and a large file
+//! are also held to a bound on the binary's peak memory.
 
 use payroc_sandbox::SandboxConfig;
 
@@ -233,6 +234,66 @@ fn hostile_empty_and_blank_files_are_refused_and_a_header_alone_is_an_empty_day(
     );
 }
 
+/// Runs the binary with `arguments` in `workdir` under `/usr/bin/time -f %M` and returns its exit
+/// code, its stderr and its peak resident set in KiB (the kernel's `ru_maxrss` for the child), or
+/// `None` where `/usr/bin/time` is missing.
+fn peak_rss(workdir: &Workdir, arguments: &[&str]) -> Option<(Option<i32>, String, u64)> {
+    let time = std::path::Path::new("/usr/bin/time");
+    if !time.exists() {
+        return None;
+    }
+    let mut inner = workdir.std_command();
+    inner.args(arguments);
+    let report = tempfile::NamedTempFile::new().expect("report file");
+    let mut command = std::process::Command::new(time);
+    command
+        .args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (name, value) in inner.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    command.current_dir(inner.get_current_dir().expect("the workdir"));
+    let output = command.output().expect("run under /usr/bin/time");
+    // After a non-zero exit, time writes "Command exited with non-zero status N" first.
+    let text = std::fs::read_to_string(report.path()).expect("read the time report");
+    let kib = text
+        .lines()
+        .last()
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {text:?}"));
+    Some((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        kib,
+    ))
+}
+
+#[test]
+fn hostile_a_runaway_cell_costs_a_bounded_amount_of_memory() {
+    let workdir = Workdir::new();
+    let huge = "9".repeat(8 << 20);
+    workdir.write(
+        "huge.csv",
+        &format!("{HEADER}card,1234001,H1,{huge},USD,Refund,4111111111111111,0929\n"),
+    );
+    drop(huge);
+    let Some((code, stderr, kib)) = peak_rss(&workdir, &["validate", "huge.csv"]) else {
+        eprintln!("skipped: /usr/bin/time is not installed, so the peak RSS cannot be measured");
+        return;
+    };
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is 8388608 bytes long"), "{stderr}");
+    // Measured: 32 MiB peak (debug build; 15 MiB with a header-only file). Eight more copies of
+    // the cell held at once would pass 96 MiB.
+    eprintln!("validate, one 8 MiB cell: peak RSS {kib} KiB");
+    assert!(kib < 96 * 1024, "peak RSS {kib} KiB for one 8 MiB cell");
+}
+
 #[test]
 fn hostile_validation_streams_a_large_file() {
     let workdir = Workdir::new();
@@ -244,10 +305,21 @@ fn hostile_validation_streams_a_large_file() {
     }
     workdir.write("large.csv", &content);
     drop(content);
-    workdir
-        .command()
-        .args(["validate", "large.csv"])
-        .assert()
-        .code(0)
-        .stderr(predicates::str::contains("all 200000 rows are valid"));
+    let Some((code, stderr, kib)) = peak_rss(&workdir, &["validate", "large.csv"]) else {
+        eprintln!("peak RSS not checked: /usr/bin/time is not installed");
+        workdir
+            .command()
+            .args(["validate", "large.csv"])
+            .assert()
+            .code(0)
+            .stderr(predicates::str::contains("all 200000 rows are valid"));
+        return;
+    };
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("all 200000 rows are valid"), "{stderr}");
+    // Streamed, the 11.9 MB file costs little: measured 21 MiB peak (debug build; 15 MiB with a
+    // header-only file, 24 MiB with 400,000 rows: about 14 bytes a row). The bound leaves more
+    // than twice that; keeping more than about 140 bytes per row would pass it.
+    eprintln!("validate, 200,000 rows: peak RSS {kib} KiB");
+    assert!(kib < 48 * 1024, "peak RSS {kib} KiB to validate 200,000 rows");
 }

@@ -3,7 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use payroc_sandbox::{RunningSandbox, SandboxConfig, Stats};
@@ -227,4 +231,133 @@ pub fn age_ledger(path: &Path, days: u32) {
             [shift],
         )
         .expect("age the ledger");
+}
+
+/// How long a test waits for something it expects to happen before it fails saying what it waited
+/// for. Generous: only a hang (or a test waiting for the wrong thing) takes this long.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The pause between two looks at something a test waits for. Nothing depends on its length.
+const POLL: Duration = Duration::from_millis(1);
+
+/// Waits until `condition` holds; fails naming `what` after [`PATIENCE`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Waits until `condition` holds while `child` runs: `None` once it holds (the child may still be
+/// running), or the child's exit status if it ended first. Fails naming `what` after [`PATIENCE`].
+pub fn wait_while_running(child: &mut Child, what: &str, mut condition: impl FnMut() -> bool) -> Option<ExitStatus> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if condition() {
+            return None;
+        }
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            return Some(status);
+        }
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The lines a child writes to a pipe, read on their own thread so that a test can wait for one
+/// with a deadline instead of blocking on the pipe.
+pub struct Lines {
+    receiver: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    /// Starts reading `pipe` (a child's stdout or stderr) line by line.
+    pub fn new(pipe: impl Read + Send + 'static) -> Lines {
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        // Read on when nobody listens any more: the child never meets a closed pipe.
+                        let _ = sender.send(text.trim_end_matches(['\n', '\r']).to_owned());
+                    }
+                }
+            }
+        });
+        Lines {
+            receiver,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the next line containing `text` and returns it; fails, with every line read so
+    /// far, when the pipe closes first or after [`PATIENCE`].
+    pub fn wait_for(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.receiver.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.seen.push(line.clone());
+                    if found {
+                        return line;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "waited {PATIENCE:?} for a line with {text:?}; read so far:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "the output ended without a line with {text:?}:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    /// Every line after those already read, until the pipe closes (the child has exited), each
+    /// ending in a newline; fails after [`PATIENCE`].
+    pub fn rest(&mut self) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        let mut rest = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.receiver.recv_timeout(left) {
+                Ok(line) => {
+                    rest.push_str(&line);
+                    rest.push('\n');
+                    self.seen.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "waited {PATIENCE:?} for the output to end; read so far:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return rest,
+            }
+        }
+    }
+}
+
+/// Sends `signal` (`"TERM"`, `"STOP"`, `"CONT"`…) to process `pid` with kill(1).
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
 }
