@@ -48,6 +48,8 @@ pub struct ClientConfig {
 #[derive(Clone)]
 struct Token {
     value: SecretString,
+    /// When the identity service answered with it.
+    issued: Instant,
     refresh_at: Instant,
 }
 
@@ -100,9 +102,17 @@ impl PayrocClient {
     /// A token with time to spare, fetching one if needed. Callers queue on the lock, so one
     /// fetch serves all the senders that found the token stale at once.
     pub async fn bearer_token(&self) -> Result<SecretString, SystemicError> {
+        self.bearer_token_issued_after(None).await
+    }
+
+    /// A token with time to spare that was issued after `not_before`, when given: the re-send
+    /// after a 401 must carry a token fetched after that 401, not one another sender fetched
+    /// earlier that may have died meanwhile — only a refusal of such a token says the key is bad.
+    async fn bearer_token_issued_after(&self, not_before: Option<Instant>) -> Result<SecretString, SystemicError> {
         let mut guard = self.token.lock().await;
         if let Some(token) = guard.as_ref()
             && Instant::now() < token.refresh_at
+            && not_before.is_none_or(|not_before| token.issued >= not_before)
         {
             return Ok(token.value.clone());
         }
@@ -153,6 +163,7 @@ impl PayrocClient {
                             let buffer = Duration::from_secs(120).min(lifetime / 2);
                             return Ok(Token {
                                 value: SecretString::from(token.access_token),
+                                issued,
                                 refresh_at: issued + lifetime - buffer,
                             });
                         }
@@ -360,6 +371,8 @@ impl PayrocClient {
         let mut requests = 0;
         let mut retry = 0;
         let mut refreshed_after_401 = false;
+        // When the last 401 came: the re-send needs a token issued after it.
+        let mut unauthorized_at: Option<Instant> = None;
         let mut maybe_reached = false;
         loop {
             self.pause.wait().await;
@@ -371,7 +384,7 @@ impl PayrocClient {
             // The token is taken only now, after every wait, so the request carries the newest
             // one: a token taken before a long wait could expire during it and turn a routine
             // refresh into a false "authentication failed".
-            let token = match self.bearer_token().await {
+            let token = match self.bearer_token_issued_after(unauthorized_at).await {
                 Ok(token) => token,
                 Err(error) => {
                     return Exchange {
@@ -418,6 +431,7 @@ impl PayrocClient {
                             }
                             // A 401 means the request was not processed: refresh and re-send.
                             refreshed_after_401 = true;
+                            unauthorized_at = Some(Instant::now());
                             self.invalidate(&token).await;
                             continue;
                         }
