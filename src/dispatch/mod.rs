@@ -592,7 +592,7 @@ async fn dispatch_rows(
             }
             // During a Retry-After pause no new request is released: they would all wait at the
             // gate and then leave at once.
-            () = async { client.pause.wait().await; limiter.until_ready().await }, if can_send => {
+            () = async { client.pause.wait().await; crate::payroc::retry::permit(&limiter).await }, if can_send => {
                 // One permit is ours; take the others available right now, up to the free slots.
                 let free = options.concurrency - tasks.len();
                 let mut group = Vec::new();

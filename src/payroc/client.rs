@@ -260,7 +260,7 @@ impl PayrocClient {
         let mut after: Option<String> = None;
         for _page in 0..MAX_LIST_PAGES {
             if let Some(limiter) = limiter {
-                limiter.until_ready().await;
+                crate::payroc::retry::permit(limiter).await;
             }
             let exchange = self
                 .exchange(limiter, |token| {
@@ -379,7 +379,7 @@ impl PayrocClient {
             if requests > 0
                 && let Some(limiter) = limiter
             {
-                limiter.until_ready().await;
+                crate::payroc::retry::permit(limiter).await;
             }
             // The token is taken only now, after every wait, so the request carries the newest
             // one: a token taken before a long wait could expire during it and turn a routine
