@@ -6,7 +6,7 @@
 //! holds exactly what its cells say — the amount equals an independent exact decimal parse
 //! (string and `u128` arithmetic here, not [`crate::refund::money::parse_amount`]), a card number is
 //! 12–19 digits and Luhn-valid, a routing number 9 digits with a valid ABA check digit, and so
-//! on; and no problem message repeats a run of 8 or more digits (a number in the wrong column).
+//! on; and no problem message repeats a run of 9 or more digits (a number in the wrong column).
 //!
 //! Budget: proptest's default of 256 cases per property keeps `cargo test` to a second or two.
 //! For a longer hunt, raise it: `PROPTEST_CASES=100000 cargo test --release --lib fuzz`. A

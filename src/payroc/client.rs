@@ -278,23 +278,7 @@ impl PayrocClient {
                 })
                 .await;
             let (status, bytes) = exchange.result?;
-            if !status.is_success() {
-                let problem: PayrocProblem = serde_json::from_slice(&bytes).unwrap_or_default();
-                return Err(SendResult::GaveUp {
-                    maybe_reached: false,
-                    detail: format!(
-                        "the lookup was refused: HTTP {}: {}",
-                        status.as_u16(),
-                        problem.describe(status)
-                    ),
-                    http_status: Some(status.as_u16()),
-                });
-            }
-            let list: RefundList = serde_json::from_slice(&bytes).map_err(|error| SendResult::GaveUp {
-                maybe_reached: false,
-                detail: format!("the lookup answer was not a refund list ({error})"),
-                http_status: Some(status.as_u16()),
-            })?;
+            let list: RefundList = lookup_answer(status, &bytes, "a refund list")?;
             let next = list.has_more.then(|| list.next_cursor()).flatten();
             let had_more = list.has_more;
             found.extend(list.data);
@@ -338,23 +322,7 @@ impl PayrocClient {
             .exchange(None, |token| self.http.get(&url).bearer_auth(token))
             .await;
         let (status, bytes) = exchange.result?;
-        if !status.is_success() {
-            let problem: PayrocProblem = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(SendResult::GaveUp {
-                maybe_reached: false,
-                detail: format!(
-                    "the lookup was refused: HTTP {}: {}",
-                    status.as_u16(),
-                    problem.describe(status)
-                ),
-                http_status: Some(status.as_u16()),
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|error| SendResult::GaveUp {
-            maybe_reached: false,
-            detail: format!("the lookup answer was not a refund ({error})"),
-            http_status: Some(status.as_u16()),
-        })
+        lookup_answer(status, &bytes, "a refund")
     }
 
     /// One request with everything around it: the shared pause, a token, retries with backoff
@@ -489,6 +457,30 @@ struct Exchange {
     /// Whether an earlier request of this exchange may have reached Payroc (and been processed)
     /// although no definite answer to it came back.
     maybe_reached: bool,
+}
+
+/// Reads a lookup's final answer: the body as `T`, or why there is none — the lookup was
+/// refused, or its answer was not `what`. A lookup sends no refund, so neither failure means
+/// anything may have reached Payroc.
+fn lookup_answer<T: serde::de::DeserializeOwned>(
+    status: StatusCode,
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, SendResult> {
+    let failed = |detail: String| SendResult::GaveUp {
+        maybe_reached: false,
+        detail,
+        http_status: Some(status.as_u16()),
+    };
+    if !status.is_success() {
+        let problem: PayrocProblem = serde_json::from_slice(bytes).unwrap_or_default();
+        return Err(failed(format!(
+            "the lookup was refused: HTTP {}: {}",
+            status.as_u16(),
+            problem.describe(status)
+        )));
+    }
+    serde_json::from_slice(bytes).map_err(|error| failed(format!("the lookup answer was not {what} ({error})")))
 }
 
 /// A refund id as one URL path segment (Payroc's are 10 letters and digits; anything else is
