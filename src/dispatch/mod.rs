@@ -352,6 +352,12 @@ const READ_AHEAD: usize = 256;
 /// a stop request is still noticed between passes.
 const SCAN_CHUNK: usize = 4096;
 
+/// How long a finished request's outcome may wait for the next tick's commit when permits come
+/// slowly (a low `--rate`, a `Retry-After` pause). Until that commit the row is not counted
+/// done; a crash before it re-sends the row with the same key, which Payroc answers from its
+/// idempotency record.
+const OUTCOME_WAIT: Duration = Duration::from_millis(200);
+
 /// A row decided and ready to be sent.
 struct ReadyRow {
     record: RefundRecord,
@@ -363,13 +369,53 @@ struct ReadyRow {
     custom_field_names: Vec<String>,
 }
 
+/// How requests are paced into ticks.
+///
+/// The dispatcher wakes once per tick rather than once per permit or per finished request:
+/// each wake-up costs a commit (an fsync) and a trip through the runtime, and at hundreds of
+/// rows per second those were most of the CPU spent per row. A tick waits until `tick_rows`
+/// permits are free — a hundredth of a second of rate, so about 10 ms at any rate of 100/s or
+/// more, and one permit at lower rates — then records every outcome that came back, marks the
+/// whole group `sending`, commits once, and sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pace {
+    /// Permits a tick waits for (fewer when fewer rows are ready or fewer slots are free).
+    tick_rows: u32,
+    /// The limiter's burst: two ticks' worth, so that a tick that wakes late (the timer's
+    /// granularity, a slow commit) finds the permits it missed still there instead of losing
+    /// them. The price: over any window of W seconds at most rate·W + burst requests start,
+    /// e.g. 510 in a second at --rate 500.
+    burst: NonZeroU32,
+}
+
+impl Pace {
+    fn new(rate: NonZeroU32, concurrency: usize) -> Pace {
+        let slots = u32::try_from(concurrency).unwrap_or(u32::MAX).max(1);
+        let tick_rows = (rate.get() / 100).clamp(1, slots);
+        let burst = NonZeroU32::new((2 * tick_rows).max(2)).unwrap_or(NonZeroU32::MIN);
+        Pace { tick_rows, burst }
+    }
+}
+
+/// What woke the dispatcher.
+enum Wake {
+    /// A stop was requested or the channel closed; nothing else to do this tick but flush.
+    Signal,
+    /// This many permits are ours: send that many rows (and any more the limiter allows now).
+    Permits(u32),
+    /// Finished requests to record, and no permits.
+    Outcomes,
+    /// The grace period after a stop ran out.
+    Abandon,
+}
+
 /// Streams `input` (already validated) and sends what must be sent. `skip_rows` are rows the
 /// validation pass found invalid beyond a single row's cells (duplicates).
 ///
-/// Ledger writes are grouped (see [`Ledger::begin_group`]): the decisions of a read-ahead pass,
-/// the `sending` marks of all requests the rate limiter lets go at once, and the outcomes of all
-/// requests that finished together each share one commit. A group of `sending` marks is always
-/// committed before any of its requests is spawned.
+/// The ledger is written in one transaction per tick (see [`Pace`] and [`Ledger::begin_group`]):
+/// the read-ahead's decisions, the outcomes of the requests that finished since the last tick,
+/// and the `sending` marks of the rows about to leave share one commit, and none of those rows'
+/// requests exists before that commit returns.
 ///
 /// Returns what was done even when it ends in an error (the notes still belong in the results),
 /// and on an error rolls back any ledger group left open, so that nothing uncommitted is read
@@ -383,262 +429,343 @@ pub async fn dispatch(
     progress: &Progress,
     shutdown: watch::Receiver<bool>,
 ) -> (DispatchReport, Result<(), DispatchError>) {
-    let mut report = DispatchReport::default();
-    let result = dispatch_rows(
+    let pace = Pace::new(options.rate, options.concurrency);
+    let limiter = Arc::new(RateLimiter::direct_with_clock(
+        Quota::per_second(options.rate).allow_burst(pace.burst),
+        governor::clock::MonotonicClock,
+    ));
+    let mut dispatcher = Dispatcher {
         ledger,
         input,
         skip_rows,
         client,
         options,
         progress,
-        shutdown,
-        &mut report,
-    )
-    .await;
+        pace,
+        limiter,
+        tasks: JoinSet::new(),
+        finished: Vec::new(),
+        ready: std::collections::VecDeque::new(),
+        rows_exhausted: false,
+        streak: FailureStreak::default(),
+        report: DispatchReport::default(),
+    };
+    let result = dispatcher.run(shutdown).await;
     if result.is_err()
-        && let Err(rollback) = ledger.abort_group()
+        && let Err(rollback) = dispatcher.ledger.abort_group()
     {
         tracing::error!("could not roll back the open ledger group: {rollback}");
     }
-    (report, result)
+    (dispatcher.report, result)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn dispatch_rows(
-    ledger: &mut Ledger,
-    mut input: InputReader,
-    skip_rows: &std::collections::HashSet<u64>,
+/// The dispatcher's state between ticks. It alone owns the ledger during a run (no locks around
+/// SQLite); requests run as tokio tasks and come back through `tasks`.
+struct Dispatcher<'run> {
+    ledger: &'run mut Ledger,
+    input: InputReader,
+    skip_rows: &'run std::collections::HashSet<u64>,
     client: Arc<PayrocClient>,
-    options: &DispatchOptions,
-    progress: &Progress,
-    mut shutdown: watch::Receiver<bool>,
-    report: &mut DispatchReport,
-) -> Result<(), DispatchError> {
-    // A small burst (1/100 of a second of rate, at least 2, at most the concurrency) absorbs the
-    // timer's lateness: with a burst of 1 every late wake-up is lost for good and 500/s became
-    // ~465/s (bench/README.md). The price: over any window of W seconds at most rate·W + burst
-    // requests start, e.g. 505 in a second at --rate 500. It also lets several permits come at
-    // once at high rates, which is what lets `sending` marks share a commit.
-    let burst = (options.rate.get() / 100).clamp(2, u32::try_from(options.concurrency).unwrap_or(u32::MAX).max(2));
-    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    let limiter = Arc::new(RateLimiter::direct(Quota::per_second(options.rate).allow_burst(burst)));
-    let mut tasks: JoinSet<Finished> = JoinSet::new();
-    let mut ready: std::collections::VecDeque<ReadyRow> = std::collections::VecDeque::new();
-    let mut rows_exhausted = false;
-    let mut streak = FailureStreak::default();
-    // Set when a stop is requested: in-flight requests are abandoned at this instant.
-    let mut abandon_at: Option<tokio::time::Instant> = None;
-    let mut signals_open = true;
-    let mut interrupted = false;
-    loop {
-        // 1. Read ahead: decide rows until enough are ready to send, in one ledger group.
-        if ready.len() < READ_AHEAD && !rows_exhausted && report.stopped.is_none() {
-            ledger.begin_group()?;
-            let mut scanned = 0;
-            while ready.len() < READ_AHEAD && scanned < SCAN_CHUNK {
-                let Some(parsed) = input.next_row() else {
-                    rows_exhausted = true;
+    options: &'run DispatchOptions,
+    progress: &'run Progress,
+    pace: Pace,
+    limiter: Arc<RequestLimiter>,
+    tasks: JoinSet<Finished>,
+    /// Requests that came back and wait for the next tick's commit.
+    finished: Vec<Result<Finished, tokio::task::JoinError>>,
+    ready: std::collections::VecDeque<ReadyRow>,
+    rows_exhausted: bool,
+    streak: FailureStreak,
+    report: DispatchReport,
+}
+
+impl Dispatcher<'_> {
+    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), DispatchError> {
+        // Set when a stop is requested: in-flight requests are abandoned at this instant.
+        let mut abandon_at: Option<tokio::time::Instant> = None;
+        // When the oldest outcome waiting for a commit must be committed at the latest.
+        let mut outcomes_due: Option<tokio::time::Instant> = None;
+        let mut signals_open = true;
+        let mut interrupted = false;
+        // The first read-ahead, so that there is something to wait for.
+        self.tick(0)?;
+        loop {
+            if self.ready.is_empty() && self.tasks.is_empty() && self.finished.is_empty() {
+                if self.rows_exhausted || self.report.stopped.is_some() {
                     break;
-                };
-                scanned += 1;
-                let row = match parsed? {
-                    ParsedRow::Valid(row) if !skip_rows.contains(&row.row) => row,
-                    ParsedRow::Valid(_) => continue,
-                    // Invalid rows were reported by validation and are never sent. That this is still
-                    // the validated file is checked before this pass (`FileCheck::ensure_unchanged`).
-                    ParsedRow::Invalid { .. } => continue,
-                };
-                let prepared = prepare(&row, &options.environment, &options.namespace);
-                match decide(
-                    ledger,
-                    &prepared,
-                    row.amount_minor,
-                    row.currency.code(),
-                    options,
-                    row.row,
-                )? {
-                    Decision::Send(record) => ready.push_back(ReadyRow {
-                        record,
-                        body: Bytes::from(crate::payroc::body::body(&row)),
-                        method: row.method,
-                        input_row: row.row,
-                        custom_field_names: row.custom_fields.iter().map(|(name, _)| name.clone()).collect(),
-                    }),
-                    Decision::Done(record) => {
-                        report.already_done += 1;
-                        progress.already_done(record.state);
-                    }
-                    Decision::Hold(note) => {
-                        progress.held(note.status);
-                        report.notes.insert(row.row, note);
-                    }
                 }
-            }
-            ledger.commit_group()?;
-        }
-        if ready.is_empty() && tasks.is_empty() {
-            if rows_exhausted || report.stopped.is_some() {
-                break;
-            }
-            // Nothing in flight to wait for: check for a stop request without blocking, read on.
-            if shutdown.has_changed().unwrap_or(false) && *shutdown.borrow_and_update() {
-                report.stopped = Some(StopReason::Interrupted);
-            }
-            continue;
-        }
-        let can_send = !ready.is_empty() && tasks.len() < options.concurrency && report.stopped.is_none();
-        tokio::select! {
-            biased;
-            // Listened to even after a systemic stop: the person waiting may not want to.
-            changed = shutdown.changed(), if signals_open && !interrupted => {
-                match changed {
-                    // Nobody can ask for a stop any more; carry on.
-                    Err(_) => signals_open = false,
-                    Ok(()) if *shutdown.borrow() => {
-                        interrupted = true;
-                        report.stopped.get_or_insert(StopReason::Interrupted);
-                        ready.clear();
-                        let deadline = tokio::time::Instant::now() + options.shutdown_grace;
-                        abandon_at = Some(abandon_at.map_or(deadline, |earlier| earlier.min(deadline)));
-                    }
-                    Ok(()) => {}
+                // Nothing in flight to wait for: check for a stop request without blocking, read on.
+                if shutdown.has_changed().unwrap_or(false) && *shutdown.borrow_and_update() {
+                    self.report.stopped = Some(StopReason::Interrupted);
                 }
+                self.tick(0)?;
+                continue;
             }
-            () = sleep_until_or_forever(abandon_at), if !tasks.is_empty() => {
+            let free = self.options.concurrency.saturating_sub(self.tasks.len());
+            let can_send = !self.ready.is_empty() && free > 0 && self.report.stopped.is_none();
+            let wanted = u32::try_from(self.ready.len().min(free))
+                .unwrap_or(u32::MAX)
+                .min(self.pace.tick_rows);
+            let (pause, limiter) = (&self.client.pause, &self.limiter);
+            let wake = tokio::select! {
+                biased;
+                // Listened to even after a systemic stop: the person waiting may not want to.
+                changed = shutdown.changed(), if signals_open && !interrupted => {
+                    match changed {
+                        // Nobody can ask for a stop any more; carry on.
+                        Err(_) => signals_open = false,
+                        Ok(()) if *shutdown.borrow() => {
+                            interrupted = true;
+                            self.report.stopped.get_or_insert(StopReason::Interrupted);
+                            self.ready.clear();
+                            let deadline = tokio::time::Instant::now() + self.options.shutdown_grace;
+                            abandon_at = Some(abandon_at.map_or(deadline, |earlier| earlier.min(deadline)));
+                        }
+                        Ok(()) => {}
+                    }
+                    Wake::Signal
+                }
+                () = sleep_until_or_forever(abandon_at), if !self.tasks.is_empty() => Wake::Abandon,
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    self.finished.push(joined);
+                    if can_send {
+                        // The next tick records it; it is not worth a commit of its own.
+                        outcomes_due.get_or_insert_with(|| tokio::time::Instant::now() + OUTCOME_WAIT);
+                        continue;
+                    }
+                    Wake::Outcomes
+                }
+                () = sleep_until_or_forever(outcomes_due), if !self.finished.is_empty() => Wake::Outcomes,
+                // During a Retry-After pause no new request is released: they would all wait at
+                // the gate and then leave at once.
+                permits = async {
+                    pause.wait().await;
+                    crate::payroc::retry::permits(limiter, wanted).await
+                }, if can_send => Wake::Permits(permits),
+            };
+            if matches!(wake, Wake::Abandon) {
                 // Their rows stay `sending`: the next run re-sends them with the same key.
-                tracing::warn!("abandoning {} requests still in flight after the grace period", tasks.len());
-                tasks.abort_all();
+                tracing::warn!(
+                    "abandoning {} requests still in flight after the grace period",
+                    self.tasks.len()
+                );
+                self.tasks.abort_all();
+                while let Some(joined) = self.tasks.try_join_next() {
+                    self.finished.push(joined);
+                }
+                self.tick(0)?;
                 break;
             }
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                // Record this outcome and every other one already waiting, in one commit.
-                let mut finished = vec![joined];
-                while let Some(more) = tasks.try_join_next() {
-                    finished.push(more);
-                }
-                ledger.begin_group()?;
-                let mut results: Vec<(RefundState, Option<SendResult>)> = Vec::with_capacity(finished.len());
-                let mut cleared = Vec::new();
-                for joined in finished {
-                    let finished = match joined {
-                        Ok(finished) => finished,
-                        // A request task cannot panic by design; if one did, its row stays
-                        // `sending` in the ledger and is re-sent with the same key next run.
-                        Err(error) => {
-                            tracing::error!("a request task failed: {error}");
-                            continue;
-                        }
-                    };
-                    match finished {
-                        Finished::Sent { row, attempt, report: sent } => {
-                            let outcome = crate::dispatch::outcome::of_send(
-                                &sent,
-                                crate::dispatch::outcome::Sent {
-                                    method: row.method,
-                                    order_id: &row.record.order_id,
-                                    custom_field_names: &row.custom_field_names,
-                                },
-                                row.record.may_have_reached,
-                            );
-                            tracing::debug!(
-                                refund = %row.record.id,
-                                state = outcome.state.map(RefundState::as_str),
-                                http_status = outcome.http_status,
-                                requests = sent.requests,
-                                "refund finished"
-                            );
-                            let retries = i64::from(sent.requests.saturating_sub(1));
-                            ledger.record(row.record.id, Some(attempt), &outcome, retries)?;
-                            results.push((outcome.state.unwrap_or(RefundState::Unknown), Some(sent.result)));
-                        }
-                        Finished::LookedUp { mut row, found } => match settle_lookup(ledger, &row, found, options)? {
-                            LookupVerdict::Clear => {
-                                ledger.clear_precheck(row.record.id)?;
-                                row.record.needs_precheck = false;
-                                cleared.push(row);
-                            }
-                            LookupVerdict::Settled(state) => results.push((state, None)),
-                            LookupVerdict::Failed(note, result) => {
-                                results.push((RefundState::Pending, Some(*result)));
-                                report.notes.insert(row.input_row, note);
-                            }
-                        },
-                    }
-                }
-                ledger.commit_group()?;
-                // Looked up and not found: these go out next, ahead of rows not looked up yet.
-                if report.stopped.is_none() {
-                    for row in cleared.into_iter().rev() {
-                        ready.push_front(row);
-                    }
-                }
-                for (state, result) in results {
-                    progress.finished(state);
-                    let reason = match &result {
-                        Some(SendResult::Systemic(error)) => Some(StopReason::Systemic(error.clone())),
-                        Some(other) => streak.observe(other),
-                        None => None,
-                    };
-                    if let Some(reason) = reason
-                        && report.stopped.is_none()
-                    {
-                        report.stopped = Some(reason);
-                        ready.clear();
-                        // The requests still in flight meet the same failure, possibly slowly
-                        // (a token fetch retrying for minutes): give them the grace period too.
-                        abandon_at = Some(tokio::time::Instant::now() + options.shutdown_grace);
-                    }
+            let permits = if let Wake::Permits(permits) = wake { permits } else { 0 };
+            let stopped_before = self.report.stopped.is_some();
+            self.tick(permits)?;
+            outcomes_due = None;
+            if !stopped_before && self.report.stopped.is_some() && abandon_at.is_none() {
+                // The requests still in flight meet the same failure, possibly slowly (a token
+                // fetch retrying for minutes): give them the grace period too.
+                abandon_at = Some(tokio::time::Instant::now() + self.options.shutdown_grace);
+            }
+        }
+        Ok(())
+    }
+
+    /// One tick, in one ledger transaction: record what came back, read ahead, mark the rows
+    /// `permits` lets go as `sending`; commit; then count the outcomes and send the rows.
+    fn tick(&mut self, permits: u32) -> Result<(), DispatchError> {
+        while let Some(joined) = self.tasks.try_join_next() {
+            self.finished.push(joined);
+        }
+        let read_ahead = self.ready.len() < READ_AHEAD / 2 && !self.rows_exhausted && self.report.stopped.is_none();
+        if self.finished.is_empty() && !read_ahead && permits == 0 {
+            return Ok(());
+        }
+        self.ledger.begin_group()?;
+        let outcomes = self.record_finished()?;
+        if read_ahead && self.report.stopped.is_none() {
+            self.read_ahead()?;
+        }
+        let mut group = Vec::new();
+        if permits > 0 && self.report.stopped.is_none() {
+            let free = self.options.concurrency.saturating_sub(self.tasks.len());
+            let mut allowed = permits;
+            // The permits are ours; take the others available right now, up to the free slots.
+            while group.len() < free
+                && let Some(row) = self.ready.pop_front()
+            {
+                group.push(row);
+                if allowed > 1 {
+                    allowed -= 1;
+                } else if group.len() >= free || self.ready.is_empty() || self.limiter.check().is_err() {
+                    break;
                 }
             }
-            // During a Retry-After pause no new request is released: they would all wait at the
-            // gate and then leave at once.
-            () = async { client.pause.wait().await; crate::payroc::retry::permit(&limiter).await }, if can_send => {
-                // One permit is ours; take the others available right now, up to the free slots.
-                let free = options.concurrency - tasks.len();
-                let mut group = Vec::new();
-                while let Some(row) = ready.pop_front() {
-                    group.push(row);
-                    if group.len() >= free || ready.is_empty() || limiter.check().is_err() {
-                        break;
+        }
+        // Rows first seen by a new ledger are looked up at Payroc before they are sent.
+        let (lookups, group): (Vec<ReadyRow>, Vec<ReadyRow>) = group
+            .into_iter()
+            .partition(|row| row.record.needs_precheck && self.options.precheck_enabled);
+        let mut attempts = Vec::with_capacity(group.len());
+        for row in &group {
+            attempts.push(self.ledger.mark_sending(row.record.id, self.options.batch)?);
+        }
+        // Outcomes are durable, and so is `sending` for the whole group before any of its
+        // requests exists.
+        self.ledger.commit_group()?;
+        for state in outcomes {
+            self.progress.finished(state);
+        }
+        for row in lookups {
+            let client = Arc::clone(&self.client);
+            let limiter = Arc::clone(&self.limiter);
+            let days = self.options.precheck_days;
+            self.tasks.spawn(async move {
+                let found = lookup_order(&client, &row, days, &limiter).await;
+                Finished::LookedUp { row, found }
+            });
+        }
+        for (row, attempt) in group.into_iter().zip(attempts) {
+            tracing::debug!(refund = %row.record.id, key = %row.record.idempotency_key, generation = row.record.generation, "sending");
+            self.report.sent += 1;
+            let client = Arc::clone(&self.client);
+            let limiter = Arc::clone(&self.limiter);
+            self.tasks.spawn(async move {
+                let report = client
+                    .send_refund(row.method, &row.record.idempotency_key, row.body.clone(), &limiter)
+                    .await;
+                Finished::Sent { row, attempt, report }
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the outcomes of the requests that came back (inside the tick's transaction) and
+    /// notices a run that is failing as a whole. Returns the rows' states, to be counted once
+    /// the transaction is committed.
+    fn record_finished(&mut self) -> Result<Vec<RefundState>, DispatchError> {
+        let mut states = Vec::with_capacity(self.finished.len());
+        let mut results: Vec<SendResult> = Vec::new();
+        let mut cleared = Vec::new();
+        for joined in std::mem::take(&mut self.finished) {
+            let finished = match joined {
+                Ok(finished) => finished,
+                // A request task cannot panic by design, and an abandoned one was aborted on
+                // purpose; either way its row stays `sending` in the ledger and is re-sent with
+                // the same key next run.
+                Err(error) => {
+                    if !error.is_cancelled() {
+                        tracing::error!("a request task failed: {error}");
                     }
-                }
-                // Rows first seen by a new ledger are looked up at Payroc before they are sent.
-                let (lookups, group): (Vec<ReadyRow>, Vec<ReadyRow>) = group
-                    .into_iter()
-                    .partition(|row| row.record.needs_precheck && options.precheck_enabled);
-                for row in lookups {
-                    let client = Arc::clone(&client);
-                    let limiter = Arc::clone(&limiter);
-                    let days = options.precheck_days;
-                    tasks.spawn(async move {
-                        let found = lookup_order(&client, &row, days, &limiter).await;
-                        Finished::LookedUp { row, found }
-                    });
-                }
-                if group.is_empty() {
                     continue;
                 }
-                ledger.begin_group()?;
-                let mut attempts = Vec::with_capacity(group.len());
-                for row in &group {
-                    attempts.push(ledger.mark_sending(row.record.id, options.batch)?);
+            };
+            match finished {
+                Finished::Sent {
+                    row,
+                    attempt,
+                    report: sent,
+                } => {
+                    let outcome = crate::dispatch::outcome::of_send(
+                        &sent,
+                        crate::dispatch::outcome::Sent {
+                            method: row.method,
+                            order_id: &row.record.order_id,
+                            custom_field_names: &row.custom_field_names,
+                        },
+                        row.record.may_have_reached,
+                    );
+                    tracing::debug!(
+                        refund = %row.record.id,
+                        state = outcome.state.map(RefundState::as_str),
+                        http_status = outcome.http_status,
+                        requests = sent.requests,
+                        "refund finished"
+                    );
+                    let retries = i64::from(sent.requests.saturating_sub(1));
+                    self.ledger.record(row.record.id, Some(attempt), &outcome, retries)?;
+                    states.push(outcome.state.unwrap_or(RefundState::Unknown));
+                    results.push(sent.result);
                 }
-                // `sending` is durable for the whole group before any of its requests exists.
-                ledger.commit_group()?;
-                for (row, attempt) in group.into_iter().zip(attempts) {
-                    tracing::debug!(refund = %row.record.id, key = %row.record.idempotency_key, generation = row.record.generation, "sending");
-                    report.sent += 1;
-                    let client = Arc::clone(&client);
-                    let limiter = Arc::clone(&limiter);
-                    tasks.spawn(async move {
-                        let report = client.send_refund(row.method, &row.record.idempotency_key, row.body.clone(), &limiter).await;
-                        Finished::Sent { row, attempt, report }
-                    });
+                Finished::LookedUp { mut row, found } => match settle_lookup(self.ledger, &row, found, self.options)? {
+                    LookupVerdict::Clear => {
+                        self.ledger.clear_precheck(row.record.id)?;
+                        row.record.needs_precheck = false;
+                        cleared.push(row);
+                    }
+                    LookupVerdict::Settled(state) => states.push(state),
+                    LookupVerdict::Failed(note, result) => {
+                        states.push(RefundState::Pending);
+                        results.push(*result);
+                        self.report.notes.insert(row.input_row, note);
+                    }
+                },
+            }
+        }
+        for result in &results {
+            let reason = match result {
+                SendResult::Systemic(error) => Some(StopReason::Systemic(error.clone())),
+                other => self.streak.observe(other),
+            };
+            if let Some(reason) = reason
+                && self.report.stopped.is_none()
+            {
+                self.report.stopped = Some(reason);
+                self.ready.clear();
+            }
+        }
+        // Looked up and not found: these go out next, ahead of rows not looked up yet.
+        if self.report.stopped.is_none() {
+            for row in cleared.into_iter().rev() {
+                self.ready.push_front(row);
+            }
+        }
+        Ok(states)
+    }
+
+    /// Decides rows until enough are ready to send (or a pass of [`SCAN_CHUNK`] rows found none
+    /// to send). Its ledger writes join the tick's transaction.
+    fn read_ahead(&mut self) -> Result<(), DispatchError> {
+        let mut scanned = 0;
+        while self.ready.len() < READ_AHEAD && scanned < SCAN_CHUNK {
+            let Some(parsed) = self.input.next_row() else {
+                self.rows_exhausted = true;
+                break;
+            };
+            scanned += 1;
+            let row = match parsed? {
+                ParsedRow::Valid(row) if !self.skip_rows.contains(&row.row) => row,
+                ParsedRow::Valid(_) => continue,
+                // Invalid rows were reported by validation and are never sent. That this is still
+                // the validated file is checked before this pass (`FileCheck::ensure_unchanged`).
+                ParsedRow::Invalid { .. } => continue,
+            };
+            let prepared = prepare(&row, &self.options.environment, &self.options.namespace);
+            match decide(
+                self.ledger,
+                &prepared,
+                row.amount_minor,
+                row.currency.code(),
+                self.options,
+                row.row,
+            )? {
+                Decision::Send(record) => self.ready.push_back(ReadyRow {
+                    record,
+                    body: Bytes::from(crate::payroc::body::body(&row)),
+                    method: row.method,
+                    input_row: row.row,
+                    custom_field_names: row.custom_fields.iter().map(|(name, _)| name.clone()).collect(),
+                }),
+                Decision::Done(record) => {
+                    self.report.already_done += 1;
+                    self.progress.already_done(record.state);
+                }
+                Decision::Hold(note) => {
+                    self.progress.held(note.status);
+                    self.report.notes.insert(row.row, note);
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Looks the row's order up at Payroc in both refund lists, over the last `days` days (and one
@@ -853,6 +980,18 @@ mod tests {
                 0,
             )
             .expect("record");
+    }
+
+    #[test]
+    fn a_tick_is_a_hundredth_of_a_second_of_rate_and_the_burst_two_ticks() {
+        let pace = |rate: u32, concurrency: usize| {
+            let pace = Pace::new(NonZeroU32::new(rate).expect("positive"), concurrency);
+            (pace.tick_rows, pace.burst.get())
+        };
+        assert_eq!(pace(500, 64), (5, 10));
+        assert_eq!(pace(20, 64), (1, 2), "the default rate: a tick per permit");
+        assert_eq!(pace(1, 1), (1, 2));
+        assert_eq!(pace(100_000, 64), (64, 128), "never more than the free slots at once");
     }
 
     #[test]

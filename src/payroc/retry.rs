@@ -50,20 +50,39 @@ fn random_fraction() -> f64 {
 }
 
 /// The run's rate limiter (a GCRA from `governor`), shared by the dispatcher and every retry.
-pub type RequestLimiter = governor::DefaultDirectRateLimiter;
+///
+/// On the standard library's monotonic clock rather than governor's default (quanta), which
+/// calibrates itself against the TSC when first used: about a millisecond of a one-row run.
+pub type RequestLimiter = governor::RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    governor::clock::MonotonicClock,
+    governor::middleware::NoOpMiddleware<std::time::Instant>,
+>;
 
 /// Waits for a permit of `limiter` on tokio's own timer: `check()`, and when it says "not
 /// yet", one tokio sleep until the moment it names. (governor's `until_ready` waits on a timer
 /// thread of its own, woken through a futex on every wait — a measurable share of the CPU per
 /// row when requests are sparse.)
 pub async fn permit(limiter: &RequestLimiter) {
+    permits(limiter, 1).await;
+}
+
+/// Waits until `wanted` permits are free at once and takes them, on tokio's timer as
+/// [`permit`] does; returns how many it took (fewer than `wanted` only when that is more than
+/// the limiter's burst can ever hold, and at least one).
+pub async fn permits(limiter: &RequestLimiter, wanted: u32) -> u32 {
     use governor::clock::Clock as _;
+    let mut wanted = std::num::NonZeroU32::new(wanted).unwrap_or(std::num::NonZeroU32::MIN);
     loop {
-        match limiter.check() {
-            Ok(()) => return,
-            Err(not_until) => {
+        match limiter.check_n(wanted) {
+            Ok(Ok(())) => return wanted.get(),
+            Ok(Err(not_until)) => {
                 let wait = not_until.wait_time_from(limiter.clock().now());
                 tokio::time::sleep(wait).await;
+            }
+            Err(governor::InsufficientCapacity(capacity)) => {
+                wanted = std::num::NonZeroU32::new(capacity).unwrap_or(std::num::NonZeroU32::MIN);
             }
         }
     }
