@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     if let Err(error) = core_dumps {
         tracing::warn!("could not disable core dumps: {error}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             terminal.error(&format!("cannot start the async runtime: {error}"));

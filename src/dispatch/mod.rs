@@ -584,20 +584,20 @@ impl Dispatcher<'_> {
         if read_ahead && self.report.stopped.is_none() {
             self.read_ahead()?;
         }
+        // The `permits` are ours; take any others free right now too, up to the free slots: this
+        // commit happens anyway, and rows that share it cost no commit of their own (the first
+        // tick of a run sends at once, with its read-ahead).
         let mut group = Vec::new();
-        if permits > 0 && self.report.stopped.is_none() {
+        if self.report.stopped.is_none() {
             let free = self.options.concurrency.saturating_sub(self.tasks.len());
-            let mut allowed = permits;
-            // The permits are ours; take the others available right now, up to the free slots.
-            while group.len() < free
-                && let Some(row) = self.ready.pop_front()
-            {
-                group.push(row);
-                if allowed > 1 {
-                    allowed -= 1;
-                } else if group.len() >= free || self.ready.is_empty() || self.limiter.check().is_err() {
+            let mut owned = permits;
+            while group.len() < free && !self.ready.is_empty() {
+                if owned > 0 {
+                    owned -= 1;
+                } else if self.limiter.check().is_err() {
                     break;
                 }
+                group.extend(self.ready.pop_front());
             }
         }
         // Rows first seen by a new ledger are looked up at Payroc before they are sent.
