@@ -346,3 +346,69 @@ fn sigterm_stops_cleanly_writes_the_results_and_the_run_resumes() {
     assert_each_order_created_once(&stats, 60);
     assert_results_match(&workdir, &stats, 60);
 }
+
+/// Rows are marked `sending` a group ahead of their requests; a stop must give the marked rows
+/// whose requests never left their state back, so that the ledger's audit trail holds exactly
+/// the requests Payroc received and no row is left looking as if it may have been sent.
+#[cfg(unix)]
+#[test]
+fn a_stop_gives_rows_marked_but_never_sent_their_state_back() {
+    use std::process::Stdio;
+
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(40, "1234001"));
+    let sandbox = TestSandbox::start(SandboxConfig {
+        latency: Duration::from_millis(20),
+        ..SandboxConfig::default()
+    });
+    let mut child = workdir
+        .std_command()
+        .args(sandbox.arguments())
+        // At 20 a second a commit marks 5 rows and they leave 50 ms apart: a stop at the first
+        // request finds marked rows that have not left.
+        .args([
+            "run",
+            "day.csv",
+            "--rate",
+            "20",
+            "--concurrency",
+            "1",
+            "--precheck",
+            "never",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start refund-batch");
+    let mut stderr = Lines::new(child.stderr.take().expect("stderr is piped"));
+    stderr.wait_for("sending to");
+    crate::util::wait_until("the first refund request", || sandbox.stats().refund_posts >= 1);
+    signal(child.id(), "TERM");
+    let rest = stderr.rest();
+    assert_eq!(child.wait().expect("wait").code(), Some(3), "{rest}");
+
+    let posts = i64::try_from(sandbox.stats().refund_posts).expect("small");
+    let ledger = rusqlite::Connection::open(workdir.path("ledger.sqlite")).expect("open ledger");
+    let count = |sql: &str| -> i64 { ledger.query_row(sql, [], |row| row.get(0)).expect(sql) };
+    assert!(posts < 40, "it stopped before the end ({posts} requests)");
+    assert_eq!(
+        count("SELECT COUNT(*) FROM attempts"),
+        posts,
+        "one attempt per request received"
+    );
+    assert_eq!(count("SELECT SUM(attempts) FROM refunds"), posts);
+    assert_eq!(count("SELECT COUNT(*) FROM refunds WHERE state = 'sending'"), 0);
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM refunds WHERE state = 'pending' \
+             AND (attempts > 0 OR first_sent_at IS NOT NULL OR may_have_reached = 1)"
+        ),
+        0,
+        "a row never sent is left as if it may have been"
+    );
+    drop(ledger);
+
+    workdir.run(&sandbox, "day.csv", &["--rate", "1000"]).code(0);
+    let stats = sandbox.stats();
+    assert_each_order_created_once(&stats, 40);
+    assert_results_match(&workdir, &stats, 40);
+}

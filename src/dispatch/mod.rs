@@ -8,9 +8,9 @@
 //! A row to send is committed as `sending` before its request is spawned — that ordering is the
 //! whole crash-safety argument (see [`crate::ledger`]).
 //!
-//! The loop owns the ledger (no locks around SQLite) and runs requests as tokio tasks, at most
-//! `concurrency` at once, each started only when the governor rate limiter allows. Outcomes come
-//! back through the `JoinSet` and are recorded as they arrive. Stopping — Ctrl-C, or a systemic
+//! The loop owns the ledger (no locks around SQLite) and drives the requests itself, as a set of
+//! futures it polls (no task per row), at most `concurrency` at once, each started only when
+//! the governor rate limiter allows. Outcomes are recorded at the next commit, together. Stopping — Ctrl-C, or a systemic
 //! failure such as bad credentials — stops taking rows and waits for the requests in flight;
 //! the rows never taken stay as they were and the next run resumes them.
 
@@ -23,9 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt as _;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use governor::{Quota, RateLimiter};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundRecord, RefundState, RefundUpdate};
@@ -344,19 +346,26 @@ impl FailureStreak {
     }
 }
 
-/// Rows decided ahead of sending, at most: enough to form groups, few enough that a stop leaves
-/// little decided-but-unsent behind (those stay `pending`, which is harmless).
-const READ_AHEAD: usize = 256;
+/// Rows decided ahead of sending, at most: enough to fill a group, few enough that a stop
+/// leaves little decided-but-unsent behind (those stay `pending`, which is harmless).
+const READ_AHEAD: usize = 512;
 
 /// Rows read per pass when none of them needs sending (a re-run of a finished batch), so that
 /// a stop request is still noticed between passes.
 const SCAN_CHUNK: usize = 4096;
 
-/// How long a finished request's outcome may wait for the next tick's commit when permits come
-/// slowly (a low `--rate`, a `Retry-After` pause). Until that commit the row is not counted
-/// done; a crash before it re-sends the row with the same key, which Payroc answers from its
-/// idempotency record.
-const OUTCOME_WAIT: Duration = Duration::from_millis(200);
+/// How far ahead rows are marked `sending`: each commit marks the rows the rate limiter will
+/// let go in the next [`GROUP_PERIOD`], and they then leave one permit at a time without a
+/// commit of their own. Outcomes that came back in the meantime share that commit too.
+///
+/// The price of marking ahead: after a crash, a row marked but not yet sent counts as "may
+/// have reached Payroc" like any row found `sending` (so a later refusal of it reads `unknown`,
+/// never a new key) — at most this period's worth of rows. On a clean stop, marked rows that
+/// were never sent go back to what they were, in one commit.
+const GROUP_PERIOD: Duration = Duration::from_millis(250);
+
+/// The most rows one commit marks, whatever the rate.
+const GROUP_ROWS_LIMIT: usize = 256;
 
 /// A row decided and ready to be sent.
 struct ReadyRow {
@@ -369,41 +378,65 @@ struct ReadyRow {
     custom_field_names: Vec<String>,
 }
 
-/// How requests are paced into ticks.
+/// A row whose turn has come: marked `sending` (committed) and waiting for a permit, or to be
+/// looked up at Payroc first.
+enum Scheduled {
+    /// Committed as `sending` under `attempt`; the request may leave.
+    Send { row: ReadyRow, attempt: AttemptId },
+    /// First seen by a new ledger: look the order up before sending it.
+    Lookup(ReadyRow),
+}
+
+/// How requests are paced.
 ///
-/// The dispatcher wakes once per tick rather than once per permit or per finished request:
-/// each wake-up costs a commit (an fsync) and a trip through the runtime, and at hundreds of
-/// rows per second those were most of the CPU spent per row. A tick waits until `tick_rows`
-/// permits are free — a hundredth of a second of rate, so about 10 ms at any rate of 100/s or
-/// more, and one permit at lower rates — then records every outcome that came back, marks the
-/// whole group `sending`, commits once, and sends.
+/// Commits and sends are paced apart. A commit (an fsync) happens once per [`GROUP_PERIOD`],
+/// or when the marked rows run out: it records the outcomes that came back and marks the next
+/// group `sending`. Sends wake the dispatcher once per `tick_rows` permits — [`TICK`] of rate,
+/// or one permit at rates too low to fill a tick — and cost no commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pace {
-    /// Permits a tick waits for (fewer when fewer rows are ready or fewer slots are free).
+    /// Permits a send wake-up waits for (fewer when fewer rows are marked or slots are free).
     tick_rows: u32,
-    /// The limiter's burst: two ticks' worth, so that a tick that wakes late (the timer's
-    /// granularity, a slow commit) finds the permits it missed still there instead of losing
-    /// them. The price: over any window of W seconds at most rate·W + burst requests start,
-    /// e.g. 510 in a second at --rate 500.
+    /// The limiter's burst: a tick's permits plus [`TICK_LATENESS`] of rate, so that a tick
+    /// that wakes late (the timer's granularity, a commit) finds the permits it missed still
+    /// there instead of losing them. The price: over any window of W seconds at most
+    /// rate·W + burst requests start, e.g. 512 in a second at --rate 500, 22 at --rate 20.
     burst: NonZeroU32,
+    /// Rows one commit marks `sending`: [`GROUP_PERIOD`] of rate, at least one.
+    group_rows: usize,
 }
+
+/// The time a send wake-up's permits take to accrue at the run's rate.
+const TICK: Duration = Duration::from_millis(20);
+
+/// How late a tick may wake without losing permits (see [`Pace::burst`]).
+const TICK_LATENESS: Duration = Duration::from_millis(5);
 
 impl Pace {
     fn new(rate: NonZeroU32, concurrency: usize) -> Pace {
         let slots = u32::try_from(concurrency).unwrap_or(u32::MAX).max(1);
-        let tick_rows = (rate.get() / 100).clamp(1, slots);
-        let burst = NonZeroU32::new((2 * tick_rows).max(2)).unwrap_or(NonZeroU32::MIN);
-        Pace { tick_rows, burst }
+        let permits_in = |period: Duration| {
+            let permits = u128::from(rate.get()) * period.as_millis() / 1000;
+            u32::try_from(permits).unwrap_or(u32::MAX)
+        };
+        let tick_rows = permits_in(TICK).clamp(1, slots);
+        let burst = (tick_rows + permits_in(TICK_LATENESS).max(1)).clamp(2, slots.saturating_mul(2).max(2));
+        let group_rows = usize::try_from(permits_in(GROUP_PERIOD)).unwrap_or(usize::MAX);
+        Pace {
+            tick_rows,
+            burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
+            group_rows: group_rows.clamp(1, GROUP_ROWS_LIMIT),
+        }
     }
 }
 
 /// What woke the dispatcher.
 enum Wake {
-    /// A stop was requested or the channel closed; nothing else to do this tick but flush.
+    /// A stop was requested, or the channel closed.
     Signal,
-    /// This many permits are ours: send that many rows (and any more the limiter allows now).
+    /// This many permits are ours: send that many marked rows (and any more the limiter allows).
     Permits(u32),
-    /// Finished requests to record, and no permits.
+    /// Finished requests to record now.
     Outcomes,
     /// The grace period after a stop ran out.
     Abandon,
@@ -412,14 +445,14 @@ enum Wake {
 /// Streams `input` (already validated) and sends what must be sent. `skip_rows` are rows the
 /// validation pass found invalid beyond a single row's cells (duplicates).
 ///
-/// The ledger is written in one transaction per tick (see [`Pace`] and [`Ledger::begin_group`]):
-/// the read-ahead's decisions, the outcomes of the requests that finished since the last tick,
-/// and the `sending` marks of the rows about to leave share one commit, and none of those rows'
-/// requests exists before that commit returns.
+/// The ledger is written in one transaction per group (see [`Pace`] and
+/// [`Ledger::begin_group`]): the read-ahead's decisions, the outcomes of the requests that
+/// finished since the last commit, and the `sending` marks of the next group of rows share one
+/// commit, and none of those rows' requests exists before that commit returns.
 ///
 /// Returns what was done even when it ends in an error (the notes still belong in the results),
 /// and on an error rolls back any ledger group left open, so that nothing uncommitted is read
-/// as if it were on disk. A rolled-back group of `sending` marks never had its requests spawned.
+/// as if it were on disk. A rolled-back group of `sending` marks never had its requests started.
 pub async fn dispatch(
     ledger: &mut Ledger,
     input: InputReader,
@@ -443,9 +476,10 @@ pub async fn dispatch(
         progress,
         pace,
         limiter,
-        tasks: JoinSet::new(),
+        tasks: FuturesUnordered::new(),
         finished: Vec::new(),
         ready: std::collections::VecDeque::new(),
+        scheduled: std::collections::VecDeque::new(),
         rows_exhausted: false,
         streak: FailureStreak::default(),
         report: DispatchReport::default(),
@@ -459,8 +493,11 @@ pub async fn dispatch(
     (dispatcher.report, result)
 }
 
-/// The dispatcher's state between ticks. It alone owns the ledger during a run (no locks around
-/// SQLite); requests run as tokio tasks and come back through `tasks`.
+/// A request (with its retries) or a lookup, driven by the dispatcher's loop.
+type InFlight = std::pin::Pin<Box<dyn std::future::Future<Output = Finished> + Send>>;
+
+/// The dispatcher's state between wake-ups. It alone owns the ledger during a run (no locks
+/// around SQLite); requests are futures in `tasks`, polled by the dispatcher's own loop.
 struct Dispatcher<'run> {
     ledger: &'run mut Ledger,
     input: InputReader,
@@ -470,10 +507,13 @@ struct Dispatcher<'run> {
     progress: &'run Progress,
     pace: Pace,
     limiter: Arc<RequestLimiter>,
-    tasks: JoinSet<Finished>,
-    /// Requests that came back and wait for the next tick's commit.
-    finished: Vec<Result<Finished, tokio::task::JoinError>>,
+    tasks: FuturesUnordered<InFlight>,
+    /// Requests that came back and wait for the next commit.
+    finished: Vec<Finished>,
+    /// Rows decided, not yet marked.
     ready: std::collections::VecDeque<ReadyRow>,
+    /// Rows marked `sending` (or due a lookup), waiting for a permit.
+    scheduled: std::collections::VecDeque<Scheduled>,
     rows_exhausted: bool,
     streak: FailureStreak,
     report: DispatchReport,
@@ -487,23 +527,28 @@ impl Dispatcher<'_> {
         let mut outcomes_due: Option<tokio::time::Instant> = None;
         let mut signals_open = true;
         let mut interrupted = false;
-        // The first read-ahead, so that there is something to wait for.
-        self.tick(0)?;
         loop {
-            if self.ready.is_empty() && self.tasks.is_empty() && self.finished.is_empty() {
-                if self.rows_exhausted || self.report.stopped.is_some() {
+            let sending = self.report.stopped.is_none();
+            if self.ready.is_empty() && self.scheduled.is_empty() && self.tasks.is_empty() && self.finished.is_empty() {
+                if self.rows_exhausted || !sending {
                     break;
                 }
                 // Nothing in flight to wait for: check for a stop request without blocking, read on.
                 if shutdown.has_changed().unwrap_or(false) && *shutdown.borrow_and_update() {
                     self.report.stopped = Some(StopReason::Interrupted);
                 }
-                self.tick(0)?;
+                self.commit_point()?;
+                continue;
+            }
+            if sending && self.scheduled.is_empty() && (!self.ready.is_empty() || !self.rows_exhausted) {
+                // The marked rows ran out: mark the next group (and record what came back).
+                self.commit_point()?;
+                outcomes_due = None;
                 continue;
             }
             let free = self.options.concurrency.saturating_sub(self.tasks.len());
-            let can_send = !self.ready.is_empty() && free > 0 && self.report.stopped.is_none();
-            let wanted = u32::try_from(self.ready.len().min(free))
+            let can_send = sending && !self.scheduled.is_empty() && free > 0;
+            let wanted = u32::try_from(self.scheduled.len().min(free))
                 .unwrap_or(u32::MAX)
                 .min(self.pace.tick_rows);
             let (pause, limiter) = (&self.client.pause, &self.limiter);
@@ -526,11 +571,11 @@ impl Dispatcher<'_> {
                     Wake::Signal
                 }
                 () = sleep_until_or_forever(abandon_at), if !self.tasks.is_empty() => Wake::Abandon,
-                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                    self.finished.push(joined);
-                    if can_send {
-                        // The next tick records it; it is not worth a commit of its own.
-                        outcomes_due.get_or_insert_with(|| tokio::time::Instant::now() + OUTCOME_WAIT);
+                Some(finished) = self.tasks.next(), if !self.tasks.is_empty() => {
+                    self.finished.push(finished);
+                    if !self.tasks.is_empty() || can_send {
+                        // The next commit records it; it is not worth a commit of its own.
+                        outcomes_due.get_or_insert_with(|| tokio::time::Instant::now() + GROUP_PERIOD);
                         continue;
                     }
                     Wake::Outcomes
@@ -543,40 +588,43 @@ impl Dispatcher<'_> {
                     crate::payroc::retry::permits(limiter, wanted).await
                 }, if can_send => Wake::Permits(permits),
             };
-            if matches!(wake, Wake::Abandon) {
-                // Their rows stay `sending`: the next run re-sends them with the same key.
-                tracing::warn!(
-                    "abandoning {} requests still in flight after the grace period",
-                    self.tasks.len()
-                );
-                self.tasks.abort_all();
-                while let Some(joined) = self.tasks.try_join_next() {
-                    self.finished.push(joined);
+            match wake {
+                Wake::Permits(permits) => self.send_scheduled(permits),
+                Wake::Abandon => {
+                    // Their rows stay `sending`: the next run re-sends them with the same key.
+                    self.collect_finished();
+                    tracing::warn!(
+                        "abandoning {} requests still in flight after the grace period",
+                        self.tasks.len()
+                    );
+                    self.tasks.clear();
+                    self.commit_point()?;
+                    break;
                 }
-                self.tick(0)?;
-                break;
-            }
-            let permits = if let Wake::Permits(permits) = wake { permits } else { 0 };
-            let stopped_before = self.report.stopped.is_some();
-            self.tick(permits)?;
-            outcomes_due = None;
-            if !stopped_before && self.report.stopped.is_some() && abandon_at.is_none() {
-                // The requests still in flight meet the same failure, possibly slowly (a token
-                // fetch retrying for minutes): give them the grace period too.
-                abandon_at = Some(tokio::time::Instant::now() + self.options.shutdown_grace);
+                Wake::Signal | Wake::Outcomes => {
+                    let stopped_before = self.report.stopped.is_some();
+                    self.commit_point()?;
+                    outcomes_due = None;
+                    if !stopped_before && self.report.stopped.is_some() && abandon_at.is_none() {
+                        // The requests still in flight meet the same failure, possibly slowly
+                        // (a token fetch retrying for minutes): give them the grace period too.
+                        abandon_at = Some(tokio::time::Instant::now() + self.options.shutdown_grace);
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// One tick, in one ledger transaction: record what came back, read ahead, mark the rows
-    /// `permits` lets go as `sending`; commit; then count the outcomes and send the rows.
-    fn tick(&mut self, permits: u32) -> Result<(), DispatchError> {
-        while let Some(joined) = self.tasks.try_join_next() {
-            self.finished.push(joined);
-        }
+    /// One commit: record what came back, read ahead, and mark the next group `sending` — or,
+    /// once the run is stopping, give the marked rows that never left back their state.
+    /// Outcomes count as done only after it.
+    fn commit_point(&mut self) -> Result<(), DispatchError> {
+        self.collect_finished();
         let read_ahead = self.ready.len() < READ_AHEAD / 2 && !self.rows_exhausted && self.report.stopped.is_none();
-        if self.finished.is_empty() && !read_ahead && permits == 0 {
+        let mark = self.report.stopped.is_none() && self.scheduled.len() < self.pace.group_rows;
+        let unmark = self.report.stopped.is_some() && !self.scheduled.is_empty();
+        if self.finished.is_empty() && !read_ahead && !(mark && !self.ready.is_empty()) && !unmark {
             return Ok(());
         }
         self.ledger.begin_group()?;
@@ -584,29 +632,29 @@ impl Dispatcher<'_> {
         if read_ahead && self.report.stopped.is_none() {
             self.read_ahead()?;
         }
-        // The `permits` are ours; take any others free right now too, up to the free slots: this
-        // commit happens anyway, and rows that share it cost no commit of their own (the first
-        // tick of a run sends at once, with its read-ahead).
-        let mut group = Vec::new();
         if self.report.stopped.is_none() {
-            let free = self.options.concurrency.saturating_sub(self.tasks.len());
-            let mut owned = permits;
-            while group.len() < free && !self.ready.is_empty() {
-                if owned > 0 {
-                    owned -= 1;
-                } else if self.limiter.check().is_err() {
-                    break;
+            while self.scheduled.len() < self.pace.group_rows
+                && let Some(row) = self.ready.pop_front()
+            {
+                // Rows first seen by a new ledger are looked up at Payroc before they are sent.
+                if row.record.needs_precheck && self.options.precheck_enabled {
+                    self.scheduled.push_back(Scheduled::Lookup(row));
+                } else {
+                    let attempt = self.ledger.mark_sending(row.record.id, self.options.batch)?;
+                    self.scheduled.push_back(Scheduled::Send { row, attempt });
                 }
-                group.extend(self.ready.pop_front());
             }
-        }
-        // Rows first seen by a new ledger are looked up at Payroc before they are sent.
-        let (lookups, group): (Vec<ReadyRow>, Vec<ReadyRow>) = group
-            .into_iter()
-            .partition(|row| row.record.needs_precheck && self.options.precheck_enabled);
-        let mut attempts = Vec::with_capacity(group.len());
-        for row in &group {
-            attempts.push(self.ledger.mark_sending(row.record.id, self.options.batch)?);
+        } else {
+            for scheduled in std::mem::take(&mut self.scheduled) {
+                if let Scheduled::Send { row, attempt } = scheduled {
+                    self.ledger.unmark_sending(
+                        row.record.id,
+                        attempt,
+                        row.record.state,
+                        row.record.first_sent_at.as_deref(),
+                    )?;
+                }
+            }
         }
         // Outcomes are durable, and so is `sending` for the whole group before any of its
         // requests exists.
@@ -614,28 +662,54 @@ impl Dispatcher<'_> {
         for state in outcomes {
             self.progress.finished(state);
         }
-        for row in lookups {
-            let client = Arc::clone(&self.client);
-            let limiter = Arc::clone(&self.limiter);
-            let days = self.options.precheck_days;
-            self.tasks.spawn(async move {
-                let found = lookup_order(&client, &row, days, &limiter).await;
-                Finished::LookedUp { row, found }
-            });
-        }
-        for (row, attempt) in group.into_iter().zip(attempts) {
-            tracing::debug!(refund = %row.record.id, key = %row.record.idempotency_key, generation = row.record.generation, "sending");
-            self.report.sent += 1;
-            let client = Arc::clone(&self.client);
-            let limiter = Arc::clone(&self.limiter);
-            self.tasks.spawn(async move {
-                let report = client
-                    .send_refund(row.method, &row.record.idempotency_key, row.body.clone(), &limiter)
-                    .await;
-                Finished::Sent { row, attempt, report }
-            });
-        }
         Ok(())
+    }
+
+    /// Starts the requests of `permits` marked rows, and of any more the limiter allows right
+    /// now, up to the free slots. No ledger write: their marks were committed already.
+    fn send_scheduled(&mut self, permits: u32) {
+        let free = self.options.concurrency.saturating_sub(self.tasks.len());
+        let mut owned = permits;
+        let mut started = 0;
+        while started < free && !self.scheduled.is_empty() {
+            if owned > 0 {
+                owned -= 1;
+            } else if self.limiter.check().is_err() {
+                break;
+            }
+            let Some(scheduled) = self.scheduled.pop_front() else {
+                break;
+            };
+            started += 1;
+            let client = Arc::clone(&self.client);
+            let limiter = Arc::clone(&self.limiter);
+            match scheduled {
+                Scheduled::Lookup(row) => {
+                    let days = self.options.precheck_days;
+                    self.tasks.push(Box::pin(async move {
+                        let found = lookup_order(&client, &row, days, &limiter).await;
+                        Finished::LookedUp { row, found }
+                    }));
+                }
+                Scheduled::Send { row, attempt } => {
+                    tracing::debug!(refund = %row.record.id, key = %row.record.idempotency_key, generation = row.record.generation, "sending");
+                    self.report.sent += 1;
+                    self.tasks.push(Box::pin(async move {
+                        let report = client
+                            .send_refund(row.method, &row.record.idempotency_key, row.body.clone(), &limiter)
+                            .await;
+                        Finished::Sent { row, attempt, report }
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Takes every request that has finished by now, without waiting.
+    fn collect_finished(&mut self) {
+        while let Some(Some(finished)) = self.tasks.next().now_or_never() {
+            self.finished.push(finished);
+        }
     }
 
     /// Writes the outcomes of the requests that came back (inside the tick's transaction) and
@@ -645,19 +719,7 @@ impl Dispatcher<'_> {
         let mut states = Vec::with_capacity(self.finished.len());
         let mut results: Vec<SendResult> = Vec::new();
         let mut cleared = Vec::new();
-        for joined in std::mem::take(&mut self.finished) {
-            let finished = match joined {
-                Ok(finished) => finished,
-                // A request task cannot panic by design, and an abandoned one was aborted on
-                // purpose; either way its row stays `sending` in the ledger and is re-sent with
-                // the same key next run.
-                Err(error) => {
-                    if !error.is_cancelled() {
-                        tracing::error!("a request task failed: {error}");
-                    }
-                    continue;
-                }
-            };
+        for finished in std::mem::take(&mut self.finished) {
             match finished {
                 Finished::Sent {
                     row,
@@ -983,15 +1045,23 @@ mod tests {
     }
 
     #[test]
-    fn a_tick_is_a_hundredth_of_a_second_of_rate_and_the_burst_two_ticks() {
+    fn sends_wake_per_twenty_milliseconds_of_rate_and_commits_mark_a_quarter_second() {
         let pace = |rate: u32, concurrency: usize| {
             let pace = Pace::new(NonZeroU32::new(rate).expect("positive"), concurrency);
-            (pace.tick_rows, pace.burst.get())
+            (pace.tick_rows, pace.burst.get(), pace.group_rows)
         };
-        assert_eq!(pace(500, 64), (5, 10));
-        assert_eq!(pace(20, 64), (1, 2), "the default rate: a tick per permit");
-        assert_eq!(pace(1, 1), (1, 2));
-        assert_eq!(pace(100_000, 64), (64, 128), "never more than the free slots at once");
+        assert_eq!(pace(500, 64), (10, 12, 125));
+        assert_eq!(
+            pace(20, 8),
+            (1, 2, 5),
+            "the default rate: a send per permit, a commit per 5 rows"
+        );
+        assert_eq!(pace(1, 1), (1, 2, 1));
+        assert_eq!(
+            pace(100_000, 64),
+            (64, 128, GROUP_ROWS_LIMIT),
+            "never more than the free slots at once"
+        );
     }
 
     #[test]

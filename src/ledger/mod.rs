@@ -860,6 +860,29 @@ impl Ledger {
         })
     }
 
+    /// Takes back a [`Ledger::mark_sending`] whose request never left (the run stopped first):
+    /// the refund returns to `previous` state and first-send time, and the attempt is removed.
+    /// Only for a mark whose request certainly was not started; the caller knows that.
+    pub fn unmark_sending(
+        &mut self,
+        id: RefundId,
+        attempt: AttemptId,
+        previous: RefundState,
+        previous_first_sent_at: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        self.write(|connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE refunds SET state = ?2, attempts = attempts - 1, first_sent_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, previous.as_str(), previous_first_sent_at])?;
+            connection
+                .prepare_cached("DELETE FROM attempts WHERE id = ?1")?
+                .execute(params![attempt])
+        })?;
+        Ok(())
+    }
+
     /// Records what came of an attempt (or a decision without one, when `attempt` is `None`).
     /// `retries` counts the HTTP requests the attempt made after its first (which
     /// [`Ledger::mark_sending`] counted), so `attempts` is every request ever sent.
