@@ -622,9 +622,11 @@ impl Dispatcher<'_> {
     fn commit_point(&mut self) -> Result<(), DispatchError> {
         self.collect_finished();
         let read_ahead = self.ready.len() < READ_AHEAD / 2 && !self.rows_exhausted && self.report.stopped.is_none();
-        let mark = self.report.stopped.is_none() && self.scheduled.len() < self.pace.group_rows;
+        let mark =
+            self.report.stopped.is_none() && self.scheduled.len() < self.pace.group_rows && !self.ready.is_empty();
         let unmark = self.report.stopped.is_some() && !self.scheduled.is_empty();
-        if self.finished.is_empty() && !read_ahead && !(mark && !self.ready.is_empty()) && !unmark {
+        let work = !self.finished.is_empty() || read_ahead || mark || unmark;
+        if !work {
             return Ok(());
         }
         self.ledger.begin_group()?;
