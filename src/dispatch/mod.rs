@@ -642,7 +642,7 @@ impl Dispatcher<'_> {
                 if row.record.needs_precheck && self.options.precheck_enabled {
                     self.scheduled.push_back(Scheduled::Lookup(row));
                 } else {
-                    let attempt = self.ledger.mark_sending(row.record.id, self.options.batch)?;
+                    let attempt = self.ledger.mark_sending(&row.record, self.options.batch)?;
                     self.scheduled.push_back(Scheduled::Send { row, attempt });
                 }
             }
@@ -1166,7 +1166,7 @@ mod tests {
         let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        ledger.mark_sending(first.id, BatchId(1)).expect("mark sending");
+        ledger.mark_sending(&first, BatchId(1)).expect("mark sending");
         // The next run finds it `sending` (a crash): it is re-sent with the same key, flagged.
         let Decision::Send(again) = decide_row(&mut ledger, 1000, true) else {
             panic!("a sending row is re-sent")
@@ -1236,7 +1236,7 @@ mod tests {
         let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        ledger.mark_sending(first.id, BatchId(1)).expect("mark sending");
+        ledger.mark_sending(&first, BatchId(1)).expect("mark sending");
         let mut record = ledger.find(&first.identity).expect("find").expect("exists");
         assert!(!sent_too_long_ago(&record));
         record.first_sent_at = Some("2020-01-01T00:00:00.000Z".into());

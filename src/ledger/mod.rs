@@ -780,7 +780,41 @@ impl Ledger {
                 .execute(params![id, refund.idempotency_key, time])?;
             Ok(id)
         })?;
-        self.find_by_id(id)
+        // What the row now holds, without reading it back (a test checks the two agree).
+        Ok(RefundRecord {
+            id,
+            identity: refund.identity.to_owned(),
+            method: refund.method.to_owned(),
+            processing_terminal_id: refund.processing_terminal_id.to_owned(),
+            order_id: refund.order_id.to_owned(),
+            generation: 0,
+            idempotency_key: refund.idempotency_key.to_owned(),
+            state: RefundState::Pending,
+            fingerprint: refund.fingerprint.to_owned(),
+            amount_minor: refund.amount_minor,
+            currency: refund.currency.to_owned(),
+            payee_masked: refund.payee_masked.to_owned(),
+            attempts: 0,
+            http_status: None,
+            refund_id: None,
+            payroc_status: None,
+            response_code: None,
+            response_message: None,
+            problem_type: None,
+            problem_detail: None,
+            first_sent_at: None,
+            updated_at: time.clone(),
+            may_have_reached: false,
+            confirmed_not_created_at: None,
+            needs_precheck: refund.needs_precheck,
+            created_at: time,
+            batch_id: Some(batch),
+            input_row: i64::try_from(row).ok(),
+            authorized_amount_minor: None,
+            approval_code: None,
+            processor_response_code: None,
+            notes: None,
+        })
     }
 
     fn find_by_id(&self, id: RefundId) -> Result<RefundRecord, LedgerError> {
@@ -841,7 +875,7 @@ impl Ledger {
 
     /// Marks `sending` and opens an attempt; returns the attempt id. Outside a group this commits
     /// at once; inside one, the caller must commit the group *before* the request leaves.
-    pub fn mark_sending(&mut self, id: RefundId, batch: BatchId) -> Result<AttemptId, LedgerError> {
+    pub fn mark_sending(&mut self, record: &RefundRecord, batch: BatchId) -> Result<AttemptId, LedgerError> {
         let time = now();
         self.write(|connection| {
             connection
@@ -849,13 +883,13 @@ impl Ledger {
                     "UPDATE refunds SET state = 'sending', attempts = attempts + 1, first_sent_at = COALESCE(first_sent_at, ?2), \
                      updated_at = ?2, batch_id = ?3 WHERE id = ?1",
                 )?
-                .execute(params![id, time, batch])?;
+                .execute(params![record.id, time, batch])?;
             connection
                 .prepare_cached(
                     "INSERT INTO attempts (refund_id, batch_id, generation, idempotency_key, started_at) \
-                     SELECT id, ?2, generation, idempotency_key, ?3 FROM refunds WHERE id = ?1",
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![id, batch, time])?;
+                .execute(params![record.id, batch, record.generation, record.idempotency_key, time])?;
             Ok(AttemptId(connection.last_insert_rowid()))
         })
     }
@@ -1360,7 +1394,12 @@ mod tests {
         let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
         let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
         assert_eq!(record.state, RefundState::Pending);
-        let attempt = ledger.mark_sending(record.id, batch).unwrap();
+        assert_eq!(
+            ledger.find("id-1").unwrap(),
+            Some(record.clone()),
+            "insert returns what the ledger holds"
+        );
+        let attempt = ledger.mark_sending(&record, batch).unwrap();
         assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundState::Sending);
         let outcome = RefundUpdate {
             state: Some(RefundState::Succeeded),

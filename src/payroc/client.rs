@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -47,7 +48,9 @@ pub struct ClientConfig {
 
 #[derive(Clone)]
 struct Token {
-    value: SecretString,
+    /// `Bearer …`, built once per token and marked sensitive, so that a request's headers cost
+    /// a reference count rather than a format and a validation, and never print the token.
+    authorization: HeaderValue,
     /// When the identity service answered with it.
     issued: Instant,
     refresh_at: Instant,
@@ -57,6 +60,9 @@ struct Token {
 pub struct PayrocClient {
     http: reqwest::Client,
     config: ClientConfig,
+    /// The create endpoints, card then bank, parsed once: a request clones one instead of
+    /// formatting and parsing a URL.
+    create_urls: [reqwest::Url; 2],
     token: Mutex<Option<Token>>,
     /// The shared `Retry-After` pause.
     pub pause: PauseGate,
@@ -71,16 +77,22 @@ struct TokenResponse {
 
 impl PayrocClient {
     /// Builds the client: rustls with certificate checks always on, one connection pool.
-    pub fn new(config: ClientConfig) -> Result<PayrocClient, reqwest::Error> {
+    pub fn new(config: ClientConfig) -> Result<PayrocClient, ClientSetupError> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(256)
             .user_agent(concat!("refund-batch/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let parse = |method| {
+            let url = endpoint(&config.api_url, method);
+            reqwest::Url::parse(&url).map_err(|source| ClientSetupError::Url { url, source })
+        };
+        let create_urls = [parse(Method::Card)?, parse(Method::Bank)?];
         Ok(PayrocClient {
             http,
             config,
+            create_urls,
             token: Mutex::new(None),
             pause: PauseGate::default(),
         })
@@ -92,43 +104,32 @@ impl PayrocClient {
 
     /// The endpoint URL for a method.
     pub fn endpoint(&self, method: Method) -> String {
-        let base = self.config.api_url.trim_end_matches('/');
-        match method {
-            Method::Card => format!("{base}/refunds"),
-            Method::Bank => format!("{base}/bank-transfer-refunds"),
-        }
+        endpoint(&self.config.api_url, method)
     }
 
-    /// A token with time to spare, fetching one if needed. Callers queue on the lock, so one
-    /// fetch serves all the senders that found the token stale at once.
-    pub async fn bearer_token(&self) -> Result<SecretString, SystemicError> {
-        self.bearer_token_issued_after(None).await
-    }
-
-    /// A token with time to spare that was issued after `not_before`, when given: the re-send
-    /// after a 401 must carry a token fetched after that 401, not one another sender fetched
-    /// earlier that may have died meanwhile — only a refusal of such a token says the key is bad.
-    async fn bearer_token_issued_after(&self, not_before: Option<Instant>) -> Result<SecretString, SystemicError> {
+    /// The `Authorization` header of a token with time to spare that was issued after
+    /// `not_before`, when given, fetching one if needed. Callers queue on the lock, so one fetch
+    /// serves all the senders that found the token stale at once. The re-send after a 401 must
+    /// carry a token fetched after that 401, not one another sender fetched earlier that may
+    /// have died meanwhile — only a refusal of such a token says the key is bad.
+    async fn authorization_issued_after(&self, not_before: Option<Instant>) -> Result<HeaderValue, SystemicError> {
         let mut guard = self.token.lock().await;
         if let Some(token) = guard.as_ref()
             && Instant::now() < token.refresh_at
             && not_before.is_none_or(|not_before| token.issued >= not_before)
         {
-            return Ok(token.value.clone());
+            return Ok(token.authorization.clone());
         }
         let token = self.fetch_token().await?;
-        let value = token.value.clone();
+        let authorization = token.authorization.clone();
         *guard = Some(token);
-        Ok(value)
+        Ok(authorization)
     }
 
     /// Forgets `used` if it is still the cached token (after a 401), so the next caller fetches.
-    async fn invalidate(&self, used: &SecretString) {
+    async fn invalidate(&self, used: &HeaderValue) {
         let mut guard = self.token.lock().await;
-        if guard
-            .as_ref()
-            .is_some_and(|token| token.value.expose_secret() == used.expose_secret())
-        {
+        if guard.as_ref().is_some_and(|token| token.authorization == *used) {
             *guard = None;
         }
     }
@@ -152,6 +153,14 @@ impl PayrocClient {
                         .and_then(|bytes| serde_json::from_slice::<TokenResponse>(&bytes).ok())
                     {
                         Some(token) => {
+                            let Ok(mut authorization) = HeaderValue::try_from(format!("Bearer {}", token.access_token))
+                            else {
+                                return Err(SystemicError::Authentication(
+                                    "the identity service answered with a token that cannot be sent in a header"
+                                        .to_owned(),
+                                ));
+                            };
+                            authorization.set_sensitive(true);
                             // Payroc's SDKs treat a token as stale two minutes before it expires;
                             // for lifetimes under four minutes, at half-life instead.
                             let lifetime = Duration::from_secs(
@@ -162,7 +171,7 @@ impl PayrocClient {
                             );
                             let buffer = Duration::from_secs(120).min(lifetime / 2);
                             return Ok(Token {
-                                value: SecretString::from(token.access_token),
+                                authorization,
                                 issued,
                                 refresh_at: issued + lifetime - buffer,
                             });
@@ -208,14 +217,14 @@ impl PayrocClient {
         body: bytes::Bytes,
         limiter: &RequestLimiter,
     ) -> SendReport {
-        let url = self.endpoint(method);
+        let url = &self.create_urls[usize::from(method == Method::Bank)];
         let exchange = self
-            .exchange(Some(limiter), |token| {
+            .exchange(Some(limiter), |authorization| {
                 self.http
-                    .post(&url)
-                    .bearer_auth(token)
-                    .header("Idempotency-Key", key)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .post(url.clone())
+                    .header(AUTHORIZATION, authorization.clone())
+                    .header(IDEMPOTENCY_KEY, key)
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                     .body(body.clone())
             })
             .await;
@@ -263,7 +272,7 @@ impl PayrocClient {
                 crate::payroc::retry::permit(limiter).await;
             }
             let exchange = self
-                .exchange(limiter, |token| {
+                .exchange(limiter, |authorization| {
                     let mut query = vec![
                         ("processingTerminalId", terminal),
                         ("orderId", order_id),
@@ -274,7 +283,10 @@ impl PayrocClient {
                     if let Some(after) = &after {
                         query.push(("after", after.as_str()));
                     }
-                    self.http.get(&url).bearer_auth(token).query(&query)
+                    self.http
+                        .get(&url)
+                        .header(AUTHORIZATION, authorization.clone())
+                        .query(&query)
                 })
                 .await;
             let (status, bytes) = exchange.result?;
@@ -319,7 +331,9 @@ impl PayrocClient {
     pub async fn get_refund(&self, method: Method, refund_id: &str) -> Result<CreatedRefund, SendResult> {
         let url = format!("{}/{}", self.endpoint(method), encode_path_segment(refund_id));
         let exchange = self
-            .exchange(None, |token| self.http.get(&url).bearer_auth(token))
+            .exchange(None, |authorization| {
+                self.http.get(&url).header(AUTHORIZATION, authorization.clone())
+            })
             .await;
         let (status, bytes) = exchange.result?;
         lookup_answer(status, &bytes, "a refund")
@@ -334,7 +348,7 @@ impl PayrocClient {
     async fn exchange(
         &self,
         limiter: Option<&RequestLimiter>,
-        build: impl Fn(&str) -> reqwest::RequestBuilder,
+        build: impl Fn(&HeaderValue) -> reqwest::RequestBuilder,
     ) -> Exchange {
         let mut requests = 0;
         let mut retry = 0;
@@ -352,8 +366,8 @@ impl PayrocClient {
             // The token is taken only now, after every wait, so the request carries the newest
             // one: a token taken before a long wait could expire during it and turn a routine
             // refresh into a false "authentication failed".
-            let token = match self.bearer_token_issued_after(unauthorized_at).await {
-                Ok(token) => token,
+            let authorization = match self.authorization_issued_after(unauthorized_at).await {
+                Ok(authorization) => authorization,
                 Err(error) => {
                     return Exchange {
                         result: Err(SendResult::Systemic(error)),
@@ -363,7 +377,7 @@ impl PayrocClient {
                 }
             };
             requests += 1;
-            let (detail, http_status) = match build(token.expose_secret()).send().await {
+            let (detail, http_status) = match build(&authorization).send().await {
                 Err(error) => {
                     // A refused connection never carried the request; anything later might have.
                     if !error.is_connect() {
@@ -400,7 +414,7 @@ impl PayrocClient {
                             // A 401 means the request was not processed: refresh and re-send.
                             refreshed_after_401 = true;
                             unauthorized_at = Some(Instant::now());
-                            self.invalidate(&token).await;
+                            self.invalidate(&authorization).await;
                             continue;
                         }
                         Ok(bytes) if !is_retryable(status) => {
@@ -446,6 +460,34 @@ impl PayrocClient {
             retry += 1;
         }
     }
+}
+
+/// The `Idempotency-Key` header's name, made once.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The create endpoint for `method` under the API base `api_url`.
+fn endpoint(api_url: &str, method: Method) -> String {
+    let base = api_url.trim_end_matches('/');
+    match method {
+        Method::Card => format!("{base}/refunds"),
+        Method::Bank => format!("{base}/bank-transfer-refunds"),
+    }
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    /// reqwest could not build its client (its TLS setup).
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    /// The API base does not make a URL.
+    #[error("{url:?} is not a URL")]
+    Url {
+        /// The endpoint as formatted.
+        url: String,
+        /// Why it does not parse.
+        source: url::ParseError,
+    },
 }
 
 /// What [`PayrocClient::exchange`] came back with.
