@@ -418,6 +418,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("002_attempt_refund_ids.sql"),
     include_str!("003_exactly_once.sql"),
     include_str!("004_payroc_answers.sql"),
+    include_str!("005_narrower_keys.sql"),
 ];
 
 /// The columns [`read_record`] reads, as a macro so queries are `concat!`-ed at compile time
