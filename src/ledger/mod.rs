@@ -490,19 +490,15 @@ impl Ledger {
             restrict_permissions(Path::new(&side));
         }
         if created {
-            // Made without a sync per step (see `connect`): one sync of each file now, before
-            // anything that matters is written, and every commit from here on syncs the WAL.
+            // Made without a sync per step (see `connect`). The database file's first page says
+            // "WAL": without it on disk SQLite would throw the WAL away on the next open, so it
+            // is synced now. The WAL is synced by the first commit, which holds everything that
+            // matters, and every commit from here on syncs it again.
             ledger
                 .connection
                 .execute_batch("PRAGMA synchronous=FULL;")
                 .map_err(|source| ledger.sqlite_error(source))?;
-            for suffix in ["", "-wal"] {
-                let mut file = path.as_os_str().to_owned();
-                file.push(suffix);
-                File::open(Path::new(&file))
-                    .and_then(|file| file.sync_all())
-                    .map_err(io_error)?;
-            }
+            File::open(path).and_then(|file| file.sync_all()).map_err(io_error)?;
         }
         // SQLite creates the WAL anew on each open; its directory entry, and the new ledger's,
         // must be on disk before any commit in it counts as durable.
@@ -656,6 +652,11 @@ impl Ledger {
         environment: &str,
         command: &str,
     ) -> Result<BatchId, LedgerError> {
+        // The record opens a group and stays in it: it is committed with the command's first
+        // commit (a run's first `sending` marks), or by `finish_batch`, rather than paying a
+        // commit (an fsync) of its own. A command that dies before either leaves no batch
+        // record, which is true: nothing of it reached the ledger.
+        self.begin_group()?;
         self.connection
             .execute(
                 "INSERT INTO batches (input_path, input_sha256, environment, command, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -673,7 +674,7 @@ impl Ledger {
                 params![batch, now(), summary.rows as i64, summary.invalid as i64, summary.exit_code, summary.counts],
             )
             .map_err(|source| self.sqlite_error(source))?;
-        Ok(())
+        self.commit_group()
     }
 
     /// Finds an identity.
@@ -1244,8 +1245,8 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RefundRecord,
 ///
 /// `creating`: the file is new and holds nothing yet. Its creation (the switch to WAL, which
 /// goes through a rollback journal, and the schema) then runs with `synchronous=OFF`, and
-/// [`Ledger::open`] syncs the database and the WAL once at the end: three syncs instead of
-/// one per step. Nothing is lost by it: a crash before that sync leaves a ledger that knows
+/// [`Ledger::open`] syncs the database file once at the end (the WAL is synced by the first
+/// commit, which every later write waits for): one sync instead of one per step. Nothing is lost by it: a crash before that sync leaves a ledger that knows
 /// nothing, which is what it knew anyway, and no request leaves before it.
 fn connect(path: &Path, creating: bool) -> Result<Connection, LedgerError> {
     let sqlite = |source| LedgerError::Sqlite {
@@ -1422,6 +1423,8 @@ mod tests {
             })
             .unwrap();
         assert_eq!(trail, 1);
+        // The batch's group (opened by begin_batch) holds all of it until it is committed.
+        ledger.commit_group().unwrap();
         drop(ledger);
         // Reopening keeps everything and does not re-run migrations.
         let ledger = Ledger::open(&path).unwrap();
@@ -1473,6 +1476,12 @@ mod tests {
         let batch = writer.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
         writer.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
         let reader = Ledger::open_reader(&path).unwrap();
+        assert_eq!(
+            reader.find("id-1").unwrap(),
+            None,
+            "the batch's group is not committed yet"
+        );
+        writer.commit_group().unwrap();
         assert_eq!(reader.find("id-1").unwrap().unwrap().state, RefundState::Pending);
         drop(reader);
         writer.close().unwrap();
