@@ -5,14 +5,17 @@
 //! [`decide`] what the ledger says: a new refund gets its generation-0 key; a refund left
 //! `pending`, `sending` or `unknown` is sent again with the same key and bytes; a finished one is
 //! left alone; a row whose body no longer matches what was sent is a `conflict` and is not sent.
-//! A row to send is committed as `sending` before its request is spawned — that ordering is the
+//! A row to send is committed as `sending` before its request exists — that ordering is the
 //! whole crash-safety argument (see [`crate::ledger`]).
 //!
 //! The loop owns the ledger (no locks around SQLite) and drives the requests itself, as a set of
 //! futures it polls (no task per row), at most `concurrency` at once, each started only when
-//! the governor rate limiter allows. Outcomes are recorded at the next commit, together. Stopping — Ctrl-C, or a systemic
-//! failure such as bad credentials — stops taking rows and waits for the requests in flight;
-//! the rows never taken stay as they were and the next run resumes them.
+//! the governor rate limiter allows. It commits once per group (see [`Pace`]): the outcomes that
+//! came back since the last commit and the `sending` marks of the rows the limiter lets go next,
+//! together; a row is counted done only once its outcome is committed. Stopping — Ctrl-C, or a
+//! systemic failure such as bad credentials — stops taking rows, gives the marked rows that never
+//! left their state back, and waits for the requests in flight; the rows never taken stay as they
+//! were and the next run resumes them.
 
 pub mod outcome;
 pub mod reconcile;
@@ -537,12 +540,12 @@ impl Dispatcher<'_> {
                 if shutdown.has_changed().unwrap_or(false) && *shutdown.borrow_and_update() {
                     self.report.stopped = Some(StopReason::Interrupted);
                 }
-                self.commit_point()?;
+                self.commit(&mut abandon_at)?;
                 continue;
             }
             if sending && self.scheduled.is_empty() && (!self.ready.is_empty() || !self.rows_exhausted) {
                 // The marked rows ran out: mark the next group (and record what came back).
-                self.commit_point()?;
+                self.commit(&mut abandon_at)?;
                 outcomes_due = None;
                 continue;
             }
@@ -598,20 +601,26 @@ impl Dispatcher<'_> {
                         self.tasks.len()
                     );
                     self.tasks.clear();
-                    self.commit_point()?;
+                    self.commit(&mut abandon_at)?;
                     break;
                 }
                 Wake::Signal | Wake::Outcomes => {
-                    let stopped_before = self.report.stopped.is_some();
-                    self.commit_point()?;
+                    self.commit(&mut abandon_at)?;
                     outcomes_due = None;
-                    if !stopped_before && self.report.stopped.is_some() && abandon_at.is_none() {
-                        // The requests still in flight meet the same failure, possibly slowly
-                        // (a token fetch retrying for minutes): give them the grace period too.
-                        abandon_at = Some(tokio::time::Instant::now() + self.options.shutdown_grace);
-                    }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// [`Dispatcher::commit_point`], and when the outcomes it recorded stopped the run (a
+    /// systemic failure), the grace period for the requests still in flight: they meet the same
+    /// failure, possibly slowly (a token fetch retrying for minutes).
+    fn commit(&mut self, abandon_at: &mut Option<tokio::time::Instant>) -> Result<(), DispatchError> {
+        let stopped_before = self.report.stopped.is_some();
+        self.commit_point()?;
+        if !stopped_before && self.report.stopped.is_some() && abandon_at.is_none() {
+            *abandon_at = Some(tokio::time::Instant::now() + self.options.shutdown_grace);
         }
         Ok(())
     }

@@ -22,7 +22,11 @@
 //! WAL after the path it was opened by, so a second name could open the file without the commits
 //! still waiting in the first name's WAL.
 //!
-//! Schema changes are numbered migrations tracked in SQLite's `user_version`.
+//! Writes are grouped (see [`Ledger::begin_group`]): the dispatcher commits once per group of rows,
+//! and a command's batch record waits for the command's first commit.
+//!
+//! Schema changes are numbered migrations tracked in SQLite's `user_version`, applied in one
+//! transaction.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
