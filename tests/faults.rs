@@ -306,27 +306,34 @@ fn a_row_first_sent_more_than_six_days_ago_is_reconciled_not_resent() {
     assert_each_order_created_once(&sandbox.stats(), 2);
 }
 
+/// Starts `refund-batch … run day.csv EXTRA…` (`rows` rows) against a sandbox answering in
+/// 20 ms, with its stderr read line by line, for a test that signals it.
 #[cfg(unix)]
-#[test]
-fn sigterm_stops_cleanly_writes_the_results_and_the_run_resumes() {
-    use std::process::Stdio;
-
+fn spawn_run(rows_in_file: usize, extra: &[&str]) -> (Workdir, TestSandbox, std::process::Child, Lines) {
     let workdir = Workdir::new();
-    workdir.write("day.csv", &rows(60, "1234001"));
+    workdir.write("day.csv", &rows(rows_in_file, "1234001"));
     let sandbox = TestSandbox::start(SandboxConfig {
         latency: Duration::from_millis(20),
         ..SandboxConfig::default()
     });
-    let mut command = workdir.std_command();
-    let mut child = command
+    let mut child = workdir
+        .std_command()
         .args(sandbox.arguments())
-        // At 20 a second the 60 rows take at least 3 s, so a signal sent at the first request
-        // always lands with rows left to send.
-        .args(["run", "day.csv", "--rate", "20", "--concurrency", "2"])
-        .stderr(Stdio::piped())
+        .args(["run", "day.csv"])
+        .args(extra)
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start refund-batch");
-    let mut stderr = Lines::new(child.stderr.take().expect("stderr is piped"));
+    let stderr = Lines::new(child.stderr.take().expect("stderr is piped"));
+    (workdir, sandbox, child, stderr)
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_cleanly_writes_the_results_and_the_run_resumes() {
+    // At 20 a second the 60 rows take at least 3 s, so a signal sent at the first request
+    // always lands with rows left to send.
+    let (workdir, sandbox, mut child, mut stderr) = spawn_run(60, &["--rate", "20", "--concurrency", "2"]);
     // The run announces where it sends just before the first request.
     stderr.wait_for("sending to");
     signal(child.id(), "TERM");
@@ -353,33 +360,10 @@ fn sigterm_stops_cleanly_writes_the_results_and_the_run_resumes() {
 #[cfg(unix)]
 #[test]
 fn a_stop_gives_rows_marked_but_never_sent_their_state_back() {
-    use std::process::Stdio;
-
-    let workdir = Workdir::new();
-    workdir.write("day.csv", &rows(40, "1234001"));
-    let sandbox = TestSandbox::start(SandboxConfig {
-        latency: Duration::from_millis(20),
-        ..SandboxConfig::default()
-    });
-    let mut child = workdir
-        .std_command()
-        .args(sandbox.arguments())
-        // At 20 a second a commit marks 5 rows and they leave 50 ms apart: a stop at the first
-        // request finds marked rows that have not left.
-        .args([
-            "run",
-            "day.csv",
-            "--rate",
-            "20",
-            "--concurrency",
-            "1",
-            "--precheck",
-            "never",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start refund-batch");
-    let mut stderr = Lines::new(child.stderr.take().expect("stderr is piped"));
+    // At 20 a second a commit marks 5 rows and they leave 50 ms apart: a stop at the first
+    // request finds marked rows that have not left.
+    let (workdir, sandbox, mut child, mut stderr) =
+        spawn_run(40, &["--rate", "20", "--concurrency", "1", "--precheck", "never"]);
     stderr.wait_for("sending to");
     crate::util::wait_until("the first refund request", || sandbox.stats().refund_posts >= 1);
     signal(child.id(), "TERM");
