@@ -405,7 +405,8 @@ struct Pace {
     /// there instead of losing them. The price: over any window of W seconds at most
     /// rate·W + burst requests start, e.g. 512 in a second at --rate 500, 22 at --rate 20.
     burst: NonZeroU32,
-    /// Rows one commit marks `sending`: [`GROUP_PERIOD`] of rate, at least one.
+    /// Rows one commit marks `sending`: [`GROUP_PERIOD`] of rate, at least one, at most
+    /// [`GROUP_ROWS_LIMIT`] and twice the concurrency.
     group_rows: usize,
 }
 
@@ -425,10 +426,13 @@ impl Pace {
         let tick_rows = permits_in(TICK).clamp(1, slots);
         let burst = (tick_rows + permits_in(TICK_LATENESS).max(1)).clamp(2, slots.saturating_mul(2).max(2));
         let group_rows = usize::try_from(permits_in(GROUP_PERIOD)).unwrap_or(usize::MAX);
+        // Never more marked than two rounds of requests in flight: when the concurrency, not
+        // the rate, is the limit (a slow API), a marked row must not wait long to leave.
+        let rounds = usize::try_from(slots).unwrap_or(usize::MAX).saturating_mul(2);
         Pace {
             tick_rows,
             burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
-            group_rows: group_rows.clamp(1, GROUP_ROWS_LIMIT),
+            group_rows: group_rows.clamp(1, GROUP_ROWS_LIMIT).min(rounds),
         }
     }
 }
@@ -1070,9 +1074,11 @@ mod tests {
         assert_eq!(pace(1, 1), (1, 2, 1));
         assert_eq!(
             pace(100_000, 64),
-            (64, 128, GROUP_ROWS_LIMIT),
-            "never more than the free slots at once"
+            (64, 128, 128),
+            "never more than the free slots at once, nor marks for more than two rounds of them"
         );
+        assert_eq!(pace(100_000, 1_000), (1_000, 1_500, GROUP_ROWS_LIMIT));
+        assert_eq!(pace(500, 8), (8, 10, 16), "a slow API: the concurrency is the limit");
     }
 
     #[test]
