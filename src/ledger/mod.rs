@@ -22,8 +22,7 @@
 //! WAL after the path it was opened by, so a second name could open the file without the commits
 //! still waiting in the first name's WAL.
 //!
-//! Writes are grouped (see [`Ledger::begin_group`]): the dispatcher commits once per group of rows,
-//! and a command's batch record waits for the command's first commit.
+//! Writes are grouped (see [`Ledger::begin_group`]): the dispatcher commits once per group of rows.
 //!
 //! Schema changes are numbered migrations tracked in SQLite's `user_version`, applied in one
 //! transaction.
@@ -656,11 +655,9 @@ impl Ledger {
         environment: &str,
         command: &str,
     ) -> Result<BatchId, LedgerError> {
-        // The record opens a group and stays in it: it is committed with the command's first
-        // commit (a run's first `sending` marks), or by `finish_batch`, rather than paying a
-        // commit (an fsync) of its own. A command that dies before either leaves no batch
-        // record, which is true: nothing of it reached the ledger.
-        self.begin_group()?;
+        // Committed at once, on its own: what a command writes before its first group (a new
+        // ledger's record of the file it was created for) must not wait for a commit that an
+        // early exit would skip.
         self.connection
             .execute(
                 "INSERT INTO batches (input_path, input_sha256, environment, command, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -678,7 +675,7 @@ impl Ledger {
                 params![batch, now(), summary.rows as i64, summary.invalid as i64, summary.exit_code, summary.counts],
             )
             .map_err(|source| self.sqlite_error(source))?;
-        self.commit_group()
+        Ok(())
     }
 
     /// Finds an identity.
@@ -1427,8 +1424,6 @@ mod tests {
             })
             .unwrap();
         assert_eq!(trail, 1);
-        // The batch's group (opened by begin_batch) holds all of it until it is committed.
-        ledger.commit_group().unwrap();
         drop(ledger);
         // Reopening keeps everything and does not re-run migrations.
         let ledger = Ledger::open(&path).unwrap();
@@ -1480,12 +1475,6 @@ mod tests {
         let batch = writer.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
         writer.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
         let reader = Ledger::open_reader(&path).unwrap();
-        assert_eq!(
-            reader.find("id-1").unwrap(),
-            None,
-            "the batch's group is not committed yet"
-        );
-        writer.commit_group().unwrap();
         assert_eq!(reader.find("id-1").unwrap().unwrap().state, RefundState::Pending);
         drop(reader);
         writer.close().unwrap();
