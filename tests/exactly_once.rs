@@ -255,6 +255,37 @@ fn a_new_ledger_looks_each_order_up_and_sends_nothing_payroc_already_has_even_af
     assert_eq!(sandbox.stats().refund_posts, 3);
 }
 
+/// A ledger made by another command first (here `reconcile`, on a new machine) knows no more
+/// than a ledger made by `run`: its first run still looks every order up.
+#[test]
+fn a_ledger_that_holds_no_refund_is_new_whichever_command_made_it() {
+    let workdir = Workdir::new();
+    workdir.write("card.csv", &file("1234001"));
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir.run(&sandbox, "card.csv", &[]).code(0);
+    sandbox.sandbox().age(8);
+    let other_ledger = workdir.path("other-user-ledger.sqlite");
+    workdir
+        .command()
+        .env("REFUND_BATCH_LEDGER", &other_ledger)
+        .args(sandbox.arguments())
+        .args(["reconcile", "card.csv"])
+        .output()
+        .expect("reconcile ran");
+    assert!(other_ledger.exists(), "reconcile made the ledger");
+    workdir
+        .command()
+        .env("REFUND_BATCH_LEDGER", &other_ledger)
+        .args(sandbox.arguments())
+        .args(["run", "card.csv"])
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("looked up at Payroc"));
+    let stats = sandbox.stats();
+    assert_eq!(stats.refund_posts, 3, "found at Payroc: nothing sent again");
+    assert_one_refund_per_order(&stats, 3);
+}
+
 #[test]
 fn the_same_order_by_card_then_by_bank_is_one_refund() {
     let workdir = Workdir::new();

@@ -125,8 +125,9 @@ const CREATED_FOR_FILE: &str = "created_for_file_sha256";
 /// Whether rows new to the ledger are looked up at Payroc before their first send.
 ///
 /// Only in `uat` and `production` (the embedded sandbox starts empty every time). With
-/// `new-ledger`, when this run created the ledger, or when the run that created it was over
-/// this same file (it may have been interrupted before it reached every row).
+/// `new-ledger`, when this run created the ledger or found it holding no refund, or when the run
+/// that first found it so was over this same file (it may have been interrupted before it
+/// reached every row).
 fn precheck_new_rows(
     session: &mut session::Session,
     environment: Environment,
@@ -136,7 +137,10 @@ fn precheck_new_rows(
         return Ok(false);
     }
     let ledger = &mut session.ledger;
-    let new_ledger = if ledger.was_created() {
+    // A ledger another command created (`reconcile` on a new machine) knows as little as one
+    // this run created, until it holds a refund.
+    let knows_nothing = ledger.was_created() || ledger.holds_no_refund().map_err(CommandError::usage)?;
+    let new_ledger = if knows_nothing {
         ledger
             .set_meta(CREATED_FOR_FILE, &session.check.sha256)
             .map_err(CommandError::usage)?;

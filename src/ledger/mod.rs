@@ -572,6 +572,14 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether the ledger holds no refund at all: then it knows nothing of what was refunded
+    /// before, whichever command created it.
+    pub fn holds_no_refund(&self) -> Result<bool, LedgerError> {
+        self.connection
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM refunds)", [], |row| row.get(0))
+            .map_err(|source| self.sqlite_error(source))
+    }
+
     /// Whether this open created the ledger file (a new machine, another user, a lost ledger).
     pub fn was_created(&self) -> bool {
         self.created
