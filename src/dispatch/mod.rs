@@ -535,15 +535,19 @@ impl Dispatcher<'_> {
         let mut signals_open = true;
         let mut interrupted = false;
         loop {
+            // A stop request is noticed here too, not only while waiting: passes over rows that
+            // are already done never wait.
+            if signals_open && !interrupted && shutdown.has_changed().unwrap_or(false) && *shutdown.borrow_and_update()
+            {
+                interrupted = true;
+                self.stop_requested(&mut abandon_at);
+            }
             let sending = self.report.stopped.is_none();
             if self.ready.is_empty() && self.scheduled.is_empty() && self.tasks.is_empty() && self.finished.is_empty() {
                 if self.rows_exhausted || !sending {
                     break;
                 }
-                // Nothing in flight to wait for: check for a stop request without blocking, read on.
-                if shutdown.has_changed().unwrap_or(false) && *shutdown.borrow_and_update() {
-                    self.report.stopped = Some(StopReason::Interrupted);
-                }
+                // Nothing in flight to wait for: read on.
                 self.commit(&mut abandon_at)?;
                 continue;
             }
@@ -551,6 +555,11 @@ impl Dispatcher<'_> {
                 // The marked rows ran out: mark the next group (and record what came back).
                 self.commit(&mut abandon_at)?;
                 outcomes_due = None;
+                if !self.tasks.is_empty() {
+                    // One thread runs everything: let the requests in flight, the timers and the
+                    // signal handler run between passes over rows that are already done.
+                    tokio::task::yield_now().await;
+                }
                 continue;
             }
             let free = self.options.concurrency.saturating_sub(self.tasks.len());
@@ -568,10 +577,7 @@ impl Dispatcher<'_> {
                         Err(_) => signals_open = false,
                         Ok(()) if *shutdown.borrow() => {
                             interrupted = true;
-                            self.report.stopped.get_or_insert(StopReason::Interrupted);
-                            self.ready.clear();
-                            let deadline = tokio::time::Instant::now() + self.options.shutdown_grace;
-                            abandon_at = Some(abandon_at.map_or(deadline, |earlier| earlier.min(deadline)));
+                            self.stop_requested(&mut abandon_at);
                         }
                         Ok(()) => {}
                     }
@@ -615,6 +621,15 @@ impl Dispatcher<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Ctrl-C or SIGTERM: take no more rows (the marked ones are given back at the next commit)
+    /// and give the requests in flight the grace period.
+    fn stop_requested(&mut self, abandon_at: &mut Option<tokio::time::Instant>) {
+        self.report.stopped.get_or_insert(StopReason::Interrupted);
+        self.ready.clear();
+        let deadline = tokio::time::Instant::now() + self.options.shutdown_grace;
+        *abandon_at = Some(abandon_at.map_or(deadline, |earlier| earlier.min(deadline)));
     }
 
     /// [`Dispatcher::commit_point`], and when the outcomes it recorded stopped the run (a
@@ -662,12 +677,7 @@ impl Dispatcher<'_> {
         } else {
             for scheduled in std::mem::take(&mut self.scheduled) {
                 if let Scheduled::Send { row, attempt } = scheduled {
-                    self.ledger.unmark_sending(
-                        row.record.id,
-                        attempt,
-                        row.record.state,
-                        row.record.first_sent_at.as_deref(),
-                    )?;
+                    self.ledger.unmark_sending(&row.record, attempt)?;
                 }
             }
         }

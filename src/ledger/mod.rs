@@ -906,21 +906,23 @@ impl Ledger {
     }
 
     /// Takes back a [`Ledger::mark_sending`] whose request never left (the run stopped first):
-    /// the refund returns to `previous` state and first-send time, and the attempt is removed.
+    /// the refund returns to what `previous` (the record as it was before the mark) says of
+    /// everything the mark changed, and the attempt is removed.
     /// Only for a mark whose request certainly was not started; the caller knows that.
-    pub fn unmark_sending(
-        &mut self,
-        id: RefundId,
-        attempt: AttemptId,
-        previous: RefundState,
-        previous_first_sent_at: Option<&str>,
-    ) -> Result<(), LedgerError> {
+    pub fn unmark_sending(&mut self, previous: &RefundRecord, attempt: AttemptId) -> Result<(), LedgerError> {
         self.write(|connection| {
             connection
                 .prepare_cached(
-                    "UPDATE refunds SET state = ?2, attempts = attempts - 1, first_sent_at = ?3 WHERE id = ?1",
+                    "UPDATE refunds SET state = ?2, attempts = attempts - 1, first_sent_at = ?3, updated_at = ?4, \
+                     batch_id = ?5 WHERE id = ?1",
                 )?
-                .execute(params![id, previous.as_str(), previous_first_sent_at])?;
+                .execute(params![
+                    previous.id,
+                    previous.state.as_str(),
+                    previous.first_sent_at,
+                    previous.updated_at,
+                    previous.batch_id
+                ])?;
             connection
                 .prepare_cached("DELETE FROM attempts WHERE id = ?1")?
                 .execute(params![attempt])
@@ -997,6 +999,8 @@ impl Ledger {
             "reconciled: {}",
             outcome.problem_detail.as_deref().unwrap_or("found at Payroc")
         );
+        // Inside a caller's group (the dispatcher's), this joins it and leaves the commit to it.
+        let outer = self.group_open;
         self.begin_group()?;
         self.write(|connection| {
             connection.execute(
@@ -1015,7 +1019,10 @@ impl Ledger {
             )
         })?;
         self.record(id, None, outcome, 0)?;
-        self.commit_group()
+        if !outer {
+            self.commit_group()?;
+        }
+        Ok(())
     }
 
     /// Records that a request of the current generation may have reached Payroc (a `sending`
@@ -1054,6 +1061,7 @@ impl Ledger {
         detail: &str,
     ) -> Result<RefundRecord, LedgerError> {
         let time = now();
+        let outer = self.group_open;
         self.begin_group()?;
         self.write(|connection| {
             connection.execute(
@@ -1069,7 +1077,9 @@ impl Ledger {
                 params![id, time, detail],
             )
         })?;
-        self.commit_group()?;
+        if !outer {
+            self.commit_group()?;
+        }
         self.find_by_id(id)
     }
 
@@ -1441,6 +1451,36 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_mark_taken_back_leaves_the_refund_as_it_was() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&directory.path().join("ledger.sqlite")).unwrap();
+        let first = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();
+        let record = ledger.insert(&new_refund("id-1", "key-0"), first, 2).unwrap();
+        let second = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();
+        let attempt = ledger.mark_sending(&record, second).unwrap();
+        let marked = ledger.find("id-1").unwrap().unwrap();
+        assert_eq!(
+            (marked.state, marked.attempts, marked.batch_id),
+            (RefundState::Sending, 1, Some(second))
+        );
+        assert!(marked.first_sent_at.is_some());
+        ledger.unmark_sending(&record, attempt).unwrap();
+        assert_eq!(ledger.find("id-1").unwrap(), Some(record.clone()));
+        // A reconciliation inside a caller's group joins it rather than committing it.
+        ledger.begin_group().unwrap();
+        ledger
+            .record_reconciliation(record.id, second, &RefundUpdate::default())
+            .unwrap();
+        assert!(ledger.group_open, "the caller's group is still open");
+        ledger.commit_group().unwrap();
+        let attempts: i64 = ledger
+            .connection
+            .query_row("SELECT COUNT(*) FROM attempts", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(attempts, 1, "the reconciliation's attempt, not the mark's");
     }
 
     #[test]
