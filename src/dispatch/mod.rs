@@ -737,7 +737,7 @@ impl Dispatcher<'_> {
         }
     }
 
-    /// Writes the outcomes of the requests that came back (inside the tick's transaction) and
+    /// Writes the outcomes of the requests that came back (inside the commit's transaction) and
     /// notices a run that is failing as a whole. Returns the rows' states, to be counted once
     /// the transaction is committed.
     fn record_finished(&mut self) -> Result<Vec<RefundState>, DispatchError> {
@@ -809,7 +809,7 @@ impl Dispatcher<'_> {
     }
 
     /// Decides rows until enough are ready to send (or a pass of [`SCAN_CHUNK`] rows found none
-    /// to send). Its ledger writes join the tick's transaction.
+    /// to send). Its ledger writes join the commit's transaction.
     fn read_ahead(&mut self) -> Result<(), DispatchError> {
         let mut scanned = 0;
         while self.ready.len() < READ_AHEAD && scanned < SCAN_CHUNK {
