@@ -122,12 +122,7 @@ fn reconcile_finds_a_refund_older_than_payrocs_default_window() {
         assert_eq!(line["status"], "unknown");
         assert!(line["error"].contains("refund-batch reconcile"), "{line:?}");
     }
-    workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["reconcile", "day.csv"])
-        .assert()
-        .code(0);
+    workdir.reconcile(&sandbox, "day.csv", &[]).code(0);
     assert_eq!(statuses(&workdir, "day.results.csv"), ["succeeded"; 3]);
     workdir.run(&sandbox, "day.csv", &[]).code(0);
     assert_one_refund_per_order(&sandbox.stats(), 3);
@@ -148,10 +143,7 @@ fn past_six_days_only_a_person_lets_an_unfound_refund_go_out_under_a_new_key() {
     age_ledger(&workdir.path("ledger.sqlite"), 8);
     // Reconcile lists with an explicit window, finds nothing, and concludes nothing by itself.
     workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["reconcile", "day.csv"])
-        .assert()
+        .reconcile(&sandbox, "day.csv", &[])
         .code(3)
         .stderr(predicate::str::contains("--confirm-not-created"));
     let results = read_results(&workdir.path("day.results.csv"));
@@ -168,10 +160,7 @@ fn past_six_days_only_a_person_lets_an_unfound_refund_go_out_under_a_new_key() {
     // A person confirms two rows; only those move to a new key, recorded with the time.
     let healthy = TestSandbox::start(SandboxConfig::default());
     workdir
-        .command()
-        .args(healthy.arguments())
-        .args(["reconcile", "day.csv", "--confirm-not-created", "2,4"])
-        .assert()
+        .reconcile(&healthy, "day.csv", &["--confirm-not-created", "2,4"])
         .code(3);
     let connection = rusqlite::Connection::open(workdir.path("ledger.sqlite")).expect("ledger");
     let confirmed: i64 = connection
@@ -401,12 +390,7 @@ fn answers_that_prove_nothing_are_unknown_with_the_raw_status() {
         );
     }
     // Reconcile settles them from Payroc's records.
-    workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["reconcile", "odd.csv"])
-        .assert()
-        .code(0);
+    workdir.reconcile(&sandbox, "odd.csv", &[]).code(0);
     assert_eq!(statuses(&workdir, "odd.results.csv"), ["succeeded"; 3]);
     assert_eq!(sandbox.stats().refunds.len(), 3);
 }

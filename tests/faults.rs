@@ -183,10 +183,7 @@ fn rows_unknown_after_retries_run_out_are_settled_by_reconcile() {
     let posts = sandbox.stats().refund_posts;
 
     workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["reconcile", "day.csv"])
-        .assert()
+        .reconcile(&sandbox, "day.csv", &[])
         .code(0)
         .stderr(predicate::str::contains("6 rows looked up, 6 settled"));
     let stats = sandbox.stats();
@@ -220,10 +217,7 @@ fn a_row_reconcile_proves_never_created_is_sent_by_the_next_run() {
     // Payroc is back and has no record of them: reconcile proves they were never created.
     let up = TestSandbox::start(SandboxConfig::default());
     workdir
-        .command()
-        .args(up.arguments())
-        .args(["reconcile", "day.csv"])
-        .assert()
+        .reconcile(&up, "day.csv", &[])
         .code(3)
         .stderr(predicate::str::contains("4 never created"));
     assert!(
@@ -297,12 +291,7 @@ fn a_row_first_sent_more_than_six_days_ago_is_reconciled_not_resent() {
     assert_eq!(sandbox.stats().refund_posts, posts, "not re-sent blindly");
     let results = read_results(&workdir.path("day.results.csv"));
     assert!(results[0]["error"].contains("reconcile"), "{}", results[0]["error"]);
-    workdir
-        .command()
-        .args(sandbox.arguments())
-        .args(["reconcile", "day.csv"])
-        .assert()
-        .code(0);
+    workdir.reconcile(&sandbox, "day.csv", &[]).code(0);
     assert_each_order_created_once(&sandbox.stats(), 2);
 }
 

@@ -1012,6 +1012,41 @@ fn resume(workdir: &Workdir, sandbox: &TestSandbox, arguments: &[&str], retry_fa
 }
 
 /// Problems with keys the sandbox received before the ledger had them on disk.
+/// Runs `arguments` and cuts the power `cuts` times, each after a seeded number of the refunds
+/// `left` says remain (stopping early when none do). Returns the problems the cuts revealed;
+/// fails the test if no cut landed while refunds were being sent.
+fn cut_repeatedly(
+    workdir: &Workdir,
+    sandbox: &TestSandbox,
+    arguments: &[&str],
+    cuts: usize,
+    mut random: Seeded,
+    label: &str,
+    left: impl Fn(&Stats) -> usize,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut landed = 0;
+    for cut in 1..=cuts {
+        let left = left(&sandbox.stats());
+        if left == 0 {
+            break;
+        }
+        let label = format!("{label} {cut}");
+        let result = cut_power(
+            workdir,
+            sandbox,
+            arguments,
+            random.between(1, left as u64),
+            &mut random,
+            &label,
+        );
+        landed += usize::from(result.landed);
+        problems.extend(unrecorded(&label, &result.unrecorded_keys));
+    }
+    assert!(landed > 0, "no cut landed while refunds were being sent");
+    problems
+}
+
 fn unrecorded(cut: &str, keys: &[String]) -> Option<String> {
     (!keys.is_empty()).then(|| {
         format!(
@@ -1184,27 +1219,9 @@ fn power_cuts_during_a_run_lose_nothing_that_was_sent() {
         ..SandboxConfig::default()
     });
     let arguments = ["run", "day.csv", "--rate", "200", "--concurrency", "8"];
-    let mut random = Seeded(7);
-    let mut problems = Vec::new();
-    let mut landed = 0;
-    for cut in 1..=CUTS {
-        let left = ROWS - sandbox.stats().created_per_order.len();
-        if left == 0 {
-            break;
-        }
-        let label = format!("cut {cut}");
-        let result = cut_power(
-            &workdir,
-            &sandbox,
-            &arguments,
-            random.between(1, left as u64),
-            &mut random,
-            &label,
-        );
-        landed += usize::from(result.landed);
-        problems.extend(unrecorded(&label, &result.unrecorded_keys));
-    }
-    assert!(landed > 0, "no cut landed while refunds were being sent");
+    let mut problems = cut_repeatedly(&workdir, &sandbox, &arguments, CUTS, Seeded(7), "cut", |stats| {
+        ROWS - stats.created_per_order.len()
+    });
 
     let finished = resume(&workdir, &sandbox, &arguments, false);
     if finished != Some(0) {
@@ -1286,33 +1303,13 @@ fn a_power_cut_during_retry_failed_leaves_one_approved_refund_per_order() {
         "8",
         "--retry-failed",
     ];
-    let mut random = Seeded(11);
-    let mut problems = Vec::new();
-    let mut landed = 0;
-    for cut in 1..=CUTS {
-        let approved = sandbox
-            .stats()
+    let mut problems = cut_repeatedly(&workdir, &sandbox, &retry, CUTS, Seeded(11), "retry cut", |stats| {
+        ROWS - stats
             .refunds
             .iter()
             .filter(|refund| refund.response_code == "A")
-            .count();
-        let left = ROWS - approved;
-        if left == 0 {
-            break;
-        }
-        let label = format!("retry cut {cut}");
-        let result = cut_power(
-            &workdir,
-            &sandbox,
-            &retry,
-            random.between(1, left as u64),
-            &mut random,
-            &label,
-        );
-        landed += usize::from(result.landed);
-        problems.extend(unrecorded(&label, &result.unrecorded_keys));
-    }
-    assert!(landed > 0, "no cut landed while refunds were being sent");
+            .count()
+    });
 
     let finished = resume(&workdir, &sandbox, &plain, true);
     if finished != Some(0) {

@@ -170,9 +170,18 @@ impl Workdir {
 
     /// `refund-batch --env uat --api-url … run FILE EXTRA…` against `sandbox`, asserted on by the caller.
     pub fn run(&self, sandbox: &TestSandbox, file: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+        self.subcommand(sandbox, "run", file, extra)
+    }
+
+    /// `refund-batch --env uat --api-url … reconcile FILE EXTRA…` against `sandbox`.
+    pub fn reconcile(&self, sandbox: &TestSandbox, file: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+        self.subcommand(sandbox, "reconcile", file, extra)
+    }
+
+    fn subcommand(&self, sandbox: &TestSandbox, name: &str, file: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
         self.command()
             .args(sandbox.arguments())
-            .arg("run")
+            .arg(name)
             .arg(file)
             .args(extra)
             .assert()

@@ -341,50 +341,41 @@ fn print_summary(
 
 /// What to do next, in words, one line per kind of row that needs something.
 pub fn next_steps(tally: &Tally) -> Vec<String> {
-    let mut steps = Vec::new();
-    let unfinished = tally.count_where(ResultStatus::is_unfinished);
-    if unfinished > 0 {
-        steps.push(format!(
-            "{} not finished (unknown or pending): run the same command again to resume; they keep their keys",
-            rows(unfinished)
-        ));
-    }
-    let failed = tally.count(ResultStatus::Declined) + tally.count(ResultStatus::Rejected);
-    if failed > 0 {
-        steps.push(format!(
-            "{} declined or rejected: see the results CSV, fix what it says and run again with --retry-failed",
-            rows(failed)
-        ));
-    }
-    if tally.count(ResultStatus::Returned) > 0 {
-        steps.push(format!(
-            "{} returned by the customer's bank: nothing was refunded; fix the bank details and run again with --retry-failed",
-            rows(tally.count(ResultStatus::Returned))
-        ));
-    }
-    if tally.count(ResultStatus::Partial) > 0 {
-        steps.push(format!(
-            "{} only partly approved (authorized_amount is what was refunded): never re-sent, as that would refund the approved part twice; refund the rest under a new order_id if it is owed",
-            rows(tally.count(ResultStatus::Partial))
-        ));
-    }
-    if tally.count(ResultStatus::Reversed) > 0 {
-        steps.push(format!(
-            "{} reversed after approval: nothing was refunded; find out why before refunding again under a new order_id",
-            rows(tally.count(ResultStatus::Reversed))
-        ));
-    }
-    if tally.count(ResultStatus::Conflict) > 0 {
-        steps.push(format!(
-            "{} in conflict: the order was already refunded, or the file differs from what was sent for it; see the error column",
-            rows(tally.count(ResultStatus::Conflict))
-        ));
-    }
-    if tally.count(ResultStatus::Invalid) > 0 {
-        steps.push(format!(
-            "{} rows invalid: fix them in the file and run again",
-            tally.count(ResultStatus::Invalid)
-        ));
+    let count = |status| tally.count(status);
+    let kinds: [(u64, &str); 6] = [
+        (
+            tally.count_where(ResultStatus::is_unfinished),
+            "not finished (unknown or pending): run the same command again to resume; they keep their keys",
+        ),
+        (
+            count(ResultStatus::Declined) + count(ResultStatus::Rejected),
+            "declined or rejected: see the results CSV, fix what it says and run again with --retry-failed",
+        ),
+        (
+            count(ResultStatus::Returned),
+            "returned by the customer's bank: nothing was refunded; fix the bank details and run again with --retry-failed",
+        ),
+        (
+            count(ResultStatus::Partial),
+            "only partly approved (authorized_amount is what was refunded): never re-sent, as that would refund the approved part twice; refund the rest under a new order_id if it is owed",
+        ),
+        (
+            count(ResultStatus::Reversed),
+            "reversed after approval: nothing was refunded; find out why before refunding again under a new order_id",
+        ),
+        (
+            count(ResultStatus::Conflict),
+            "in conflict: the order was already refunded, or the file differs from what was sent for it; see the error column",
+        ),
+    ];
+    let mut steps: Vec<String> = kinds
+        .iter()
+        .filter(|(rows_of_kind, _)| *rows_of_kind > 0)
+        .map(|(rows_of_kind, what)| format!("{} {what}", rows(*rows_of_kind)))
+        .collect();
+    let invalid = count(ResultStatus::Invalid);
+    if invalid > 0 {
+        steps.push(format!("{invalid} rows invalid: fix them in the file and run again"));
     }
     steps
 }
