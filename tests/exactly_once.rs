@@ -209,19 +209,31 @@ fn another_key_namespace_on_the_same_ledger_refunds_nothing_twice() {
     }
 }
 
-#[test]
-fn a_new_ledger_looks_each_order_up_and_sends_nothing_payroc_already_has_even_after_seven_days() {
+/// `card.csv` refunded on this machine's ledger, then eight days pass: Payroc has forgotten the
+/// keys. Returns the work directory and the sandbox, for a run on another machine's ledger.
+fn refunded_eight_days_ago() -> (Workdir, TestSandbox) {
     let workdir = Workdir::new();
     workdir.write("card.csv", &file("1234001"));
     let sandbox = TestSandbox::start(SandboxConfig::default());
     workdir.run(&sandbox, "card.csv", &[]).code(0);
-    // Eight days later, on another machine: Payroc has forgotten the keys.
     sandbox.sandbox().age(8);
-    workdir
-        .command()
+    (workdir, sandbox)
+}
+
+/// `refund-batch SUBCOMMAND card.csv` on another user's ledger in `workdir`.
+fn on_other_ledger(workdir: &Workdir, sandbox: &TestSandbox, subcommand: &str) -> assert_cmd::Command {
+    let mut command = workdir.command();
+    command
         .env("REFUND_BATCH_LEDGER", workdir.path("other-user-ledger.sqlite"))
         .args(sandbox.arguments())
-        .args(["run", "card.csv"])
+        .args([subcommand, "card.csv"]);
+    command
+}
+
+#[test]
+fn a_new_ledger_looks_each_order_up_and_sends_nothing_payroc_already_has_even_after_seven_days() {
+    let (workdir, sandbox) = refunded_eight_days_ago();
+    on_other_ledger(&workdir, &sandbox, "run")
         .assert()
         .code(0)
         .stderr(predicate::str::contains("looked up at Payroc"));
@@ -234,13 +246,7 @@ fn a_new_ledger_looks_each_order_up_and_sends_nothing_payroc_already_has_even_af
     }
     // A resumed run of the same file on that ledger still looks up rows it has not seen; a
     // namespace change on it is a conflict, as on any ledger.
-    workdir
-        .command()
-        .env("REFUND_BATCH_LEDGER", workdir.path("other-user-ledger.sqlite"))
-        .args(sandbox.arguments())
-        .args(["run", "card.csv"])
-        .assert()
-        .code(0);
+    on_other_ledger(&workdir, &sandbox, "run").assert().code(0);
     assert_eq!(sandbox.stats().refund_posts, 3);
 }
 
@@ -248,25 +254,15 @@ fn a_new_ledger_looks_each_order_up_and_sends_nothing_payroc_already_has_even_af
 /// than a ledger made by `run`: its first run still looks every order up.
 #[test]
 fn a_ledger_that_holds_no_refund_is_new_whichever_command_made_it() {
-    let workdir = Workdir::new();
-    workdir.write("card.csv", &file("1234001"));
-    let sandbox = TestSandbox::start(SandboxConfig::default());
-    workdir.run(&sandbox, "card.csv", &[]).code(0);
-    sandbox.sandbox().age(8);
-    let other_ledger = workdir.path("other-user-ledger.sqlite");
-    workdir
-        .command()
-        .env("REFUND_BATCH_LEDGER", &other_ledger)
-        .args(sandbox.arguments())
-        .args(["reconcile", "card.csv"])
+    let (workdir, sandbox) = refunded_eight_days_ago();
+    on_other_ledger(&workdir, &sandbox, "reconcile")
         .output()
         .expect("reconcile ran");
-    assert!(other_ledger.exists(), "reconcile made the ledger");
-    workdir
-        .command()
-        .env("REFUND_BATCH_LEDGER", &other_ledger)
-        .args(sandbox.arguments())
-        .args(["run", "card.csv"])
+    assert!(
+        workdir.path("other-user-ledger.sqlite").exists(),
+        "reconcile made the ledger"
+    );
+    on_other_ledger(&workdir, &sandbox, "run")
         .assert()
         .code(0)
         .stderr(predicate::str::contains("looked up at Payroc"));
