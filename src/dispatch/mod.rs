@@ -34,6 +34,7 @@ use tokio::sync::watch;
 
 use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundRecord, RefundState, RefundUpdate};
+use crate::payroc::alarm::Alarm;
 use crate::payroc::body::{PreparedRefund, prepare};
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
 use crate::refund::{Method, ResultStatus, RowNote};
@@ -483,6 +484,8 @@ pub async fn dispatch(
         progress,
         pace,
         limiter,
+        permit_alarm: Alarm::new(),
+        outcome_alarm: Alarm::new(),
         tasks: FuturesUnordered::new(),
         finished: Vec::new(),
         ready: std::collections::VecDeque::new(),
@@ -514,6 +517,10 @@ struct Dispatcher<'run> {
     progress: &'run Progress,
     pace: Pace,
     limiter: Arc<RequestLimiter>,
+    /// What the dispatcher sleeps on until the limiter's next permit (see [`Alarm`]).
+    permit_alarm: Alarm,
+    /// What it sleeps on until the outcomes waiting for a commit are due.
+    outcome_alarm: Alarm,
     tasks: FuturesUnordered<InFlight>,
     /// Requests that came back and wait for the next commit.
     finished: Vec<Finished>,
@@ -531,7 +538,7 @@ impl Dispatcher<'_> {
         // Set when a stop is requested: in-flight requests are abandoned at this instant.
         let mut abandon_at: Option<tokio::time::Instant> = None;
         // When the oldest outcome waiting for a commit must be committed at the latest.
-        let mut outcomes_due: Option<tokio::time::Instant> = None;
+        let mut outcomes_due: Option<std::time::Instant> = None;
         let mut signals_open = true;
         let mut interrupted = false;
         loop {
@@ -567,7 +574,8 @@ impl Dispatcher<'_> {
             let wanted = u32::try_from(self.scheduled.len().min(free))
                 .unwrap_or(u32::MAX)
                 .min(self.pace.tick_rows);
-            let (pause, limiter) = (&self.client.pause, &self.limiter);
+            let (pause, limiter, alarm) = (&self.client.pause, &self.limiter, &mut self.permit_alarm);
+            let outcome_alarm = &mut self.outcome_alarm;
             let wake = tokio::select! {
                 biased;
                 // Listened to even after a systemic stop: the person waiting may not want to.
@@ -588,17 +596,18 @@ impl Dispatcher<'_> {
                     self.finished.push(finished);
                     if !self.tasks.is_empty() || can_send {
                         // The next commit records it; it is not worth a commit of its own.
-                        outcomes_due.get_or_insert_with(|| tokio::time::Instant::now() + GROUP_PERIOD);
+                        outcomes_due.get_or_insert_with(|| std::time::Instant::now() + GROUP_PERIOD);
                         continue;
                     }
                     Wake::Outcomes
                 }
-                () = sleep_until_or_forever(outcomes_due), if !self.finished.is_empty() => Wake::Outcomes,
+                () = outcome_alarm.sleep_until(outcomes_due.unwrap_or_else(std::time::Instant::now)),
+                    if !self.finished.is_empty() && outcomes_due.is_some() => Wake::Outcomes,
                 // During a Retry-After pause no new request is released: they would all wait at
                 // the gate and then leave at once.
                 permits = async {
                     pause.wait().await;
-                    crate::payroc::retry::permits(limiter, wanted).await
+                    crate::payroc::retry::permits(limiter, wanted, alarm).await
                 }, if can_send => Wake::Permits(permits),
             };
             match wake {

@@ -403,6 +403,21 @@ pub struct TotalRow {
     pub amount_minor: i64,
 }
 
+/// A read transaction held open by [`Ledger::read_snapshot`]; dropping it ends the transaction
+/// (a rollback, which for reads loses nothing).
+pub struct ReadSnapshot<'ledger> {
+    transaction: Option<rusqlite::Transaction<'ledger>>,
+}
+
+impl std::fmt::Debug for ReadSnapshot<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ReadSnapshot")
+            .field("open", &self.transaction.is_some())
+            .finish()
+    }
+}
+
 /// An open ledger. Holding it holds the run lock (see [`Ledger::open`]).
 pub struct Ledger {
     connection: Connection,
@@ -503,9 +518,13 @@ impl Ledger {
                 .map_err(|source| ledger.sqlite_error(source))?;
             File::open(path).and_then(|file| file.sync_all()).map_err(io_error)?;
         }
-        // SQLite creates the WAL anew on each open; its directory entry, and the new ledger's,
-        // must be on disk before any commit in it counts as durable.
-        sync_directory(path).map_err(io_error)?;
+        if created {
+            // The new ledger's directory entry must be on disk before any commit in it counts as
+            // durable. An existing ledger's entry already is; the WAL, which SQLite creates anew
+            // on each open, SQLite itself makes durable: the first sync of a newly created WAL
+            // also syncs its directory, before that first commit returns.
+            sync_directory(path).map_err(io_error)?;
+        }
         Ok(ledger)
     }
 
@@ -718,6 +737,24 @@ impl Ledger {
         })?;
         let value = operation(&transaction).and_then(|value| transaction.commit().map(|()| value));
         value.map_err(|source| self.sqlite_error(source))
+    }
+
+    /// Opens one read transaction for many look-ups, until the returned guard is dropped.
+    ///
+    /// Each look-up outside a transaction takes and releases SQLite's shared lock (two `fcntl`
+    /// calls and a WAL index check); the results file looks up every row of the file, so it reads
+    /// them all from one snapshot instead. Inside an open group the group already is that
+    /// transaction, and no second one is started.
+    pub fn read_snapshot(&self) -> Result<ReadSnapshot<'_>, LedgerError> {
+        if self.group_open {
+            return Ok(ReadSnapshot { transaction: None });
+        }
+        self.connection
+            .unchecked_transaction()
+            .map(|transaction| ReadSnapshot {
+                transaction: Some(transaction),
+            })
+            .map_err(|source| self.sqlite_error(source))
     }
 
     /// Opens a group commit: the writes until [`Ledger::commit_group`] land in one transaction.

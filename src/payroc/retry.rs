@@ -8,6 +8,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
+use super::alarm::Alarm;
+
 /// How retries are paced. Every delay is configurable so tests run retries in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -63,24 +65,21 @@ pub type RequestLimiter = governor::RateLimiter<
 /// Waits for a permit of `limiter` on tokio's own timer: `check()`, and when it says "not
 /// yet", one tokio sleep until the moment it names. (governor's `until_ready` waits on a timer
 /// thread of its own, woken through a futex on every wait — a measurable share of the CPU per
-/// row when requests are sparse.)
+/// row when requests are sparse.) For the rare waits of retries and look-ups; the dispatcher
+/// waits with [`permits`] on an [`Alarm`] of its own.
 pub async fn permit(limiter: &RequestLimiter) {
-    permits(limiter, 1).await;
+    permits(limiter, 1, &mut Alarm::on_tokio_timer()).await;
 }
 
-/// Waits until `wanted` permits are free at once and takes them, on tokio's timer as
-/// [`permit`] does; returns how many it took (fewer than `wanted` only when that is more than
-/// the limiter's burst can ever hold, and at least one).
-pub async fn permits(limiter: &RequestLimiter, wanted: u32) -> u32 {
-    use governor::clock::Clock as _;
+/// Waits until `wanted` permits are free at once and takes them, sleeping on `alarm` until the
+/// moment the limiter names; returns how many it took (fewer than `wanted` only when that is
+/// more than the limiter's burst can ever hold, and at least one).
+pub async fn permits(limiter: &RequestLimiter, wanted: u32, alarm: &mut Alarm) -> u32 {
     let mut wanted = std::num::NonZeroU32::new(wanted).unwrap_or(std::num::NonZeroU32::MIN);
     loop {
         match limiter.check_n(wanted) {
             Ok(Ok(())) => return wanted.get(),
-            Ok(Err(not_until)) => {
-                let wait = not_until.wait_time_from(limiter.clock().now());
-                tokio::time::sleep(wait).await;
-            }
+            Ok(Err(not_until)) => alarm.sleep_until(not_until.earliest_possible()).await,
             Err(governor::InsufficientCapacity(capacity)) => {
                 wanted = std::num::NonZeroU32::new(capacity).unwrap_or(std::num::NonZeroU32::MIN);
             }

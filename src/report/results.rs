@@ -262,6 +262,7 @@ fn write_rows<W: Write>(
         path: path.to_owned(),
         source,
     };
+    let _snapshot = ledger.read_snapshot()?;
     let mut writer = csv::Writer::from_writer(output);
     let mut tally = Tally::default();
     let mut wrote_any = false;
