@@ -130,3 +130,59 @@ mod linux {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
+    #[test]
+    fn an_alarm_wakes_at_its_deadline_not_before() {
+        runtime().block_on(async {
+            let mut alarm = Alarm::new();
+            for _ in 0..3 {
+                let deadline = Instant::now() + Duration::from_millis(5);
+                alarm.sleep_until(deadline).await;
+                assert!(Instant::now() >= deadline, "woke before the deadline");
+            }
+            // A deadline already past returns at once.
+            alarm.sleep_until(Instant::now()).await;
+        });
+    }
+
+    #[test]
+    fn a_wait_cut_short_and_started_again_still_wakes() {
+        runtime().block_on(async {
+            let mut alarm = Alarm::new();
+            let far = Instant::now() + Duration::from_secs(3600);
+            // Cut short: the kernel timer stays armed for an hour, nobody waits on it.
+            let cut = tokio::time::timeout(Duration::from_millis(1), alarm.sleep_until(far)).await;
+            assert!(cut.is_err(), "an hour did not pass");
+            // A nearer deadline re-arms it; the hour-long one must not be what is waited for.
+            let near = Instant::now() + Duration::from_millis(5);
+            let waited = tokio::time::timeout(Duration::from_secs(10), alarm.sleep_until(near)).await;
+            assert!(waited.is_ok(), "the re-armed alarm never woke");
+            assert!(Instant::now() >= near);
+            // And the same deadline again after it passed returns at once.
+            alarm.sleep_until(near).await;
+        });
+    }
+
+    #[test]
+    fn an_alarm_on_tokio_timer_waits_too() {
+        runtime().block_on(async {
+            let mut alarm = Alarm::on_tokio_timer();
+            let deadline = Instant::now() + Duration::from_millis(5);
+            alarm.sleep_until(deadline).await;
+            assert!(Instant::now() >= deadline);
+        });
+    }
+}

@@ -3,6 +3,8 @@
 //! request again. Every delay is configurable so tests run retries in milliseconds.
 
 use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -55,33 +57,91 @@ fn random_fraction() -> f64 {
 ///
 /// On the standard library's monotonic clock rather than governor's default (quanta), which
 /// calibrates itself against the TSC when first used: about a millisecond of a one-row run.
-pub type RequestLimiter = governor::RateLimiter<
-    governor::state::NotKeyed,
-    governor::state::InMemoryState,
-    governor::clock::MonotonicClock,
-    governor::middleware::NoOpMiddleware<std::time::Instant>,
->;
-
-/// Waits for a permit of `limiter` on tokio's own timer: `check()`, and when it says "not
-/// yet", one tokio sleep until the moment it names. (governor's `until_ready` waits on a timer
-/// thread of its own, woken through a futex on every wait — a measurable share of the CPU per
-/// row when requests are sparse.) For the rare waits of retries and look-ups; the dispatcher
-/// waits with [`permits`] on an [`Alarm`] of its own.
-pub async fn permit(limiter: &RequestLimiter) {
-    permits(limiter, 1, &mut Alarm::on_tokio_timer()).await;
+///
+/// Requests already under way — a re-send after a 401, a 429 or a 5xx, the next page of a
+/// look-up — go before new sends: the dispatcher takes permits for new rows only while none of
+/// them waits (see [`permits`]). Without that, the dispatcher, which wakes exactly when a permit
+/// falls due and takes all it may, could starve a re-send for as long as rows remain, and a
+/// re-send waiting too long after a 401 meets its fresh token expired too.
+#[derive(Debug)]
+pub struct RequestLimiter {
+    gcra: governor::RateLimiter<
+        governor::state::NotKeyed,
+        governor::state::InMemoryState,
+        governor::clock::MonotonicClock,
+        governor::middleware::NoOpMiddleware<std::time::Instant>,
+    >,
+    /// Requests under way waiting for a permit at this moment.
+    waiting_under_way: AtomicUsize,
 }
 
-/// Waits until `wanted` permits are free at once and takes them, sleeping on `alarm` until the
-/// moment the limiter names; returns how many it took (fewer than `wanted` only when that is
-/// more than the limiter's burst can ever hold, and at least one).
+impl RequestLimiter {
+    /// `rate` requests a second, at most `burst` at once.
+    pub fn new(rate: NonZeroU32, burst: NonZeroU32) -> RequestLimiter {
+        RequestLimiter {
+            gcra: governor::RateLimiter::direct_with_clock(
+                governor::Quota::per_second(rate).allow_burst(burst),
+                governor::clock::MonotonicClock,
+            ),
+            waiting_under_way: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes one permit for a new send if one is free right now and no request under way waits.
+    pub fn try_new_send(&self) -> bool {
+        self.waiting_under_way.load(Ordering::SeqCst) == 0 && self.gcra.check().is_ok()
+    }
+}
+
+/// Counts a request under way as waiting for as long as it waits (also when its wait is
+/// dropped half-way, as a request given up on at a stop is).
+struct WaitingUnderWay<'limiter>(&'limiter AtomicUsize);
+
+impl<'limiter> WaitingUnderWay<'limiter> {
+    fn new(count: &'limiter AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        WaitingUnderWay(count)
+    }
+}
+
+impl Drop for WaitingUnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How often new sends look again whether the requests under way have had their permits.
+const GIVE_WAY_POLL: Duration = Duration::from_millis(1);
+
+/// Waits for a permit for a request already under way (a re-send, a look-up's next page), ahead
+/// of new sends, on tokio's own timer: `check()`, and when it says "not yet", one sleep until
+/// the moment it names. (governor's `until_ready` waits on a timer thread of its own, woken
+/// through a futex on every wait — a measurable share of the CPU per row when requests are
+/// sparse.)
+pub async fn permit(limiter: &RequestLimiter) {
+    let _waiting = WaitingUnderWay::new(&limiter.waiting_under_way);
+    take_permits(limiter, 1, &mut Alarm::on_tokio_timer()).await;
+}
+
+/// Waits until `wanted` permits for new sends are free at once and no request under way waits
+/// for one, and takes them, sleeping on `alarm` until the moment the limiter names; returns how
+/// many it took (fewer than `wanted` only when that is more than the limiter's burst can ever
+/// hold, and at least one).
 pub async fn permits(limiter: &RequestLimiter, wanted: u32, alarm: &mut Alarm) -> u32 {
-    let mut wanted = std::num::NonZeroU32::new(wanted).unwrap_or(std::num::NonZeroU32::MIN);
+    while limiter.waiting_under_way.load(Ordering::SeqCst) > 0 {
+        alarm.sleep_until(std::time::Instant::now() + GIVE_WAY_POLL).await;
+    }
+    take_permits(limiter, wanted, alarm).await
+}
+
+async fn take_permits(limiter: &RequestLimiter, wanted: u32, alarm: &mut Alarm) -> u32 {
+    let mut wanted = NonZeroU32::new(wanted).unwrap_or(NonZeroU32::MIN);
     loop {
-        match limiter.check_n(wanted) {
+        match limiter.gcra.check_n(wanted) {
             Ok(Ok(())) => return wanted.get(),
             Ok(Err(not_until)) => alarm.sleep_until(not_until.earliest_possible()).await,
             Err(governor::InsufficientCapacity(capacity)) => {
-                wanted = std::num::NonZeroU32::new(capacity).unwrap_or(std::num::NonZeroU32::MIN);
+                wanted = NonZeroU32::new(capacity).unwrap_or(NonZeroU32::MIN);
             }
         }
     }
@@ -157,6 +217,34 @@ mod tests {
                 "retry {retry}: {delay:?} not within {step:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_request_under_way_gets_the_next_permit_before_new_sends() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            // 50 a second, burst 1: after the first, each permit is 20 ms apart.
+            let limiter = RequestLimiter::new(NonZeroU32::new(50).unwrap(), NonZeroU32::MIN);
+            assert!(limiter.try_new_send());
+            let order = std::sync::Mutex::new(Vec::new());
+            let mut alarm = Alarm::new();
+            let resend = async {
+                permit(&limiter).await;
+                order.lock().unwrap().push("re-send");
+            };
+            let new_send = async {
+                permits(&limiter, 1, &mut alarm).await;
+                order.lock().unwrap().push("new send");
+            };
+            // The re-send starts waiting first; the dispatcher's alarm would wake first (it is
+            // exact, tokio's timer rounds up to the millisecond) and take the permit.
+            tokio::join!(resend, new_send);
+            assert_eq!(*order.lock().unwrap(), ["re-send", "new send"]);
+            assert!(!limiter.try_new_send(), "both permits were taken");
+        });
     }
 
     #[test]
