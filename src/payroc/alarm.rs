@@ -41,7 +41,6 @@ impl Alarm {
         }
         tokio::time::sleep_until(deadline.into()).await;
     }
-
 }
 
 impl Alarm {
@@ -88,10 +87,7 @@ mod linux {
             // with it, so the descriptor the reactor watches is this timer's for its whole life.
             #[allow(deprecated)]
             let fd = AsyncFd::with_interest(fd, tokio::io::Interest::READABLE)?;
-            Ok(TimerFd {
-                fd,
-                armed: None,
-            })
+            Ok(TimerFd { fd, armed: None })
         }
 
         pub(super) async fn wait_until(&mut self, deadline: Instant) -> std::io::Result<()> {
