@@ -255,6 +255,26 @@ fn a_terminal_without_the_capability_stops_the_run_early() {
 }
 
 #[test]
+fn an_account_level_refusal_stops_the_run_before_the_marked_rows_leave() {
+    // The default rate and concurrency: one commit marks sixteen rows `sending`, and they leave
+    // one every 50 ms, each answered before the next leaves. The refusals must stop the run as
+    // they come back, not once the sixteen are out.
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &rows(20, "9999001"));
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir
+        .run(&sandbox, "day.csv", &[])
+        .code(3)
+        .stderr(predicate::str::contains("5 refunds in a row failed the same way"));
+    let results = read_results(&workdir.path("day.results.csv"));
+    let rejected = results.iter().filter(|line| line["status"] == "rejected").count();
+    let pending = results.iter().filter(|line| line["status"] == "pending").count();
+    assert_eq!(rejected, 5, "the fifth refusal stops the run");
+    assert_eq!(pending, 15, "the marked rows that never left are given back");
+    assert_eq!(sandbox.stats().refund_posts, 5, "no request beyond those");
+}
+
+#[test]
 fn a_second_run_on_the_same_ledger_is_refused() {
     let workdir = Workdir::new();
     workdir.write("day.csv", &rows(2, "1234001"));

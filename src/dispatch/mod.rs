@@ -286,6 +286,16 @@ enum Finished {
     },
 }
 
+impl Finished {
+    /// Whether the request or lookup ended without an answer to act on: anything but a 2xx.
+    fn failed(&self) -> bool {
+        match self {
+            Finished::Sent { report, .. } => !matches!(report.result, SendResult::Created { .. }),
+            Finished::LookedUp { found, .. } => found.is_err(),
+        }
+    }
+}
+
 /// How many consecutive refunds giving up the same way mean "the API is down": stop and leave
 /// the rest for the next run instead of burning every row's retries.
 const REPEATED_FAILURE_LIMIT: u32 = 10;
@@ -595,9 +605,13 @@ impl Dispatcher<'_> {
                 }
                 () = sleep_until_or_forever(abandon_at), if !self.tasks.is_empty() => Wake::Abandon,
                 Some(finished) = self.tasks.next(), if !self.tasks.is_empty() => {
+                    let failed = finished.failed();
                     self.finished.push(finished);
-                    if !self.tasks.is_empty() || can_send {
-                        // The next commit records it; it is not worth a commit of its own.
+                    if (!self.tasks.is_empty() || can_send) && !failed {
+                        // The next commit records it; it is not worth a commit of its own. A
+                        // failure is recorded at once instead: it may be the first of many that
+                        // stop the run (an account-level refusal, an API that is down), and
+                        // until it is recorded the group's marked rows keep leaving.
                         outcomes_due.get_or_insert_with(|| std::time::Instant::now() + GROUP_PERIOD);
                         continue;
                     }

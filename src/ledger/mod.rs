@@ -10,11 +10,13 @@
 //! or an unkeyed hash of any of those. The payee is kept masked and the request body only as a
 //! fingerprint of its masked form (the request body builder makes it). The file is created with mode 0600.
 //!
-//! Durability: WAL with `synchronous=FULL`, so every commit — above all each group of `sending`
-//! marks — is fsynced before the call returns, and a power cut loses nothing that was committed.
-//! The directory is fsynced after the files are created (a file whose directory entry was never
-//! synced can vanish in a power cut), and a clean close checkpoints the WAL into the main file and
-//! truncates it, so the main file alone is complete.
+//! Durability: WAL with `synchronous=FULL`, so every commit of refunds — above all each group of
+//! `sending` marks — is fsynced before the call returns, and a power cut loses none of them. The
+//! one exception is a batch's start and end records, bookkeeping that waits for the next synced
+//! commit or the close's checkpoint (see `write_unsynced`). A new ledger's directory is fsynced
+//! after the file is created (a file whose directory entry was never synced can vanish in a power
+//! cut; SQLite does the same for the WAL it creates), and a clean close checkpoints the WAL into
+//! the main file and truncates it, so the main file alone is complete.
 //!
 //! One writer at a time: a run holds an OS lock on `<canonical path>.lock` for its whole life.
 //! Readers (`status`) open the ledger without that lock and read a consistent snapshot through
@@ -776,8 +778,12 @@ impl Ledger {
     /// calls and a WAL index check); the results file looks up every row of the file, so it reads
     /// them all from one snapshot instead. Inside an open group the group already is that
     /// transaction, and no second one is started.
+    ///
+    /// Only the run's own connection (which holds the run lock) takes one: a reader's snapshot
+    /// (`status` while a run writes) would hold back the run's checkpoint for as long as it reads,
+    /// so readers keep one short snapshot per look-up.
     pub fn read_snapshot(&self) -> Result<ReadSnapshot<'_>, LedgerError> {
-        if self.group_open {
+        if self.group_open || self._lock.is_none() {
             return Ok(ReadSnapshot { transaction: None });
         }
         self.connection
@@ -1342,7 +1348,8 @@ fn connect(path: &Path, creating: bool) -> Result<Connection, LedgerError> {
     };
     let connection = Connection::open(path).map_err(sqlite)?;
     // synchronous=FULL: in WAL mode every commit syncs the WAL, so what a commit returned is on
-    // disk even through a power cut (NORMAL syncs only at checkpoints). A reader waits briefly
+    // disk even through a power cut (NORMAL syncs only at checkpoints; only a batch's
+    // bookkeeping is committed that way, see `write_unsynced`). A reader waits briefly
     // for the writer's checkpoint instead of failing at once.
     let settings = if creating {
         "PRAGMA busy_timeout=5000; PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::alarm::Alarm;
@@ -58,11 +59,12 @@ fn random_fraction() -> f64 {
 /// On the standard library's monotonic clock rather than governor's default (quanta), which
 /// calibrates itself against the TSC when first used: about a millisecond of a one-row run.
 ///
-/// Requests already under way — a re-send after a 401, a 429 or a 5xx, the next page of a
-/// look-up — go before new sends: the dispatcher takes permits for new rows only while none of
-/// them waits (see [`permits`]). Without that, the dispatcher, which wakes exactly when a permit
-/// falls due and takes all it may, could starve a re-send for as long as rows remain, and a
-/// re-send waiting too long after a 401 meets its fresh token expired too.
+/// Requests already under way — a re-send after a 401, a 429 or a 5xx, a look-up's pages — go
+/// before new sends: the dispatcher takes a permit for a new row only at a moment when none of
+/// them waits for one, and looks again each time it wakes (see [`permits`]). Without that, the
+/// dispatcher, which wakes exactly when a permit falls due and takes all it may, could starve a
+/// re-send for as long as rows remain, and a re-send waiting too long after a 401 meets its
+/// fresh token expired too.
 #[derive(Debug)]
 pub struct RequestLimiter {
     gcra: governor::RateLimiter<
@@ -73,6 +75,8 @@ pub struct RequestLimiter {
     >,
     /// Requests under way waiting for a permit at this moment.
     waiting_under_way: AtomicUsize,
+    /// Told when the last of them got its permit (or gave up waiting).
+    none_waiting: Notify,
 }
 
 impl RequestLimiter {
@@ -84,6 +88,7 @@ impl RequestLimiter {
                 governor::clock::MonotonicClock,
             ),
             waiting_under_way: AtomicUsize::new(0),
+            none_waiting: Notify::new(),
         }
     }
 
@@ -91,52 +96,62 @@ impl RequestLimiter {
     pub fn try_new_send(&self) -> bool {
         self.waiting_under_way.load(Ordering::SeqCst) == 0 && self.gcra.check().is_ok()
     }
+
+    /// Returns once no request under way waits for a permit.
+    async fn no_request_under_way_waits(&self) {
+        loop {
+            // Created before the count is read: a notification between the two still wakes it.
+            let told = self.none_waiting.notified();
+            if self.waiting_under_way.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            told.await;
+        }
+    }
 }
 
 /// Counts a request under way as waiting for as long as it waits (also when its wait is
 /// dropped half-way, as a request given up on at a stop is).
-struct WaitingUnderWay<'limiter>(&'limiter AtomicUsize);
+struct WaitingUnderWay<'limiter>(&'limiter RequestLimiter);
 
 impl<'limiter> WaitingUnderWay<'limiter> {
-    fn new(count: &'limiter AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        WaitingUnderWay(count)
+    fn new(limiter: &'limiter RequestLimiter) -> Self {
+        limiter.waiting_under_way.fetch_add(1, Ordering::SeqCst);
+        WaitingUnderWay(limiter)
     }
 }
 
 impl Drop for WaitingUnderWay<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        if self.0.waiting_under_way.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.none_waiting.notify_waiters();
+        }
     }
 }
 
-/// How often new sends look again whether the requests under way have had their permits.
-const GIVE_WAY_POLL: Duration = Duration::from_millis(1);
-
-/// Waits for a permit for a request already under way (a re-send, a look-up's next page), ahead
-/// of new sends, on tokio's own timer: `check()`, and when it says "not yet", one sleep until
-/// the moment it names. (governor's `until_ready` waits on a timer thread of its own, woken
-/// through a futex on every wait — a measurable share of the CPU per row when requests are
-/// sparse.)
+/// Waits for a permit for a request already under way (a re-send, a look-up's page), ahead of
+/// new sends, on tokio's own timer: `check()`, and when it says "not yet", one sleep until the
+/// moment it names. (governor's `until_ready` waits on a timer thread of its own, woken through
+/// a futex on every wait — a measurable share of the CPU per row when requests are sparse.)
 pub async fn permit(limiter: &RequestLimiter) {
-    let _waiting = WaitingUnderWay::new(&limiter.waiting_under_way);
-    take_permits(limiter, 1, &mut Alarm::on_tokio_timer()).await;
+    let _waiting = WaitingUnderWay::new(limiter);
+    take_permits(limiter, 1, &mut Alarm::on_tokio_timer(), false).await;
 }
 
-/// Waits until `wanted` permits for new sends are free at once and no request under way waits
+/// Waits until `wanted` permits for new sends are free at once while no request under way waits
 /// for one, and takes them, sleeping on `alarm` until the moment the limiter names; returns how
 /// many it took (fewer than `wanted` only when that is more than the limiter's burst can ever
 /// hold, and at least one).
 pub async fn permits(limiter: &RequestLimiter, wanted: u32, alarm: &mut Alarm) -> u32 {
-    while limiter.waiting_under_way.load(Ordering::SeqCst) > 0 {
-        alarm.sleep_until(std::time::Instant::now() + GIVE_WAY_POLL).await;
-    }
-    take_permits(limiter, wanted, alarm).await
+    take_permits(limiter, wanted, alarm, true).await
 }
 
-async fn take_permits(limiter: &RequestLimiter, wanted: u32, alarm: &mut Alarm) -> u32 {
+async fn take_permits(limiter: &RequestLimiter, wanted: u32, alarm: &mut Alarm, give_way: bool) -> u32 {
     let mut wanted = NonZeroU32::new(wanted).unwrap_or(NonZeroU32::MIN);
     loop {
+        if give_way {
+            limiter.no_request_under_way_waits().await;
+        }
         match limiter.gcra.check_n(wanted) {
             Ok(Ok(())) => return wanted.get(),
             Ok(Err(not_until)) => alarm.sleep_until(not_until.earliest_possible()).await,
@@ -242,6 +257,20 @@ mod tests {
             // The re-send starts waiting first; the dispatcher's alarm would wake first (it is
             // exact, tokio's timer rounds up to the millisecond) and take the permit.
             tokio::join!(resend, new_send);
+            assert_eq!(*order.lock().unwrap(), ["re-send", "new send"]);
+            // Now the other way round: the new send already sleeps for the next permit when
+            // the re-send starts waiting; it still must not take that permit.
+            order.lock().unwrap().clear();
+            let new_send = async {
+                permits(&limiter, 1, &mut alarm).await;
+                order.lock().unwrap().push("new send");
+            };
+            let resend = async {
+                tokio::task::yield_now().await;
+                permit(&limiter).await;
+                order.lock().unwrap().push("re-send");
+            };
+            tokio::join!(new_send, resend);
             assert_eq!(*order.lock().unwrap(), ["re-send", "new send"]);
             assert!(!limiter.try_new_send(), "both permits were taken");
         });
