@@ -82,6 +82,11 @@ impl PayrocClient {
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(256)
+            // reqwest's own retry layer only ever re-sends HTTP/2 requests the server refused
+            // unprocessed; this client speaks HTTP/1.1 (and retries with its own idempotency
+            // keys), so the layer would never act, yet it copies every request's headers in
+            // case it does. Off, it copies nothing.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .user_agent(concat!("refund-batch/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let parse = |method| {
