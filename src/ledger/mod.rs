@@ -716,8 +716,8 @@ impl Ledger {
     /// [`Ledger::close`], which syncs the WAL before it copies it — makes this one durable too.
     /// Only a power cut before either can lose it, and then nothing was sent on its strength: a
     /// batch's start and end records are bookkeeping, and a ledger without refunds counts as new
-    /// whatever batches it lists. Why it is worth it: a one-row run makes about ten fsyncs, and
-    /// these are two of them.
+    /// whatever batches it lists. Why it is worth it: a one-row run made eleven fsyncs, and these
+    /// were two of them (at 0.1–0.7 ms each on a virtual machine's disk).
     fn write_unsynced<T>(
         &mut self,
         operation: impl FnOnce(&Connection) -> rusqlite::Result<T>,
