@@ -582,6 +582,11 @@ impl Dispatcher<'_> {
                 continue;
             }
             let free = self.options.concurrency.saturating_sub(self.tasks.len());
+            if sending && free > 0 && matches!(self.scheduled.front(), Some(Scheduled::Lookup(_))) {
+                // A look-up takes its permits itself, one per page it reads: it starts at once.
+                self.send_scheduled(0);
+                continue;
+            }
             let can_send = sending && !self.scheduled.is_empty() && free > 0;
             let wanted = u32::try_from(self.scheduled.len().min(free))
                 .unwrap_or(u32::MAX)
@@ -716,16 +721,22 @@ impl Dispatcher<'_> {
     }
 
     /// Starts the requests of `permits` marked rows, and of any more the limiter allows right
-    /// now, up to the free slots. No ledger write: their marks were committed already.
+    /// now, up to the free slots, and the look-ups among them, which need no permit here (each
+    /// takes one per page it reads). No ledger write: their marks were committed already.
     fn send_scheduled(&mut self, permits: u32) {
         let free = self.options.concurrency.saturating_sub(self.tasks.len());
         let mut owned = permits;
         let mut started = 0;
-        while started < free && !self.scheduled.is_empty() {
-            if owned > 0 {
-                owned -= 1;
-            } else if !self.limiter.try_new_send() {
-                break;
+        while started < free {
+            match self.scheduled.front() {
+                None => break,
+                Some(Scheduled::Lookup(_)) => {}
+                Some(Scheduled::Send { .. }) if owned > 0 => owned -= 1,
+                Some(Scheduled::Send { .. }) => {
+                    if !self.limiter.try_new_send() {
+                        break;
+                    }
+                }
             }
             let Some(scheduled) = self.scheduled.pop_front() else {
                 break;
