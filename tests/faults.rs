@@ -256,9 +256,10 @@ fn a_terminal_without_the_capability_stops_the_run_early() {
 
 #[test]
 fn an_account_level_refusal_stops_the_run_before_the_marked_rows_leave() {
-    // The default rate and concurrency: one commit marks sixteen rows `sending`, and they leave
-    // one every 50 ms, each answered before the next leaves. The refusals must stop the run as
-    // they come back, not once the sixteen are out.
+    // The default rate and concurrency on a new ledger: the rows are looked up first, then one
+    // commit marks sixteen of them `sending`, and they leave one every 50 ms, each answered before
+    // the next leaves. The refusals must stop the run as they come back, not once the sixteen
+    // are out.
     let workdir = Workdir::new();
     workdir.write("day.csv", &rows(20, "9999001"));
     let sandbox = TestSandbox::start(SandboxConfig::default());

@@ -287,12 +287,16 @@ enum Finished {
 }
 
 impl Finished {
-    /// Whether the request or lookup ended without an answer to act on: anything but a 2xx.
-    fn failed(&self) -> bool {
-        match self {
-            Finished::Sent { report, .. } => !matches!(report.result, SendResult::Created { .. }),
-            Finished::LookedUp { found, .. } => found.is_err(),
-        }
+    /// Whether it ended in a failure that can stop the run (see [`FailureStreak`]): a systemic
+    /// one, no answer at all, or a refusal about the account. A row's own refusal (a 400 for its
+    /// data) cannot, and waits for the group's commit like a success.
+    fn may_stop_the_run(&self) -> bool {
+        let result = match self {
+            Finished::Sent { report, .. } => &report.result,
+            Finished::LookedUp { found: Err(result), .. } => result,
+            Finished::LookedUp { found: Ok(_), .. } => return false,
+        };
+        matches!(result, SendResult::Systemic(_)) || run_stopping_failure(result).is_some()
     }
 }
 
@@ -320,29 +324,30 @@ struct FailureStreak {
     count: u32,
 }
 
+/// The kind of failure a result is, with how many in a row stop the run and its detail, if
+/// it is one that can stop the run: no answer at all, or a refusal about the account.
+fn run_stopping_failure(result: &SendResult) -> Option<(String, u32, &str)> {
+    match result {
+        SendResult::GaveUp { detail, .. } => Some(("no answer".to_owned(), REPEATED_FAILURE_LIMIT, detail)),
+        SendResult::Refused {
+            http_status,
+            problem_type,
+            detail,
+        } => {
+            let kind = problem_type.clone().unwrap_or_default();
+            let systemic = SYSTEMIC_PROBLEM_TYPES.iter().any(|suffix| kind.ends_with(suffix)) || *http_status == 403;
+            systemic.then_some((kind, SYSTEMIC_REJECTION_LIMIT, detail.as_str()))
+        }
+        _ => None,
+    }
+}
+
 impl FailureStreak {
     /// Records one result and returns the reason to stop, if the streak has become systemic.
     fn observe(&mut self, result: &SendResult) -> Option<StopReason> {
-        let (kind, limit, detail) = match result {
-            SendResult::GaveUp { detail, .. } => ("no answer".to_owned(), REPEATED_FAILURE_LIMIT, detail.clone()),
-            SendResult::Refused {
-                http_status,
-                problem_type,
-                detail,
-            } => {
-                let kind = problem_type.clone().unwrap_or_default();
-                let systemic =
-                    SYSTEMIC_PROBLEM_TYPES.iter().any(|suffix| kind.ends_with(suffix)) || *http_status == 403;
-                if !systemic {
-                    *self = FailureStreak::default();
-                    return None;
-                }
-                (kind, SYSTEMIC_REJECTION_LIMIT, detail.clone())
-            }
-            _ => {
-                *self = FailureStreak::default();
-                return None;
-            }
+        let Some((kind, limit, detail)) = run_stopping_failure(result) else {
+            *self = FailureStreak::default();
+            return None;
         };
         if self.kind.as_deref() == Some(kind.as_str()) {
             self.count += 1;
@@ -588,9 +593,15 @@ impl Dispatcher<'_> {
                 continue;
             }
             let can_send = sending && !self.scheduled.is_empty() && free > 0;
-            let wanted = u32::try_from(self.scheduled.len().min(free))
-                .unwrap_or(u32::MAX)
-                .min(self.pace.tick_rows);
+            // Permits for the sends among the rows the free slots will take (a look-up behind
+            // them takes its own, per page).
+            let sends = self
+                .scheduled
+                .iter()
+                .take(free)
+                .filter(|scheduled| matches!(scheduled, Scheduled::Send { .. }))
+                .count();
+            let wanted = u32::try_from(sends).unwrap_or(u32::MAX).min(self.pace.tick_rows);
             let (pause, limiter, alarm) = (&self.client.pause, &self.limiter, &mut self.permit_alarm);
             let outcome_alarm = &mut self.outcome_alarm;
             let wake = tokio::select! {
@@ -610,12 +621,12 @@ impl Dispatcher<'_> {
                 }
                 () = sleep_until_or_forever(abandon_at), if !self.tasks.is_empty() => Wake::Abandon,
                 Some(finished) = self.tasks.next(), if !self.tasks.is_empty() => {
-                    let failed = finished.failed();
+                    let may_stop = finished.may_stop_the_run();
                     self.finished.push(finished);
-                    if (!self.tasks.is_empty() || can_send) && !failed {
+                    if (!self.tasks.is_empty() || can_send) && !may_stop {
                         // The next commit records it; it is not worth a commit of its own. A
-                        // failure is recorded at once instead: it may be the first of many that
-                        // stop the run (an account-level refusal, an API that is down), and
+                        // failure that can stop the run is recorded at once instead: it may be
+                        // one of a streak (an account-level refusal, an API that is down), and
                         // until it is recorded the group's marked rows keep leaving.
                         outcomes_due.get_or_insert_with(|| std::time::Instant::now() + GROUP_PERIOD);
                         continue;

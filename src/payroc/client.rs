@@ -224,7 +224,7 @@ impl PayrocClient {
     ) -> SendReport {
         let url = &self.create_urls[usize::from(method == Method::Bank)];
         let exchange = self
-            .exchange(Some(limiter), |authorization| {
+            .exchange(Some(limiter), true, |authorization| {
                 self.http
                     .post(url.clone())
                     .header(AUTHORIZATION, authorization.clone())
@@ -249,7 +249,7 @@ impl PayrocClient {
     /// following every page, for `reconcile` and the pre-send lookup. Only a complete listing is
     /// returned: a page that cannot be read, or paging that does not end, is an error, because
     /// "not in the list" is only evidence when the list is whole. Each page takes a permit of
-    /// `limiter` when one is given.
+    /// `limiter` when one is given, after any `Retry-After` pause.
     pub async fn find_refunds(
         &self,
         method: Method,
@@ -273,11 +273,8 @@ impl PayrocClient {
         let mut found = Vec::new();
         let mut after: Option<String> = None;
         for _page in 0..MAX_LIST_PAGES {
-            if let Some(limiter) = limiter {
-                crate::payroc::retry::permit(limiter).await;
-            }
             let exchange = self
-                .exchange(limiter, |authorization| {
+                .exchange(limiter, false, |authorization| {
                     let mut query = vec![
                         ("processingTerminalId", terminal),
                         ("orderId", order_id),
@@ -336,7 +333,7 @@ impl PayrocClient {
     pub async fn get_refund(&self, method: Method, refund_id: &str) -> Result<CreatedRefund, SendResult> {
         let url = format!("{}/{}", self.endpoint(method), encode_path_segment(refund_id));
         let exchange = self
-            .exchange(None, |authorization| {
+            .exchange(None, false, |authorization| {
                 self.http.get(&url).header(AUTHORIZATION, authorization.clone())
             })
             .await;
@@ -349,10 +346,12 @@ impl PayrocClient {
     /// from a bearer token; it is called again for each retry, with the same key and bytes.
     /// Returns the first final answer (any other status, with its body) or why it gave up.
     ///
-    /// With a `limiter`, every request after the first waits for a permit of its own.
+    /// With a `limiter`, every request waits for a permit of its own — except the first when
+    /// `first_has_permit` says the caller took one for it (the dispatcher does for a send).
     async fn exchange(
         &self,
         limiter: Option<&RequestLimiter>,
+        first_has_permit: bool,
         build: impl Fn(&HeaderValue) -> reqwest::RequestBuilder,
     ) -> Exchange {
         let mut requests = 0;
@@ -362,12 +361,7 @@ impl PayrocClient {
         let mut unauthorized_at: Option<Instant> = None;
         let mut maybe_reached = false;
         loop {
-            self.pause.wait().await;
-            if requests > 0
-                && let Some(limiter) = limiter
-            {
-                crate::payroc::retry::permit(limiter).await;
-            }
+            crate::payroc::retry::wait_turn(&self.pause, limiter, requests == 0 && first_has_permit).await;
             // The token is taken only now, after every wait, so the request carries the newest
             // one: a token taken before a long wait could expire during it and turn a routine
             // refresh into a false "authentication failed".

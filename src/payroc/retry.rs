@@ -162,6 +162,28 @@ async fn take_permits(limiter: &RequestLimiter, wanted: u32, alarm: &mut Alarm, 
     }
 }
 
+/// Waits until a request may leave: past any `Retry-After` pause of `pause`, and with a permit
+/// of `limiter` taken after it (`has_permit`: the caller took one already). A permit taken before
+/// or during a pause is void once the pause has been waited out: with it, every request that
+/// waited would leave the moment the pause ends, all at once — the burst the pause is there to
+/// prevent.
+pub async fn wait_turn(pause: &PauseGate, limiter: Option<&RequestLimiter>, mut has_permit: bool) {
+    loop {
+        let paused = pause.wait().await;
+        let Some(limiter) = limiter else {
+            return;
+        };
+        if has_permit && !paused {
+            return;
+        }
+        permit(limiter).await;
+        has_permit = true;
+        if !pause.is_active() {
+            return;
+        }
+    }
+}
+
 /// A pause shared by all senders: when Payroc says `Retry-After`, nobody sends until it passes.
 #[derive(Debug, Default)]
 pub struct PauseGate {
@@ -179,15 +201,25 @@ impl PauseGate {
         }
     }
 
-    /// Waits out the current pause, if any.
-    pub async fn wait(&self) {
-        loop {
-            let until = *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match until {
-                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
-                _ => return,
-            }
+    /// Waits out the current pause, if any; returns whether there was one to wait out.
+    pub async fn wait(&self) -> bool {
+        let mut waited = false;
+        while let Some(until) = self.active_until() {
+            tokio::time::sleep_until(until).await;
+            waited = true;
         }
+        waited
+    }
+
+    /// When the pause in force ends, if one is.
+    fn active_until(&self) -> Option<Instant> {
+        let until = *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        until.filter(|until| *until > Instant::now())
+    }
+
+    /// Whether a pause is in force now.
+    pub fn is_active(&self) -> bool {
+        self.active_until().is_some()
     }
 }
 
@@ -273,6 +305,38 @@ mod tests {
             tokio::join!(new_send, resend);
             assert_eq!(*order.lock().unwrap(), ["re-send", "new send"]);
             assert!(!limiter.try_new_send(), "both permits were taken");
+        });
+    }
+
+    #[test]
+    fn a_permit_taken_before_a_pause_is_void_after_it() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            // One a second, burst 2: within the test, exactly two permits exist.
+            let burst_of_two = || RequestLimiter::new(NonZeroU32::MIN, NonZeroU32::new(2).unwrap());
+            let pause = PauseGate::default();
+
+            // No pause: the permit the caller holds is used, none taken.
+            let limiter = burst_of_two();
+            wait_turn(&pause, Some(&limiter), true).await;
+            assert!(limiter.try_new_send() && limiter.try_new_send(), "both permits left");
+
+            // A pause: the caller's permit is void, a new one is taken after the pause.
+            let limiter = burst_of_two();
+            pause.pause_until(Instant::now() + Duration::from_millis(5));
+            wait_turn(&pause, Some(&limiter), true).await;
+            assert!(!pause.is_active());
+            assert!(limiter.try_new_send(), "one permit left");
+            assert!(!limiter.try_new_send(), "the other was taken after the pause");
+
+            // No permit held: one is taken.
+            let limiter = burst_of_two();
+            wait_turn(&pause, Some(&limiter), false).await;
+            assert!(limiter.try_new_send());
+            assert!(!limiter.try_new_send());
         });
     }
 
