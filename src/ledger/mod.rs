@@ -519,8 +519,6 @@ impl Ledger {
                 .execute_batch("PRAGMA synchronous=FULL;")
                 .map_err(|source| ledger.sqlite_error(source))?;
             File::open(path).and_then(|file| file.sync_all()).map_err(io_error)?;
-        }
-        if created {
             // The new ledger's directory entry must be on disk before any commit in it counts as
             // durable. An existing ledger's entry already is; the WAL, which SQLite creates anew
             // on each open, SQLite itself makes durable: the first sync of a newly created WAL
@@ -792,6 +790,22 @@ impl Ledger {
                 transaction: Some(transaction),
             })
             .map_err(|source| self.sqlite_error(source))
+    }
+
+    /// Runs `writes` in one transaction: inside the caller's open group if there is one (the
+    /// dispatcher's, which commits them with the rest), or else in a group of their own,
+    /// committed here.
+    fn in_one_group<T>(
+        &mut self,
+        writes: impl FnOnce(&mut Ledger) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let opened_here = !self.group_open;
+        self.begin_group()?;
+        let value = writes(self)?;
+        if opened_here {
+            self.commit_group()?;
+        }
+        Ok(value)
     }
 
     /// Opens a group commit: the writes until [`Ledger::commit_group`] land in one transaction.
@@ -1073,30 +1087,25 @@ impl Ledger {
             "reconciled: {}",
             outcome.problem_detail.as_deref().unwrap_or("found at Payroc")
         );
-        // Inside a caller's group (the dispatcher's), this joins it and leaves the commit to it.
-        let outer = self.group_open;
-        self.begin_group()?;
-        self.write(|connection| {
-            connection.execute(
-                "INSERT INTO attempts (refund_id, batch_id, generation, idempotency_key, started_at, finished_at, \
-                 http_status, outcome, detail, payroc_refund_id) \
-                 SELECT id, ?2, generation, idempotency_key, ?3, ?3, ?4, ?5, ?6, ?7 FROM refunds WHERE id = ?1",
-                params![
-                    id,
-                    batch,
-                    time,
-                    outcome.http_status,
-                    outcome.state.map(RefundState::as_str),
-                    detail,
-                    outcome.refund_id
-                ],
-            )
-        })?;
-        self.record(id, None, outcome, 0)?;
-        if !outer {
-            self.commit_group()?;
-        }
-        Ok(())
+        self.in_one_group(|ledger| {
+            ledger.write(|connection| {
+                connection.execute(
+                    "INSERT INTO attempts (refund_id, batch_id, generation, idempotency_key, started_at, finished_at, \
+                     http_status, outcome, detail, payroc_refund_id) \
+                     SELECT id, ?2, generation, idempotency_key, ?3, ?3, ?4, ?5, ?6, ?7 FROM refunds WHERE id = ?1",
+                    params![
+                        id,
+                        batch,
+                        time,
+                        outcome.http_status,
+                        outcome.state.map(RefundState::as_str),
+                        detail,
+                        outcome.refund_id
+                    ],
+                )
+            })?;
+            ledger.record(id, None, outcome, 0)
+        })
     }
 
     /// Records that a request of the current generation may have reached Payroc (a `sending`
@@ -1135,25 +1144,23 @@ impl Ledger {
         detail: &str,
     ) -> Result<RefundRecord, LedgerError> {
         let time = now();
-        let outer = self.group_open;
-        self.begin_group()?;
-        self.write(|connection| {
-            connection.execute(
-                "INSERT INTO attempts (refund_id, batch_id, generation, idempotency_key, started_at, finished_at, outcome, detail) \
-                 SELECT id, ?2, generation, idempotency_key, ?3, ?3, 'pending', ?4 FROM refunds WHERE id = ?1",
-                params![id, batch, time, detail],
-            )
+        self.in_one_group(|ledger| {
+            ledger.write(|connection| {
+                connection.execute(
+                    "INSERT INTO attempts (refund_id, batch_id, generation, idempotency_key, started_at, finished_at, outcome, detail) \
+                     SELECT id, ?2, generation, idempotency_key, ?3, ?3, 'pending', ?4 FROM refunds WHERE id = ?1",
+                    params![id, batch, time, detail],
+                )
+            })?;
+            ledger.next_generation(id, generation, key, refund, batch, row)?;
+            ledger.write(|connection| {
+                connection.execute(
+                    "UPDATE refunds SET confirmed_not_created_at = ?2, problem_detail = ?3 WHERE id = ?1",
+                    params![id, time, detail],
+                )
+            })?;
+            Ok(())
         })?;
-        self.next_generation(id, generation, key, refund, batch, row)?;
-        self.write(|connection| {
-            connection.execute(
-                "UPDATE refunds SET confirmed_not_created_at = ?2, problem_detail = ?3 WHERE id = ?1",
-                params![id, time, detail],
-            )
-        })?;
-        if !outer {
-            self.commit_group()?;
-        }
         self.find_by_id(id)
     }
 
@@ -1351,12 +1358,12 @@ fn connect(path: &Path, creating: bool) -> Result<Connection, LedgerError> {
     // disk even through a power cut (NORMAL syncs only at checkpoints; only a batch's
     // bookkeeping is committed that way, see `write_unsynced`). A reader waits briefly
     // for the writer's checkpoint instead of failing at once.
-    let settings = if creating {
-        "PRAGMA busy_timeout=5000; PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"
-    } else {
-        "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-    };
-    connection.execute_batch(settings).map_err(sqlite)?;
+    let synchronous = if creating { "OFF" } else { "FULL" };
+    connection
+        .execute_batch(&format!(
+            "PRAGMA busy_timeout=5000; PRAGMA synchronous={synchronous}; PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"
+        ))
+        .map_err(sqlite)?;
     Ok(connection)
 }
 
