@@ -60,9 +60,9 @@ struct Token {
 pub struct PayrocClient {
     http: reqwest::Client,
     config: ClientConfig,
-    /// The create endpoints, card then bank, parsed once: a request clones one instead of
-    /// formatting and parsing a URL.
-    create_urls: [reqwest::Url; 2],
+    /// The refund endpoints, card then bank, parsed once: a request clones one instead of
+    /// formatting and parsing a URL. The same URL creates refunds (POST) and lists them (GET).
+    refund_urls: [reqwest::Url; 2],
     token: Mutex<Option<Token>>,
     /// The shared `Retry-After` pause.
     pub pause: PauseGate,
@@ -93,11 +93,11 @@ impl PayrocClient {
             let url = endpoint(&config.api_url, method);
             reqwest::Url::parse(&url).map_err(|source| ClientSetupError::Url { url, source })
         };
-        let create_urls = [parse(Method::Card)?, parse(Method::Bank)?];
+        let refund_urls = [parse(Method::Card)?, parse(Method::Bank)?];
         Ok(PayrocClient {
             http,
             config,
-            create_urls,
+            refund_urls,
             token: Mutex::new(None),
             pause: PauseGate::default(),
         })
@@ -107,9 +107,9 @@ impl PayrocClient {
         format!("{}/authorize", self.config.identity_url.trim_end_matches('/'))
     }
 
-    /// The endpoint URL for a method.
-    pub fn endpoint(&self, method: Method) -> String {
-        endpoint(&self.config.api_url, method)
+    /// The refund endpoint of a method.
+    fn refund_url(&self, method: Method) -> &reqwest::Url {
+        &self.refund_urls[usize::from(method == Method::Bank)]
     }
 
     /// The `Authorization` header of a token with time to spare that was issued after
@@ -222,7 +222,7 @@ impl PayrocClient {
         body: bytes::Bytes,
         limiter: &RequestLimiter,
     ) -> SendReport {
-        let url = &self.create_urls[usize::from(method == Method::Bank)];
+        let url = self.refund_url(method);
         let exchange = self
             .exchange(Some(limiter), true, |authorization| {
                 self.http
@@ -258,7 +258,7 @@ impl PayrocClient {
         window: (time::OffsetDateTime, time::OffsetDateTime),
         limiter: Option<&RequestLimiter>,
     ) -> Result<Vec<CreatedRefund>, SendResult> {
-        let url = self.endpoint(method);
+        let url = self.refund_url(method);
         let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
         let date_from = window
             .0
@@ -286,7 +286,7 @@ impl PayrocClient {
                         query.push(("after", after.as_str()));
                     }
                     self.http
-                        .get(&url)
+                        .get(url.clone())
                         .header(AUTHORIZATION, authorization.clone())
                         .query(&query)
                 })
@@ -331,7 +331,7 @@ impl PayrocClient {
     /// Reads one refund as Payroc has it now (`GET /refunds/{refundId}` or
     /// `GET /bank-transfer-refunds/{refundId}`), for `reconcile --refresh`.
     pub async fn get_refund(&self, method: Method, refund_id: &str) -> Result<CreatedRefund, SendResult> {
-        let url = format!("{}/{}", self.endpoint(method), encode_path_segment(refund_id));
+        let url = format!("{}/{}", self.refund_url(method), encode_path_segment(refund_id));
         let exchange = self
             .exchange(None, false, |authorization| {
                 self.http.get(&url).header(AUTHORIZATION, authorization.clone())
@@ -464,7 +464,7 @@ impl PayrocClient {
 /// The `Idempotency-Key` header's name, made once.
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-/// The create endpoint for `method` under the API base `api_url`.
+/// The refund endpoint for `method` under the API base `api_url`.
 fn endpoint(api_url: &str, method: Method) -> String {
     let base = api_url.trim_end_matches('/');
     match method {
