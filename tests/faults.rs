@@ -233,18 +233,33 @@ fn a_row_reconcile_proves_never_created_is_sent_by_the_next_run() {
     assert_eq!(resent, keys, "sent with the same keys, which Payroc still remembers");
 }
 
-#[test]
-fn a_terminal_without_the_capability_stops_the_run_early() {
+/// `rows` rows for terminal 9999001, which lacks the capability, run with `arguments`: the run
+/// stops with exit 3 after five refusals in a row. Returns the sandbox and the results.
+fn refused_for_the_account(
+    rows_in_file: usize,
+    arguments: &[&str],
+) -> (TestSandbox, Vec<std::collections::HashMap<String, String>>) {
     let workdir = Workdir::new();
-    workdir.write("day.csv", &rows(40, "9999001"));
+    workdir.write("day.csv", &rows(rows_in_file, "9999001"));
     let sandbox = TestSandbox::start(SandboxConfig::default());
     workdir
-        .run(&sandbox, "day.csv", &["--concurrency", "1"])
+        .run(&sandbox, "day.csv", arguments)
         .code(3)
         .stderr(predicate::str::contains("5 refunds in a row failed the same way"));
     let results = read_results(&workdir.path("day.results.csv"));
-    let rejected = results.iter().filter(|line| line["status"] == "rejected").count();
-    let pending = results.iter().filter(|line| line["status"] == "pending").count();
+    (sandbox, results)
+}
+
+/// How many results lines are `rejected`, and how many `pending`.
+fn rejected_and_pending(results: &[std::collections::HashMap<String, String>]) -> (usize, usize) {
+    let count = |status: &str| results.iter().filter(|line| line["status"] == status).count();
+    (count("rejected"), count("pending"))
+}
+
+#[test]
+fn a_terminal_without_the_capability_stops_the_run_early() {
+    let (_sandbox, results) = refused_for_the_account(40, &["--concurrency", "1"]);
+    let (rejected, pending) = rejected_and_pending(&results);
     assert_eq!(rejected, 5);
     assert_eq!(pending, 35, "the rest is left for the next run");
     assert!(
@@ -260,16 +275,8 @@ fn an_account_level_refusal_stops_the_run_before_the_marked_rows_leave() {
     // commit marks sixteen of them `sending`, and they leave one every 50 ms, each answered before
     // the next leaves. The refusals must stop the run as they come back, not once the sixteen
     // are out.
-    let workdir = Workdir::new();
-    workdir.write("day.csv", &rows(20, "9999001"));
-    let sandbox = TestSandbox::start(SandboxConfig::default());
-    workdir
-        .run(&sandbox, "day.csv", &[])
-        .code(3)
-        .stderr(predicate::str::contains("5 refunds in a row failed the same way"));
-    let results = read_results(&workdir.path("day.results.csv"));
-    let rejected = results.iter().filter(|line| line["status"] == "rejected").count();
-    let pending = results.iter().filter(|line| line["status"] == "pending").count();
+    let (sandbox, results) = refused_for_the_account(20, &[]);
+    let (rejected, pending) = rejected_and_pending(&results);
     assert_eq!(rejected, 5, "the fifth refusal stops the run");
     assert_eq!(pending, 15, "the marked rows that never left are given back");
     assert_eq!(sandbox.stats().refund_posts, 5, "no request beyond those");

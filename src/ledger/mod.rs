@@ -1448,6 +1448,13 @@ fn restrict_permissions(path: &Path) {
 mod tests {
     use super::*;
 
+    /// A new ledger in a directory of its own, removed when the directory is dropped.
+    fn temporary_ledger() -> (tempfile::TempDir, Ledger) {
+        let directory = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&directory.path().join("ledger.sqlite")).unwrap();
+        (directory, ledger)
+    }
+
     fn new_refund<'a>(identity: &'a str, key: &'a str) -> NewRefund<'a> {
         NewRefund {
             identity,
@@ -1491,8 +1498,7 @@ mod tests {
 
     #[test]
     fn batch_bookkeeping_commits_leave_the_ledger_synced_and_survive_the_close() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(&directory.path().join("ledger.sqlite")).unwrap();
+        let (directory, mut ledger) = temporary_ledger();
         let synchronous = |ledger: &Ledger| {
             ledger
                 .connection
@@ -1566,8 +1572,7 @@ mod tests {
 
     #[test]
     fn a_mark_taken_back_leaves_the_refund_as_it_was() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(&directory.path().join("ledger.sqlite")).unwrap();
+        let (_directory, mut ledger) = temporary_ledger();
         let first = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();
         let record = ledger.insert(&new_refund("id-1", "key-0"), first, 2).unwrap();
         let second = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();
@@ -1596,8 +1601,7 @@ mod tests {
 
     #[test]
     fn a_new_generation_remembers_every_key() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(&directory.path().join("ledger.sqlite")).unwrap();
+        let (_directory, mut ledger) = temporary_ledger();
         let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
         let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
         ledger
