@@ -233,33 +233,32 @@ fn a_row_reconcile_proves_never_created_is_sent_by_the_next_run() {
     assert_eq!(resent, keys, "sent with the same keys, which Payroc still remembers");
 }
 
-/// `rows` rows for terminal 9999001, which lacks the capability, run with `arguments`: the run
-/// stops with exit 3 after five refusals in a row. Returns the sandbox and the results.
-fn refused_for_the_account(
+/// Runs `rows_in_file` rows for terminal 9999001, which lacks the capability, with
+/// `arguments`; returns the work directory, the sandbox and the run's outcome to assert on.
+fn run_for_a_terminal_without_the_capability(
     rows_in_file: usize,
     arguments: &[&str],
-) -> (TestSandbox, Vec<std::collections::HashMap<String, String>>) {
+) -> (Workdir, TestSandbox, assert_cmd::assert::Assert) {
     let workdir = Workdir::new();
     workdir.write("day.csv", &rows(rows_in_file, "9999001"));
     let sandbox = TestSandbox::start(SandboxConfig::default());
-    workdir
-        .run(&sandbox, "day.csv", arguments)
-        .code(3)
-        .stderr(predicate::str::contains("5 refunds in a row failed the same way"));
-    let results = read_results(&workdir.path("day.results.csv"));
-    (sandbox, results)
+    let run = workdir.run(&sandbox, "day.csv", arguments);
+    (workdir, sandbox, run)
 }
 
-/// How many results lines are `rejected`, and how many `pending`.
-fn rejected_and_pending(results: &[std::collections::HashMap<String, String>]) -> (usize, usize) {
+/// How many lines of `day.results.csv` are `rejected` and how many `pending`, with the lines.
+fn rejected_and_pending(workdir: &Workdir) -> (usize, usize, Vec<std::collections::HashMap<String, String>>) {
+    let results = read_results(&workdir.path("day.results.csv"));
     let count = |status: &str| results.iter().filter(|line| line["status"] == status).count();
-    (count("rejected"), count("pending"))
+    (count("rejected"), count("pending"), results)
 }
 
 #[test]
 fn a_terminal_without_the_capability_stops_the_run_early() {
-    let (_sandbox, results) = refused_for_the_account(40, &["--concurrency", "1"]);
-    let (rejected, pending) = rejected_and_pending(&results);
+    let (workdir, _sandbox, run) = run_for_a_terminal_without_the_capability(40, &["--concurrency", "1"]);
+    run.code(3)
+        .stderr(predicate::str::contains("5 refunds in a row failed the same way"));
+    let (rejected, pending, results) = rejected_and_pending(&workdir);
     assert_eq!(rejected, 5);
     assert_eq!(pending, 35, "the rest is left for the next run");
     assert!(
@@ -275,8 +274,10 @@ fn an_account_level_refusal_stops_the_run_before_the_marked_rows_leave() {
     // commit marks sixteen of them `sending`, and they leave one every 50 ms, each answered before
     // the next leaves. The refusals must stop the run as they come back, not once the sixteen
     // are out.
-    let (sandbox, results) = refused_for_the_account(20, &[]);
-    let (rejected, pending) = rejected_and_pending(&results);
+    let (workdir, sandbox, run) = run_for_a_terminal_without_the_capability(20, &[]);
+    run.code(3)
+        .stderr(predicate::str::contains("5 refunds in a row failed the same way"));
+    let (rejected, pending, _) = rejected_and_pending(&workdir);
     assert_eq!(rejected, 5, "the fifth refusal stops the run");
     assert_eq!(pending, 15, "the marked rows that never left are given back");
     assert_eq!(sandbox.stats().refund_posts, 5, "no request beyond those");
