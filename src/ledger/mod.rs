@@ -707,15 +707,23 @@ impl Ledger {
     }
 
     /// Commits one write of a batch's bookkeeping without an fsync of its own
-    /// (`synchronous=NORMAL` for that commit, then `FULL` again).
+    /// (`synchronous=OFF` for that commit, with no automatic checkpoint, then `FULL` again).
     ///
     /// Why that is safe: the WAL is one file written in order, so the next synced commit — the
     /// first group of `sending` marks, which precedes every request, or the checkpoint at
-    /// [`Ledger::close`], which syncs the WAL before it copies it — makes this one durable too.
-    /// Only a power cut before either can lose it, and then nothing was sent on its strength: a
-    /// batch's start and end records are bookkeeping, and a ledger without refunds counts as new
-    /// whatever batches it lists. Why it is worth it: a one-row run made eleven fsyncs, and these
-    /// were two of them (at 0.1–0.7 ms each on a virtual machine's disk).
+    /// [`Ledger::close`], which syncs the WAL before it copies it — makes this one durable too:
+    /// an fsync writes out the whole file, this commit's frames and, when this commit started a
+    /// new WAL, its header. Only a power cut before either can lose it, and then nothing was sent
+    /// on its strength: a batch's start and end records are bookkeeping, and a ledger without
+    /// refunds counts as new whatever batches it lists.
+    ///
+    /// Why `OFF` and not `NORMAL`: the first write of a run starts a new WAL (the close before
+    /// truncated it), and under `NORMAL` SQLite syncs a new WAL's header at once, an fsync that
+    /// the next synced commit makes anyway. Why no automatic checkpoint meanwhile: under `OFF` a
+    /// checkpoint would copy the WAL into the database without syncing either, and a later
+    /// writer could then reuse the WAL before the database was on disk; the next `FULL` commit
+    /// checkpoints instead, with its syncs. Why it is worth it: a one-row run made eleven fsyncs,
+    /// and these writes were three of them (at 0.1–0.7 ms each on a virtual machine's disk).
     fn write_unsynced<T>(
         &mut self,
         operation: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -724,12 +732,13 @@ impl Ledger {
             return self.write(operation);
         }
         self.connection
-            .execute_batch("PRAGMA synchronous=NORMAL;")
+            .execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA synchronous=OFF;")
             .map_err(|source| self.sqlite_error(source))?;
         let written = self.write(operation);
         let restored = self
             .connection
-            .execute_batch("PRAGMA synchronous=FULL;")
+            // 1000 pages: SQLite's default, which the ledger otherwise keeps.
+            .execute_batch("PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=1000;")
             .map_err(|source| self.sqlite_error(source));
         let value = written?;
         restored?;
@@ -1356,7 +1365,7 @@ fn connect(path: &Path, creating: bool) -> Result<Connection, LedgerError> {
     let connection = Connection::open(path).map_err(sqlite)?;
     // synchronous=FULL: in WAL mode every commit syncs the WAL, so what a commit returned is on
     // disk even through a power cut (NORMAL syncs only at checkpoints; only a batch's
-    // bookkeeping is committed that way, see `write_unsynced`). A reader waits briefly
+    // bookkeeping commits without a sync, see `write_unsynced`). A reader waits briefly
     // for the writer's checkpoint instead of failing at once.
     let synchronous = if creating { "OFF" } else { "FULL" };
     connection
@@ -1505,10 +1514,17 @@ mod tests {
                 .query_row("PRAGMA synchronous", [], |row| row.get::<_, i64>(0))
                 .unwrap()
         };
+        let autocheckpoint = |ledger: &Ledger| {
+            ledger
+                .connection
+                .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get::<_, i64>(0))
+                .unwrap()
+        };
         const FULL: i64 = 2;
         assert_eq!(synchronous(&ledger), FULL);
         let batch = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();
         assert_eq!(synchronous(&ledger), FULL, "back to FULL after the batch record");
+        assert_eq!(autocheckpoint(&ledger), 1000, "automatic checkpoints back on");
         let summary = BatchSummary {
             rows: 1,
             invalid: 0,
