@@ -80,6 +80,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         precheck_new_rows,
         precheck_enabled: arguments.precheck != Precheck::Never,
         precheck_days: arguments.precheck_days,
+        doze: !endpoint.served_in_process(),
     };
 
     // 3. Send.

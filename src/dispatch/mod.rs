@@ -67,6 +67,9 @@ pub struct DispatchOptions {
     pub precheck_enabled: bool,
     /// How far back the lookup before a first send reaches.
     pub precheck_days: u32,
+    /// Short waits for a permit may put the whole thread to sleep (see
+    /// [`crate::payroc::retry::doze_until`]); false when the API is served by this process.
+    pub doze: bool,
 }
 
 /// What the dispatcher did.
@@ -388,6 +391,12 @@ const SCAN_CHUNK: usize = 4096;
 /// one commit. An outcome waits at most this long for its commit.
 const GROUP_PERIOD: Duration = Duration::from_millis(1000);
 
+/// The longest wait for a permit the dispatcher spends dozing (see
+/// [`crate::payroc::retry::doze_until`]): a tick at the default rate ([`LONGEST_TICK`]) and its
+/// lateness, with room. Longer waits (rates under 10/s) park in the reactor as before, so a stop
+/// request or a request under way is never held back longer than this.
+const DOZE_LIMIT: Duration = Duration::from_millis(150);
+
 /// The most rows one commit marks, whatever the rate.
 const GROUP_ROWS_LIMIT: usize = 256;
 
@@ -616,6 +625,13 @@ impl Dispatcher<'_> {
                 .filter(|scheduled| matches!(scheduled, Scheduled::Send { .. }))
                 .count();
             let wanted = u32::try_from(sends).unwrap_or(u32::MAX).min(self.pace.tick_rows);
+            // Dozing leaves answers unread until the permit: only with slots to spare for
+            // them, so that the concurrency is never what the doze holds back; never once the
+            // run is stopping (the grace period's deadline is a timer); and only while the
+            // token is cached, so that no request started is still waiting for one.
+            let slots_to_spare = free >= 2 * usize::try_from(wanted).unwrap_or(usize::MAX);
+            let doze = (self.options.doze && slots_to_spare && abandon_at.is_none() && self.client.has_fresh_token())
+                .then_some(DOZE_LIMIT);
             let (pause, limiter, alarm) = (&self.client.pause, &self.limiter, &mut self.permit_alarm);
             let outcome_alarm = &mut self.outcome_alarm;
             let wake = tokio::select! {
@@ -650,10 +666,16 @@ impl Dispatcher<'_> {
                 () = outcome_alarm.sleep_until(outcomes_due.unwrap_or_else(std::time::Instant::now)),
                     if !self.finished.is_empty() && outcomes_due.is_some() => Wake::Outcomes,
                 // During a Retry-After pause no new request is released: they would all wait at
-                // the gate and then leave at once.
+                // the gate and then leave at once. Permits taken while a pause began (an answer
+                // read at the end of a doze) are void.
                 permits = async {
-                    pause.wait().await;
-                    crate::payroc::retry::permits(limiter, wanted, alarm).await
+                    loop {
+                        pause.wait().await;
+                        let permits = crate::payroc::retry::permits(limiter, wanted, alarm, doze).await;
+                        if !pause.is_active() {
+                            break permits;
+                        }
+                    }
                 }, if can_send => Wake::Permits(permits),
             };
             match wake {
@@ -1091,6 +1113,7 @@ mod tests {
             precheck_new_rows: false,
             precheck_enabled: true,
             precheck_days: 90,
+            doze: false,
         }
     }
 
