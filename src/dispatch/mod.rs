@@ -12,7 +12,10 @@
 //! futures it polls (no task per row), at most `concurrency` at once, each started only when
 //! the governor rate limiter allows. It commits once per group (see [`Pace`]): the outcomes that
 //! came back since the last commit and the `sending` marks of the rows the limiter lets go next,
-//! together; a row is counted done only once its outcome is committed. Stopping — Ctrl-C, or a
+//! together; a row is counted done only once its outcome is committed. Sends go out a tick's
+//! permits at a time (a pair at the default rate), and a short wait for the next tick sleeps the
+//! thread and reads the answers that came meanwhile when it wakes (see
+//! [`crate::payroc::retry::doze_until`]): one wake-up per tick. Stopping — Ctrl-C, or a
 //! systemic failure such as bad credentials — stops taking rows, gives the marked rows that never
 //! left their state back, and waits for the requests in flight; the rows never taken stay as they
 //! were and the next run resumes them.
