@@ -300,6 +300,21 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// The runtime the tool runs on: one thread, with its reactor and timer.
+    fn current_thread_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
+    /// 50 a second, burst 1, its one permit taken: each next permit is 20 ms after the last.
+    fn fifty_a_second_with_the_first_taken() -> RequestLimiter {
+        let limiter = RequestLimiter::new(NonZeroU32::new(50).unwrap(), NonZeroU32::MIN);
+        assert!(limiter.try_new_send());
+        limiter
+    }
+
     #[test]
     fn backoff_grows_with_jitter_under_the_cap() {
         let policy = RetryPolicy {
@@ -319,14 +334,8 @@ mod tests {
 
     #[test]
     fn a_request_under_way_gets_the_next_permit_before_new_sends() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
-            // 50 a second, burst 1: after the first, each permit is 20 ms apart.
-            let limiter = RequestLimiter::new(NonZeroU32::new(50).unwrap(), NonZeroU32::MIN);
-            assert!(limiter.try_new_send());
+        current_thread_runtime().block_on(async {
+            let limiter = fifty_a_second_with_the_first_taken();
             let order = std::sync::Mutex::new(Vec::new());
             let mut alarm = Alarm::new();
             let resend = async {
@@ -343,58 +352,54 @@ mod tests {
             assert_eq!(*order.lock().unwrap(), ["re-send", "new send"]);
             // Now the other way round: the new send already sleeps for the next permit when
             // the re-send starts waiting; it still must not take that permit.
-            order.lock().unwrap().clear();
-            let new_send = async {
-                permits(&limiter, 1, &mut alarm, None).await;
-                order.lock().unwrap().push("new send");
-            };
-            let resend = async {
-                tokio::task::yield_now().await;
-                permit(&limiter).await;
-                order.lock().unwrap().push("re-send");
-            };
-            tokio::join!(new_send, resend);
-            assert_eq!(*order.lock().unwrap(), ["re-send", "new send"]);
+            assert_eq!(
+                resend_joining_a_waiting_new_send(&limiter, &mut alarm, None).await,
+                ["re-send", "new send"]
+            );
             assert!(!limiter.try_new_send(), "both permits were taken");
         });
     }
 
+    /// The order in which a new send already waiting for the next permit (dozing through the
+    /// wait with `doze`) and a re-send that starts waiting after it get their permits.
+    async fn resend_joining_a_waiting_new_send(
+        limiter: &RequestLimiter,
+        alarm: &mut Alarm,
+        doze: Option<Duration>,
+    ) -> Vec<&'static str> {
+        let order = std::sync::Mutex::new(Vec::new());
+        let new_send = async {
+            permits(limiter, 1, alarm, doze).await;
+            order.lock().unwrap().push("new send");
+        };
+        let resend = async {
+            tokio::task::yield_now().await;
+            permit(limiter).await;
+            order.lock().unwrap().push("re-send");
+        };
+        tokio::join!(new_send, resend);
+        order.into_inner().unwrap()
+    }
+
     #[test]
     fn a_request_under_way_gets_the_next_permit_before_a_dozing_new_send() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
-            // 50 a second, burst 1: the next permit is 20 ms away, within the doze limit.
-            let limiter = RequestLimiter::new(NonZeroU32::new(50).unwrap(), NonZeroU32::MIN);
-            assert!(limiter.try_new_send());
-            let order = std::sync::Mutex::new(Vec::new());
-            let mut alarm = Alarm::new();
+        current_thread_runtime().block_on(async {
+            // The next permit is 20 ms away, within the doze limit.
+            let limiter = fifty_a_second_with_the_first_taken();
             // The new send dozes first, the whole thread with it; the re-send can only start
             // waiting once the doze ends, when the permit is already due. It still goes first.
-            let new_send = async {
-                permits(&limiter, 1, &mut alarm, Some(Duration::from_millis(150))).await;
-                order.lock().unwrap().push("new send");
-            };
-            let resend = async {
-                tokio::task::yield_now().await;
-                permit(&limiter).await;
-                order.lock().unwrap().push("re-send");
-            };
-            tokio::join!(new_send, resend);
-            assert_eq!(*order.lock().unwrap(), ["re-send", "new send"]);
+            let doze = Some(Duration::from_millis(150));
+            assert_eq!(
+                resend_joining_a_waiting_new_send(&limiter, &mut Alarm::new(), doze).await,
+                ["re-send", "new send"]
+            );
         });
     }
 
     #[test]
     fn after_a_doze_what_arrived_during_it_has_been_read() {
         use tokio::io::AsyncReadExt as _;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
+        current_thread_runtime().block_on(async {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
             let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
             let (mut server, _) = listener.accept().expect("accept");
@@ -426,11 +431,7 @@ mod tests {
 
     #[test]
     fn a_permit_taken_before_a_pause_is_void_after_it() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
+        current_thread_runtime().block_on(async {
             // One a second, burst 2: within the test, exactly two permits exist.
             let burst_of_two = || RequestLimiter::new(NonZeroU32::MIN, NonZeroU32::new(2).unwrap());
             let pause = PauseGate::default();
