@@ -396,8 +396,9 @@ const GROUP_PERIOD: Duration = Duration::from_millis(1000);
 
 /// The longest wait for a permit the dispatcher spends dozing (see
 /// [`crate::payroc::retry::doze_until`]): a tick at the default rate ([`LONGEST_TICK`]) and its
-/// lateness, with room. Longer waits (rates under 10/s) park in the reactor as before, so a stop
-/// request or a request under way is never held back longer than this.
+/// lateness, with room. Longer waits (a permit more than 150 ms away: rates under about 7/s,
+/// unless the wait began late) park in the reactor as before, so a stop request or a request
+/// under way is never held back longer than this by one doze.
 const DOZE_LIMIT: Duration = Duration::from_millis(150);
 
 /// The most rows one commit marks, whatever the rate.
@@ -631,8 +632,10 @@ impl Dispatcher<'_> {
             // Dozing leaves answers unread until the permit: only with slots to spare for
             // them, so that the concurrency is never what the doze holds back; never once the
             // run is stopping (the grace period's deadline is a timer); and only while the
-            // token is cached, so that no request started is still waiting for one.
-            let slots_to_spare = free >= 2 * usize::try_from(wanted).unwrap_or(usize::MAX);
+            // token is cached, so that the requests just started are not waiting for one (as
+            // decided here: a 401 read during a doze's last yields can start a fetch that the
+            // next doze of the same wait, at most 150 ms, holds back).
+            let slots_to_spare = free / 2 >= usize::try_from(wanted).unwrap_or(usize::MAX);
             let doze = (self.options.doze && slots_to_spare && abandon_at.is_none() && self.client.has_fresh_token())
                 .then_some(DOZE_LIMIT);
             let (pause, limiter, alarm) = (&self.client.pause, &self.limiter, &mut self.permit_alarm);

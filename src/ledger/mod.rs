@@ -512,8 +512,9 @@ impl Ledger {
         if created {
             // Made without a sync per step (see `connect`). The database file's first page says
             // "WAL": without it on disk SQLite would throw the WAL away on the next open, so it
-            // is synced now. The WAL is synced by the first commit, which holds everything that
-            // matters, and every commit from here on syncs it again.
+            // is synced now. The WAL is synced by the first synced commit (the first group of
+            // `sending` marks, before any request; a batch's record before it is not synced, see
+            // `write_unsynced`), and every commit of refunds from here on syncs it again.
             ledger
                 .connection
                 .execute_batch("PRAGMA synchronous=FULL;")
@@ -522,7 +523,7 @@ impl Ledger {
             // The new ledger's directory entry must be on disk before any commit in it counts as
             // durable. An existing ledger's entry already is; the WAL, which SQLite creates anew
             // on each open, SQLite itself makes durable: the first sync of a newly created WAL
-            // also syncs its directory, before that first commit returns.
+            // also syncs its directory, before that first synced commit returns.
             sync_directory(path).map_err(io_error)?;
         }
         Ok(ledger)
@@ -615,6 +616,11 @@ impl Ledger {
     pub fn close(mut self) -> Result<(), LedgerError> {
         self.abort_group()?;
         if self._lock.is_some() {
+            // Whatever a failed write left set (see `write_unsynced`): this checkpoint must sync
+            // the WAL before it copies it and the database before it truncates the WAL.
+            self.connection
+                .execute_batch("PRAGMA synchronous=FULL;")
+                .map_err(|source| self.sqlite_error(source))?;
             self.connection
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0))
                 .map_err(|source| self.sqlite_error(source))
@@ -722,8 +728,11 @@ impl Ledger {
     /// the next synced commit makes anyway. Why no automatic checkpoint meanwhile: under `OFF` a
     /// checkpoint would copy the WAL into the database without syncing either, and a later
     /// writer could then reuse the WAL before the database was on disk; the next `FULL` commit
-    /// checkpoints instead, with its syncs. Why it is worth it: a one-row run made eleven fsyncs,
-    /// and these writes were three of them (at 0.1–0.7 ms each on a virtual machine's disk).
+    /// checkpoints instead, with its syncs. Why it is worth it: a one-row run made eleven fsyncs;
+    /// these two writes cost two of them when synced, and under `NORMAL` still the new WAL's
+    /// header sync (at 0.1–0.7 ms each on a virtual machine's disk). [`Ledger::close`] sets
+    /// `FULL` again before its checkpoint whatever happened here, since a checkpoint under `OFF`
+    /// would copy and truncate the WAL without syncing the database.
     fn write_unsynced<T>(
         &mut self,
         operation: impl FnOnce(&Connection) -> rusqlite::Result<T>,

@@ -9,6 +9,10 @@
 //! costs at that pace. A `timerfd` is one kernel timer that wakes the reactor exactly once, at its
 //! deadline. Re-arming it for the deadline it already holds costs nothing, so a wait cut short
 //! by another event (an answer came back) and started again does not touch the kernel.
+//!
+//! Short waits of the dispatcher do not use it at all but doze (see
+//! [`crate::payroc::retry::doze_until`]); it serves the longer ones (low rates, a wait while
+//! requests need their answers to go on) and the commit of outcomes.
 
 use std::time::Instant;
 

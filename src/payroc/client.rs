@@ -132,9 +132,8 @@ impl PayrocClient {
     }
 
     /// Whether a request taking its token now would find one cached and fresh, with no fetch
-    /// under way: then nothing but its permit stands between a send and its bytes leaving.
-    /// (The dispatcher dozes only then: a request still waiting for a token would otherwise
-    /// read that token, and leave, only when the doze ends, together with the next tick's.)
+    /// under way. The dispatcher dozes only then: a request waiting for a token would read that
+    /// token, and leave, only when the doze ends, together with the next tick's requests.
     pub fn has_fresh_token(&self) -> bool {
         self.token
             .try_lock()

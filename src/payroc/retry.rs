@@ -198,8 +198,10 @@ async fn take_permits(
 /// would stop answering.
 ///
 /// The yields are what make the one wake-up do everything: the first two let the connections
-/// write the requests just started before the thread sleeps (the second, those whose connection
-/// the first turn opened); after the sleep, the first turn of
+/// write the requests just started before the thread sleeps (the second, those whose loopback
+/// connection the first turn opened; a connection to a remote host — its TCP and TLS round
+/// trips, a DNS answer — moves on only when each doze ends, a tick per round trip, which the
+/// slots to spare absorb); after the sleep, the first turn of
 /// the runtime polls the reactor without waiting and runs the connections it wakes, which read
 /// their answers, and the second runs whatever those woke in turn, so the caller sees the
 /// requests finished (a unit test checks the first). Without them nothing is lost, only seen
@@ -386,8 +388,8 @@ mod tests {
         current_thread_runtime().block_on(async {
             // The next permit is 20 ms away, within the doze limit.
             let limiter = fifty_a_second_with_the_first_taken();
-            // The new send dozes first, the whole thread with it; the re-send can only start
-            // waiting once the doze ends, when the permit is already due. It still goes first.
+            // The new send dozes first, the whole thread with it, and the re-send starts waiting
+            // while it does (during the doze's first yields). It still goes first.
             let doze = Some(Duration::from_millis(150));
             assert_eq!(
                 resend_joining_a_waiting_new_send(&limiter, &mut Alarm::new(), doze).await,
@@ -417,7 +419,9 @@ mod tests {
             });
             tokio::task::yield_now().await;
             assert_eq!(read.load(Ordering::SeqCst), 0, "nothing to read yet");
-            // The answer arrives while the thread sleeps.
+            // The answer is in the socket when the doze begins (a write during the sleep itself
+            // would need a second thread and a timing guess); what matters to the dispatcher is
+            // the same: when the doze returns, its reader has run.
             std::io::Write::write_all(&mut server, b"answer").expect("write");
             doze_until(std::time::Instant::now() + Duration::from_millis(10)).await;
             assert_eq!(
