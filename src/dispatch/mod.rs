@@ -672,17 +672,9 @@ impl Dispatcher<'_> {
                 () = outcome_alarm.sleep_until(outcomes_due.unwrap_or_else(std::time::Instant::now)),
                     if !self.finished.is_empty() && outcomes_due.is_some() => Wake::Outcomes,
                 // During a Retry-After pause no new request is released: they would all wait at
-                // the gate and then leave at once. Permits taken while a pause began (an answer
-                // read at the end of a doze) are void.
-                permits = async {
-                    loop {
-                        pause.wait().await;
-                        let permits = crate::payroc::retry::permits(limiter, wanted, alarm, doze).await;
-                        if !pause.is_active() {
-                            break permits;
-                        }
-                    }
-                }, if can_send => Wake::Permits(permits),
+                // the gate and then leave at once.
+                permits = crate::payroc::retry::permits(pause, limiter, wanted, alarm, doze),
+                    if can_send => Wake::Permits(permits),
             };
             match wake {
                 Wake::Permits(permits) => self.send_scheduled(permits),

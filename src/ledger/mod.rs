@@ -1517,18 +1517,14 @@ mod tests {
     #[test]
     fn batch_bookkeeping_commits_leave_the_ledger_synced_and_survive_the_close() {
         let (directory, mut ledger) = temporary_ledger();
-        let synchronous = |ledger: &Ledger| {
+        let pragma = |ledger: &Ledger, name: &str| {
             ledger
                 .connection
-                .query_row("PRAGMA synchronous", [], |row| row.get::<_, i64>(0))
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
                 .unwrap()
         };
-        let autocheckpoint = |ledger: &Ledger| {
-            ledger
-                .connection
-                .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get::<_, i64>(0))
-                .unwrap()
-        };
+        let synchronous = |ledger: &Ledger| pragma(ledger, "synchronous");
+        let autocheckpoint = |ledger: &Ledger| pragma(ledger, "wal_autocheckpoint");
         const FULL: i64 = 2;
         assert_eq!(synchronous(&ledger), FULL);
         let batch = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();

@@ -138,15 +138,30 @@ pub async fn permit(limiter: &RequestLimiter) {
     take_permits(limiter, 1, &mut Alarm::on_tokio_timer(), false, None).await;
 }
 
-/// Waits until `wanted` permits for new sends are free at once while no request under way waits
-/// for one, and takes them, sleeping on `alarm` until the moment the limiter names; returns how
-/// many it took (fewer than `wanted` only when that is more than the limiter's burst can ever
-/// hold, and at least one).
+/// Waits until `wanted` permits for new sends are free at once, past any `Retry-After` pause of
+/// `pause` and while no request under way waits for one, and takes them, sleeping on `alarm`
+/// until the moment the limiter names; returns how many it took (fewer than `wanted` only when
+/// that is more than the limiter's burst can ever hold, and at least one).
+///
+/// Permits taken while a pause began (an answer read at the end of a doze, say) are void, as in
+/// [`wait_turn`]: the wait starts again after the pause.
 ///
 /// With `doze`, a wait no longer than it, while no request under way waits for a permit, is
 /// spent in [`doze_until`] instead of on `alarm`.
-pub async fn permits(limiter: &RequestLimiter, wanted: u32, alarm: &mut Alarm, doze: Option<Duration>) -> u32 {
-    take_permits(limiter, wanted, alarm, true, doze).await
+pub async fn permits(
+    pause: &PauseGate,
+    limiter: &RequestLimiter,
+    wanted: u32,
+    alarm: &mut Alarm,
+    doze: Option<Duration>,
+) -> u32 {
+    loop {
+        pause.wait().await;
+        let taken = take_permits(limiter, wanted, alarm, true, doze).await;
+        if !pause.is_active() {
+            return taken;
+        }
+    }
 }
 
 async fn take_permits(
@@ -344,7 +359,7 @@ mod tests {
                 order.lock().unwrap().push("re-send");
             };
             let new_send = async {
-                permits(&limiter, 1, &mut alarm, None).await;
+                permits(&PauseGate::default(), &limiter, 1, &mut alarm, None).await;
                 order.lock().unwrap().push("new send");
             };
             // The re-send starts waiting first; the dispatcher's alarm would wake first (it is
@@ -370,7 +385,7 @@ mod tests {
     ) -> Vec<&'static str> {
         let order = std::sync::Mutex::new(Vec::new());
         let new_send = async {
-            permits(limiter, 1, alarm, doze).await;
+            permits(&PauseGate::default(), limiter, 1, alarm, doze).await;
             order.lock().unwrap().push("new send");
         };
         let resend = async {
