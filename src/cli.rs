@@ -181,14 +181,21 @@ pub struct RunArgs {
     /// Refuse the run if the file would refund more than AMOUNT in CURRENCY (e.g. 5000.00:USD). Repeatable.
     #[arg(long, value_name = "AMOUNT:CURRENCY")]
     pub max_total: Vec<String>,
-    /// When to look each order the ledger does not know up at Payroc before sending it (uat and
-    /// production): `new-ledger` when this run's ledger is new (a new machine, another user, a
-    /// lost ledger), `always`, or `never`. One lookup per such row, inside the rate limit.
-    #[arg(long, env = "REFUND_BATCH_PRECHECK", value_enum, default_value = "new-ledger")]
+    /// When to look an order up at Payroc before its first key is sent: `auto` (uat and
+    /// production) while this ledger has recorded sends in that environment for less than
+    /// --precheck-days — a ledger vouches only for the time it has existed, and sandbox rows
+    /// prove nothing about uat or production —, `always`, or `never`. Retries under a new key
+    /// (`--retry-failed`) are looked up too, unless `never`.
+    #[arg(long, env = "REFUND_BATCH_PRECHECK", value_enum, default_value = "auto")]
     pub precheck: Precheck,
-    /// How many days back the lookup before sending reaches.
+    /// How many days back the lookup before sending reaches, and how long a ledger must have
+    /// recorded sends in an environment before `--precheck auto` trusts it alone.
     #[arg(long, env = "REFUND_BATCH_PRECHECK_DAYS", default_value_t = 90)]
     pub precheck_days: u32,
+    /// Order ids that differ only by letter case (`VAR-1`, `var-1`) are different orders. Without
+    /// it they are one order: Payroc would see two, so the second would be a second refund.
+    #[arg(long)]
+    pub allow_case_variants: bool,
 }
 
 /// `run --precheck`.
@@ -196,8 +203,10 @@ pub struct RunArgs {
 pub enum Precheck {
     /// Look up every row the ledger does not know yet.
     Always,
-    /// Only on a ledger this run created (or whose first run, over the same file, did not finish).
-    NewLedger,
+    /// While the ledger has recorded sends in the environment for less than --precheck-days.
+    /// (`new-ledger`, the name of an earlier, narrower rule, means the same.)
+    #[value(alias = "new-ledger")]
+    Auto,
     /// Never (an old ledger's history is trusted, and a lost one is not guarded against).
     Never,
 }
@@ -205,7 +214,9 @@ pub enum Precheck {
 /// How requests are made and retried (shared by `run` and `reconcile`).
 #[derive(Debug, Args, Clone)]
 pub struct ConnectionArgs {
-    /// Key namespace: part of every idempotency key. Change it only to keep two ledgers' keys apart.
+    /// Key namespace of rows an earlier version sent (its keys included it). Keys are now made
+    /// from the order alone — one order is one refund, whoever sends it —, so this only finds
+    /// those older rows in the ledger; it never keeps two refunds of one order apart.
     #[arg(long, env = "REFUND_BATCH_KEY_NAMESPACE", default_value = "default")]
     pub key_namespace: String,
     /// Retries per request on 408/429/5xx/network errors (same key, same bytes).

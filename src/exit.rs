@@ -14,6 +14,8 @@ pub enum ExitStatus {
     Incomplete = 3,
     /// Authentication failed.
     Authentication = 4,
+    /// The local clock is more than five minutes off Payroc's: nothing was sent. Fix the clock.
+    ClockSkew = 5,
 }
 
 impl ExitStatus {
@@ -46,10 +48,11 @@ mod tests {
                 ExitStatus::NeedsReview,
                 ExitStatus::Usage,
                 ExitStatus::Incomplete,
-                ExitStatus::Authentication
+                ExitStatus::Authentication,
+                ExitStatus::ClockSkew
             ]
             .map(ExitStatus::code),
-            [0, 1, 2, 3, 4]
+            [0, 1, 2, 3, 4, 5]
         );
         assert_eq!(ExitStatus::from_counts(0, 0), ExitStatus::Success);
         assert_eq!(ExitStatus::from_counts(0, 2), ExitStatus::NeedsReview);

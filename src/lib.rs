@@ -19,6 +19,7 @@
 //! written independently of these request types.
 
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod core_dumps;

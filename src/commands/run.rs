@@ -62,7 +62,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     )
     .await?;
     terminal.note(&format!("sending to {}", endpoint.api_url));
-    let precheck_new_rows = precheck_new_rows(&mut session, environment, arguments.precheck)?;
+    let precheck_new_rows = precheck_new_rows(&session, environment, arguments.precheck, arguments.precheck_days)?;
     if precheck_new_rows {
         terminal.note(&format!(
             "each order this ledger does not know is first looked up at Payroc ({} days back) and not sent if Payroc already has it",
@@ -80,6 +80,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         precheck_new_rows,
         precheck_enabled: arguments.precheck != Precheck::Never,
         precheck_days: arguments.precheck_days,
+        allow_case_variants: arguments.allow_case_variants,
         doze: !endpoint.served_in_process(),
     };
 
@@ -120,46 +121,42 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     Ok(status)
 }
 
-/// The `meta` entry naming the file whose run created the ledger.
-const CREATED_FOR_FILE: &str = "created_for_file_sha256";
-
-/// Whether rows new to the ledger are looked up at Payroc before their first send.
+/// Whether orders the ledger has never seen are looked up at Payroc before their first send.
 ///
-/// Only in `uat` and `production` (the embedded sandbox starts empty every time). With
-/// `new-ledger`, when this run created the ledger or found it holding no refund, or when the run
-/// that first found it so was over this same file (it may have been interrupted before it
-/// reached every row).
+/// A ledger vouches only for the time it has existed: with `auto`, a row it has never seen is
+/// looked up unless the ledger has recorded sends *in this environment* for at least
+/// `precheck_days` (Payroc's time). A new ledger, a copied or restored one, one that only ever
+/// ran sandbox batches, or one whose first run here was interrupted all look up; so does every
+/// resumed run until the ledger is old enough, whatever the file. The embedded sandbox starts
+/// empty every time, so `auto` never looks up there.
 fn precheck_new_rows(
-    session: &mut session::Session,
+    session: &session::Session,
     environment: Environment,
     precheck: Precheck,
+    precheck_days: u32,
 ) -> Result<bool, CommandError> {
-    if environment == Environment::Sandbox {
-        return Ok(false);
-    }
-    let ledger = &mut session.ledger;
-    // A ledger another command created (`reconcile` on a new machine) knows as little as one
-    // this run created, until it holds a refund.
-    let knows_nothing = ledger.was_created() || ledger.holds_no_refund().map_err(CommandError::usage)?;
-    let new_ledger = if knows_nothing {
-        ledger
-            .set_meta(CREATED_FOR_FILE, &session.check.sha256)
-            .map_err(CommandError::usage)?;
-        true
-    } else {
-        ledger.meta(CREATED_FOR_FILE).map_err(CommandError::usage)?.as_deref() == Some(session.check.sha256.as_str())
-    };
     Ok(match precheck {
         Precheck::Always => true,
-        Precheck::NewLedger => new_ledger,
         Precheck::Never => false,
+        Precheck::Auto if environment == Environment::Sandbox => false,
+        Precheck::Auto => {
+            let first_send = session
+                .ledger
+                .first_send_at(environment.as_str())
+                .map_err(CommandError::usage)?;
+            let vouched_since = first_send.as_deref().and_then(|text| {
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+            });
+            vouched_since
+                .is_none_or(|since| crate::clock::now() - since < time::Duration::days(i64::from(precheck_days)))
+        }
     })
 }
 
 fn precheck_name(precheck: Precheck) -> &'static str {
     match precheck {
         Precheck::Always => "always",
-        Precheck::NewLedger => "new-ledger",
+        Precheck::Auto => "auto",
         Precheck::Never => "never",
     }
 }

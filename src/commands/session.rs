@@ -86,6 +86,15 @@ pub async fn start(
     command: &str,
     terminal: &Terminal,
 ) -> Result<(Session, Endpoint), CommandError> {
+    let endpoint = connect(global, connection).await?;
+    // Payroc's clock is read before the ledger is opened or anything decides by time. Any other
+    // failure of this first request shows again, and is handled, where the run meets it.
+    if let Err(SystemicError::ClockSkew(reason)) = endpoint.client.check_clock().await {
+        return Err(CommandError {
+            status: ExitStatus::ClockSkew,
+            error: anyhow!(reason),
+        });
+    }
     let session = open(
         global,
         input,
@@ -95,7 +104,6 @@ pub async fn start(
         command,
         terminal,
     )?;
-    let endpoint = connect(global, connection).await?;
     Ok((session, endpoint))
 }
 
@@ -280,8 +288,10 @@ impl Session {
         let unfinished = tally.count_where(ResultStatus::is_unfinished);
         let needs_review = tally.count_where(ResultStatus::needs_review);
         let mut status = ExitStatus::from_counts(unfinished, needs_review);
-        if let Some(StopReason::Systemic(SystemicError::Authentication(_))) = stopped {
-            status = ExitStatus::Authentication;
+        match stopped {
+            Some(StopReason::Systemic(SystemicError::Authentication(_))) => status = ExitStatus::Authentication,
+            Some(StopReason::Systemic(SystemicError::ClockSkew(_))) => status = ExitStatus::ClockSkew,
+            _ => {}
         }
         let summary = BatchSummary {
             rows: self.check.rows,

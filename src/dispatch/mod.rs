@@ -20,6 +20,7 @@
 //! left their state back, and waits for the requests in flight; the rows never taken stay as they
 //! were and the next run resumes them.
 
+pub mod gate;
 pub mod outcome;
 pub mod reconcile;
 
@@ -41,6 +42,7 @@ use crate::payroc::body::{PreparedRefund, prepare};
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
 use crate::refund::{Method, ResultStatus, RowNote};
 use crate::report::terminal::Progress;
+use gate::{NewKey, refuse_new_key};
 
 /// Rows older than this since their first send are not re-sent blindly: Payroc forgets keys
 /// after 7 days, so a re-send could refund again. They must be reconciled first.
@@ -70,6 +72,8 @@ pub struct DispatchOptions {
     pub precheck_enabled: bool,
     /// How far back the lookup before a first send reaches.
     pub precheck_days: u32,
+    /// Order ids that differ only by letter case are different orders (`--allow-case-variants`).
+    pub allow_case_variants: bool,
     /// Short waits for a permit may put the whole thread to sleep (see
     /// [`crate::payroc::retry::doze_until`]); false when the API is served by this process.
     pub doze: bool,
@@ -131,13 +135,12 @@ pub fn decide(
     options: &DispatchOptions,
     row: u64,
 ) -> Result<Decision, LedgerError> {
-    let identity = prepared.identity.ledger_id();
-    let Some(mut record) = ledger.find(&identity)? else {
-        if let Some(note) = same_order_elsewhere(ledger, prepared, &identity)? {
+    let Some(mut record) = ledger.find_order(&prepared.ledger_id, &prepared.legacy_ledger_id)? else {
+        if let Some(note) = refuse_new_key(ledger, prepared, None, NewKey::FirstSend, options.allow_case_variants)? {
             return Ok(Decision::Hold(note));
         }
         let key = prepared.identity.key(0).to_string();
-        let mut refund = new_refund(&identity, prepared, &key, amount_minor, currency);
+        let mut refund = new_refund(prepared, &key, amount_minor, currency);
         refund.needs_precheck = options.precheck_new_rows;
         let record = ledger.insert(&refund, options.batch, row)?;
         return Ok(Decision::Send(record));
@@ -149,18 +152,22 @@ pub fn decide(
     }
     let same_body = record.fingerprint == prepared.fingerprint;
     if record.state.is_retryable_failure() && options.retry_failed {
-        if record.state == RefundState::Rejected && record.may_have_reached {
-            // Not reachable through the outcome table (such a refusal is `unknown`); a ledger
-            // edited by hand or written by an older version could hold it.
-            return Ok(Decision::Hold(RowNote {
-                status: ResultStatus::Unknown,
-                error: "rejected, but an earlier request of this refund may have reached Payroc: not sent under a new key. Run `refund-batch reconcile` on this file".into(),
-            }));
+        if let Some(note) = refuse_new_key(
+            ledger,
+            prepared,
+            Some(&record),
+            NewKey::RetryFailed,
+            options.allow_case_variants,
+        )? {
+            return Ok(Decision::Hold(note));
         }
         let generation = record.generation + 1;
         let key = prepared.identity.key(generation).to_string();
-        let refund = new_refund(&identity, prepared, &key, amount_minor, currency);
-        let record = ledger.next_generation(record.id, generation, &key, &refund, options.batch, row)?;
+        let mut refund = new_refund(prepared, &key, amount_minor, currency);
+        // Another ledger or host may have refunded the order meanwhile: a new key is only sent
+        // after Payroc was asked, unless the user switched lookups off.
+        refund.needs_precheck = options.precheck_enabled;
+        let record = ledger.next_generation(record.id, generation, &key, &refund, options.batch, row, None)?;
         return Ok(Decision::Send(record));
     }
     if !same_body {
@@ -200,59 +207,17 @@ pub fn decide(
     }
 }
 
-/// An order is one refund, whatever the method or key namespace: a row whose order the ledger
-/// already holds under another identity is a `conflict`, unless that refund definitely failed
-/// (declined or rejected, so nothing was refunded).
-fn same_order_elsewhere(
-    ledger: &Ledger,
-    prepared: &PreparedRefund,
-    identity: &str,
-) -> Result<Option<RowNote>, LedgerError> {
-    let others = ledger.same_order(
-        &prepared.identity.environment,
-        &prepared.identity.processing_terminal_id,
-        &prepared.identity.order_id,
-        identity,
-    )?;
-    // Declined, or rejected before anything could have reached Payroc: nothing was refunded.
-    let refunded_nothing = |other: &RefundRecord| {
-        other.state == RefundState::Declined || (other.state == RefundState::Rejected && !other.may_have_reached)
-    };
-    let blocking = others.into_iter().find(|(other, _)| !refunded_nothing(other));
-    Ok(blocking.map(|(other, file)| {
-        let namespace_note = if other.method == prepared.identity.method {
-            " under another key namespace".to_owned()
-        } else {
-            format!(" by {}", other.method)
-        };
-        RowNote {
-            status: ResultStatus::Conflict,
-            error: format!(
-                "the ledger already has a refund for this order{namespace_note}: row {} of {} on {} ({}, {} {} minor units); \
-                 one order is one refund, so this row is not sent. A different refund needs a different order_id",
-                other.input_row.map_or_else(|| "?".to_owned(), |row| row.to_string()),
-                file.as_deref().unwrap_or("an earlier file"),
-                other.created_at.get(..10).unwrap_or(&other.created_at),
-                other.state.result_status(),
-                other.amount_minor,
-                other.currency,
-            ),
-        }
-    }))
-}
-
 /// The ledger's view of a prepared row under `key`.
 pub(crate) fn new_refund<'a>(
-    identity: &'a str,
     prepared: &'a PreparedRefund,
     key: &'a str,
     amount_minor: i64,
     currency: &'a str,
 ) -> NewRefund<'a> {
     NewRefund {
-        identity,
+        identity: &prepared.ledger_id,
         environment: &prepared.identity.environment,
-        method: &prepared.identity.method,
+        method: prepared.method.as_str(),
         processing_terminal_id: &prepared.identity.processing_terminal_id,
         order_id: &prepared.identity.order_id,
         idempotency_key: key,
@@ -273,7 +238,7 @@ pub fn sent_too_long_ago(record: &RefundRecord) -> bool {
         // An unreadable time is treated as old: the cautious reading.
         return true;
     };
-    let age = time::OffsetDateTime::now_utc() - first_sent;
+    let age = crate::clock::now() - first_sent;
     age > time::Duration::try_from(BLIND_RESEND_LIMIT).unwrap_or(time::Duration::MAX)
 }
 
@@ -945,7 +910,7 @@ async fn lookup_order(
     days: u32,
     limiter: &RequestLimiter,
 ) -> Result<Vec<(Method, CreatedRefund)>, SendResult> {
-    let now = time::OffsetDateTime::now_utc();
+    let now = crate::clock::now();
     let window = (
         now - time::Duration::days(i64::from(days)),
         now + time::Duration::days(1),
@@ -1003,14 +968,14 @@ fn settle_lookup(
             return Ok(LookupVerdict::Failed(note, Box::new(failure)));
         }
     };
-    // A declined refund refunded nothing: it does not stand in the way.
+    // A declined or returned refund refunded nothing: it does not stand in the way.
     let live: Vec<(Method, CreatedRefund, RefundUpdate)> = found
         .into_iter()
         .map(|(method, refund)| {
             let outcome = crate::dispatch::outcome::of_refund(method, &refund);
             (method, refund, outcome)
         })
-        .filter(|(_, _, outcome)| outcome.state != Some(RefundState::Declined))
+        .filter(|(_, _, outcome)| !matches!(outcome.state, Some(RefundState::Declined | RefundState::Returned)))
         .collect();
     let record = &row.record;
     let outcome = match live.as_slice() {
@@ -1111,6 +1076,7 @@ mod tests {
             precheck_new_rows: false,
             precheck_enabled: true,
             precheck_days: 90,
+            allow_case_variants: false,
             doze: false,
         }
     }
@@ -1192,9 +1158,9 @@ mod tests {
             panic!("a new row is sent")
         };
         assert_eq!((record.generation, record.state), (0, RefundState::Pending));
-        // The golden key of (sandbox, default, card, 1234001, R1) at generation 0, computed
-        // independently of this crate.
-        assert_eq!(record.idempotency_key, "4a523231-f9ab-4ac3-a860-cbe7f0c32002");
+        // The golden key of (sandbox, 1234001, R1) at generation 0, computed independently of
+        // this crate.
+        assert_eq!(record.idempotency_key, "96ddfeda-0903-4f91-9422-879837030b51");
     }
 
     #[test]
@@ -1236,7 +1202,7 @@ mod tests {
                     assert!(state.is_retryable_failure(), "{state} must never be retried");
                     assert_eq!(retry.generation, 1);
                     assert_eq!(
-                        retry.idempotency_key, "097b0b5e-98c9-4db7-8f63-3a7bb6f51fde",
+                        retry.idempotency_key, "3483c0ce-3b1d-447d-9f4b-eedf1952cce6",
                         "a retry gets the generation-1 key"
                     );
                 }
@@ -1307,14 +1273,8 @@ mod tests {
         assert_eq!(note.status, ResultStatus::Unknown);
     }
 
-    #[test]
-    fn an_order_is_one_refund_whatever_the_method_or_namespace() {
-        let (_directory, mut ledger) = ledger();
-        let Decision::Send(card) = decide_row(&mut ledger, 1000, false) else {
-            panic!()
-        };
-        set_state(&mut ledger, card.id, RefundState::Succeeded);
-        let mut bank = row(1000);
+    fn bank_row(amount_minor: i64) -> RefundRow {
+        let mut bank = row(amount_minor);
         bank.method = Method::Bank;
         bank.payee = Payee::Ach {
             account_number: "1234567890".into(),
@@ -1323,28 +1283,96 @@ mod tests {
             account_type: None,
             sec_code: None,
         };
-        let prepared = prepare(&bank, "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &prepared, 1000, "USD", &options(false), 3).expect("decide")
-        else {
-            panic!("the same order by bank is held")
+        bank
+    }
+
+    #[test]
+    fn an_order_is_one_refund_whatever_the_method_or_namespace() {
+        let (_directory, mut ledger) = ledger();
+        let Decision::Send(card) = decide_row(&mut ledger, 1000, false) else {
+            panic!()
         };
-        assert_eq!(note.status, ResultStatus::Conflict);
-        assert!(
-            note.error.contains("by card") && note.error.contains("row 2"),
-            "{}",
-            note.error
-        );
+        set_state(&mut ledger, card.id, RefundState::Succeeded);
+        // The same order by bank is the same record: its details changed, so it is held.
+        let bank = prepare(&bank_row(1000), "sandbox", "default");
+        assert_eq!(bank.identity.key(0).to_string(), card.idempotency_key);
+        for retry_failed in [false, true] {
+            let Decision::Hold(note) =
+                decide(&mut ledger, &bank, 1000, "USD", &options(retry_failed), 3).expect("decide")
+            else {
+                panic!("the same order by bank is held")
+            };
+            assert_eq!(note.status, ResultStatus::Conflict, "{}", note.error);
+        }
+        // Under another namespace it is the same order, already done.
         let other_namespace = prepare(&row(1000), "sandbox", "team-b");
-        let Decision::Hold(note) =
-            decide(&mut ledger, &other_namespace, 1000, "USD", &options(false), 2).expect("decide")
-        else {
-            panic!("the same order under another namespace is held")
-        };
-        assert!(note.error.contains("another key namespace"), "{}", note.error);
-        // A declined refund refunded nothing: the order may go another way.
+        assert!(matches!(
+            decide(&mut ledger, &other_namespace, 1000, "USD", &options(true), 2).expect("decide"),
+            Decision::Done(_)
+        ));
+        // A declined refund refunded nothing: the order may go another way, on request only,
+        // under the next key of the same order, and then the card row is the one in conflict.
         set_state(&mut ledger, card.id, RefundState::Declined);
         assert!(matches!(
-            decide(&mut ledger, &prepared, 1000, "USD", &options(false), 3).expect("decide"),
+            decide(&mut ledger, &bank, 1000, "USD", &options(false), 3).expect("decide"),
+            Decision::Hold(_)
+        ));
+        let Decision::Send(by_bank) = decide(&mut ledger, &bank, 1000, "USD", &options(true), 3).expect("decide")
+        else {
+            panic!("a declined order is retried by bank on request")
+        };
+        assert_eq!(
+            (by_bank.id, by_bank.generation, by_bank.method.as_str()),
+            (card.id, 1, "bank")
+        );
+        assert_eq!(by_bank.idempotency_key, bank.identity.key(1).to_string());
+        set_state(&mut ledger, card.id, RefundState::Succeeded);
+        let card_again = prepare(&row(1000), "sandbox", "default");
+        let Decision::Hold(note) = decide(&mut ledger, &card_again, 1000, "USD", &options(true), 2).expect("decide")
+        else {
+            panic!("the fixed card row is held: the order was refunded by bank")
+        };
+        assert_eq!(note.status, ResultStatus::Conflict);
+    }
+
+    #[test]
+    fn an_earlier_versions_record_of_the_order_under_another_method_holds_it() {
+        let (_directory, mut ledger) = ledger();
+        let card = prepare(&row(1000), "sandbox", "default");
+        // As an earlier version recorded it: under its method and namespace, with a v1 key.
+        let legacy_key = crate::refund::key::legacy_v1_key(&card.identity, "default", "card", 0).to_string();
+        let mut refund = new_refund(&card, &legacy_key, 1000, "USD");
+        refund.identity = &card.legacy_ledger_id;
+        let legacy = ledger.insert(&refund, BatchId(1), 2).expect("insert");
+        // The same row finds it and keeps its key.
+        let Decision::Send(again) = decide(&mut ledger, &card, 1000, "USD", &options(false), 2).expect("decide") else {
+            panic!("the pending legacy row is sent")
+        };
+        assert_eq!(
+            (again.id, again.idempotency_key.as_str()),
+            (legacy.id, legacy_key.as_str())
+        );
+        set_state(&mut ledger, legacy.id, RefundState::Unknown);
+        let bank = prepare(&bank_row(1000), "sandbox", "default");
+        let Decision::Hold(note) = decide(&mut ledger, &bank, 1000, "USD", &options(true), 3).expect("decide") else {
+            panic!("the order by bank is held while the card refund may exist")
+        };
+        assert!(note.error.contains("by card"), "{}", note.error);
+        // A letter-case variant of the order is the same order unless allowed.
+        let mut variant = row(1000);
+        variant.order_id = variant.order_id.to_lowercase();
+        let variant = prepare(&variant, "sandbox", "default");
+        let Decision::Hold(note) = decide(&mut ledger, &variant, 1000, "USD", &options(false), 4).expect("decide")
+        else {
+            panic!("a case variant is held")
+        };
+        assert!(note.error.contains("letter case"), "{}", note.error);
+        let allowing = DispatchOptions {
+            allow_case_variants: true,
+            ..options(false)
+        };
+        assert!(matches!(
+            decide(&mut ledger, &variant, 1000, "USD", &allowing, 4).expect("decide"),
             Decision::Send(_)
         ));
     }

@@ -30,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::dispatch::gate::{NewKey, refuse_new_key};
 use crate::dispatch::outcome::{of_refund, state_of};
 use crate::dispatch::{DispatchError, StopReason, new_refund, sent_too_long_ago};
 use crate::input::{InputReader, ParsedRow};
@@ -54,6 +55,8 @@ pub struct ReconcileOptions {
     pub confirm_not_created: RowSelection,
     /// Also read again every refund whose Payroc status can still change (`--refresh`).
     pub refresh: bool,
+    /// Order ids that differ only by letter case are different orders (`--allow-case-variants`).
+    pub allow_case_variants: bool,
 }
 
 /// Which rows of the file an option applies to.
@@ -135,7 +138,7 @@ pub async fn reconcile(
             _ => continue,
         };
         let prepared = prepare(&row, &options.environment, &options.namespace);
-        let Some(record) = ledger.find(&prepared.identity.ledger_id())? else {
+        let Some(record) = ledger.find_order(&prepared.ledger_id, &prepared.legacy_ledger_id)? else {
             continue;
         };
         if options.refresh
@@ -269,11 +272,21 @@ pub async fn reconcile(
                 progress.finished(RefundState::Pending);
             }
             ([], []) if options.confirm_not_created.contains(row.row) => {
+                if let Some(note) = refuse_new_key(
+                    ledger,
+                    &prepared,
+                    Some(&record),
+                    NewKey::ConfirmedNotCreated,
+                    options.allow_case_variants,
+                )? {
+                    progress.finished(record.state);
+                    report.notes.insert(row.row, note);
+                    continue;
+                }
                 report.confirmed += 1;
                 let generation = record.generation + 1;
                 let key = prepared.identity.key(generation).to_string();
-                let identity = prepared.identity.ledger_id();
-                let refund = new_refund(&identity, &prepared, &key, row.amount_minor, row.currency.code());
+                let refund = new_refund(&prepared, &key, row.amount_minor, row.currency.code());
                 let detail = format!(
                     "a person confirmed (reconcile --confirm-not-created) that Payroc has no refund for this order; \
                      Payroc lists none between {window_text}. The next run sends it under a new key"
@@ -350,10 +363,14 @@ pub fn may_still_change(method: Method, record: &RefundRecord) -> bool {
     }
 }
 
+/// How far back every reconcile listing reaches at least, in days.
+const LOOKUP_REACH_DAYS: u32 = 90;
+
 /// The listing window for a refund: from a day before its first send (or before the ledger
-/// first saw it) to a day after now, so that clocks that disagree by hours still overlap.
+/// first saw it), or [`LOOKUP_REACH_DAYS`] back if that is earlier, to a day after now (Payroc's
+/// time, see [`crate::clock`]), so that clocks that disagree by hours still overlap.
 pub fn lookup_window(record: &RefundRecord) -> (OffsetDateTime, OffsetDateTime) {
-    let now = OffsetDateTime::now_utc();
+    let now = crate::clock::now();
     let first = record
         .first_sent_at
         .as_deref()
@@ -361,7 +378,10 @@ pub fn lookup_window(record: &RefundRecord) -> (OffsetDateTime, OffsetDateTime) 
         .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
         // An unreadable time: reach back as far as Payroc could matter (the cautious reading).
         .unwrap_or(now - time::Duration::days(366));
-    (first - time::Duration::days(1), now + time::Duration::days(1))
+    // At least the pre-send lookup's reach as well: a first send recorded by a clock that was
+    // wrong then (an earlier version trusted the local clock) must still fall inside.
+    let start = (first - time::Duration::days(1)).min(now - time::Duration::days(i64::from(LOOKUP_REACH_DAYS)));
+    (start, now + time::Duration::days(1))
 }
 
 fn format_day(time: OffsetDateTime) -> String {

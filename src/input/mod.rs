@@ -431,7 +431,7 @@ mod tests {
         Ok(rows)
     }
 
-    /// The key derivation is frozen: fixed rows of every kind, in every environment, at
+    /// Both key derivations are frozen: fixed rows of every kind, in every environment, at
     /// generations 0 and 1, give these exact keys (computed independently, in Python, from the
     /// encoding in `refund::key`). A change that moves any of them would make Payroc see a new
     /// refund for a row it already refunded.
@@ -522,7 +522,25 @@ mod tests {
             for (environment, (generation_0, generation_1)) in
                 ["sandbox", "uat", "production"].into_iter().zip(by_environment)
             {
-                let identity = crate::refund::key::Identity::of_row(row, environment, "default");
+                let identity = crate::refund::key::Identity::of_row(row, environment);
+                for (generation, expected) in [(0, generation_0), (1, generation_1)] {
+                    assert_eq!(
+                        crate::refund::key::legacy_v1_key(&identity, "default", row.method.as_str(), generation)
+                            .to_string(),
+                        expected,
+                        "{order_id} {environment} generation {generation} (version 1)"
+                    );
+                }
+            }
+        }
+        for (parsed, (order_id, by_environment)) in rows.iter().zip(GOLDEN_V2) {
+            let ParsedRow::Valid(row) = parsed else {
+                panic!("{order_id} is valid: {:?}", problems(parsed))
+            };
+            for (environment, (generation_0, generation_1)) in
+                ["sandbox", "uat", "production"].into_iter().zip(by_environment)
+            {
+                let identity = crate::refund::key::Identity::of_row(row, environment);
                 assert_eq!(
                     identity.key(0).to_string(),
                     generation_0,
@@ -536,6 +554,79 @@ mod tests {
             }
         }
     }
+
+    /// Version-2 keys of the same rows: (environment, terminal, order id, generation) only, so
+    /// the card and bank rows' keys depend on nothing but their order (computed in Python).
+    const GOLDEN_V2: [(&str, [(&str, &str); 3]); 4] = [
+        (
+            "GK-CARD-KEYED",
+            [
+                (
+                    "bc8e8db0-7500-4ca9-8f2d-ca88ee45bb65",
+                    "bcca712e-3b46-47f9-9e7b-be23234d3d35",
+                ),
+                (
+                    "821c670b-a15a-481f-9312-d828ef931bf4",
+                    "d0f0460a-3d3d-4c9c-9db8-536083047270",
+                ),
+                (
+                    "545cffeb-409b-418f-9301-3221b7d1407a",
+                    "8a63fe40-a249-4836-b25e-e27033273d0e",
+                ),
+            ],
+        ),
+        (
+            "GK-CARD-TOKEN",
+            [
+                (
+                    "df642b53-3966-4930-acb3-6969557ec7a5",
+                    "42270185-34ed-4020-a395-0eaf51e9a159",
+                ),
+                (
+                    "d5dfc607-ee28-4b25-804e-9f4d32b6c336",
+                    "58529302-5347-4d5d-9949-16e973a6573f",
+                ),
+                (
+                    "578f90ad-4c69-4f05-a650-01fa91a10711",
+                    "958f80e2-4be4-4a9a-946e-e310b88f38cf",
+                ),
+            ],
+        ),
+        (
+            "GK-BANK-ACH",
+            [
+                (
+                    "f31bbbe1-f89d-47d6-abec-79c7a487090c",
+                    "257f0ffb-a589-429a-b27a-887ba9085fbc",
+                ),
+                (
+                    "82d7605e-a6aa-4342-ac2a-69fd84620e16",
+                    "b2f4a183-bcee-4415-b817-396bd816afbc",
+                ),
+                (
+                    "2eeafa81-4028-4ec8-9f6f-4ff3c289389b",
+                    "0dc060bb-d0ad-44cf-bea4-177a5cf3706a",
+                ),
+            ],
+        ),
+        (
+            "GK-BANK-TOKEN",
+            [
+                (
+                    "19b2dc09-fb4e-4bd1-a29d-7559320f7d0b",
+                    "b5736ebe-8e35-4f7b-8ee3-817d9af77da3",
+                ),
+                (
+                    "4ccc8942-186e-418b-a535-c842899cf481",
+                    "764f1b8e-d116-4819-b3ce-583520cfbac7",
+                ),
+                (
+                    "2922a701-4b75-49ae-8115-150393d5a0de",
+                    "53106139-5b93-4a84-bc73-d702adee3da2",
+                ),
+            ],
+        ),
+    ];
 
     fn problems(row: &ParsedRow) -> Vec<String> {
         match row {

@@ -293,6 +293,8 @@ pub struct RefundRecord {
     pub processor_response_code: Option<String>,
     /// Warnings about Payroc's answer, `; `-joined.
     pub notes: Option<String>,
+    /// `sandbox`, `uat` or `production`.
+    pub environment: String,
 }
 
 /// The fields an answer (or a decision) sets on a refund.
@@ -428,6 +430,9 @@ pub struct Ledger {
     group_open: bool,
     /// This open created the ledger file: it knows nothing of what was sent before it.
     created: bool,
+    /// The environment whose first send this connection has made sure is recorded (see
+    /// [`Ledger::first_send_at`]), so each mark does not write it again.
+    first_send_noted: Option<String>,
     /// Held for the life of the ledger: `File::try_lock` is released when the file closes.
     /// `None` for a reader ([`Ledger::open_reader`]).
     _lock: Option<File>,
@@ -439,6 +444,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("003_exactly_once.sql"),
     include_str!("004_payroc_answers.sql"),
     include_str!("005_narrower_keys.sql"),
+    include_str!("006_one_refund_per_order.sql"),
 ];
 
 /// The columns [`read_record`] reads, as a macro so queries are `concat!`-ed at compile time
@@ -449,16 +455,19 @@ macro_rules! refund_columns {
          state, fingerprint, amount_minor, currency, payee_masked, attempts, http_status, refund_id, payroc_status, \
          response_code, response_message, problem_type, problem_detail, first_sent_at, updated_at, \
          may_have_reached, confirmed_not_created_at, needs_precheck, created_at, batch_id, input_row, \
-         authorized_amount_minor, approval_code, processor_response_code, notes"
+         authorized_amount_minor, approval_code, processor_response_code, notes, environment"
     };
 }
 
-/// The current time as RFC 3339 UTC with milliseconds, the ledger's one time format.
+/// Payroc's time now (see [`crate::clock`]) as RFC 3339 UTC with milliseconds, the ledger's one
+/// time format: every time the ledger records is anchored to Payroc's clock, not the local one.
 pub fn now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    now.format(&format).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    crate::clock::format(crate::clock::now())
+}
+
+/// The `meta` entry holding when the ledger first recorded a send in an environment.
+fn first_send_name(environment: &str) -> String {
+    format!("first_send_at:{environment}")
 }
 
 impl Ledger {
@@ -499,6 +508,7 @@ impl Ledger {
             connection,
             group_open: false,
             created,
+            first_send_noted: None,
             path: path.to_owned(),
             _lock: Some(lock),
         };
@@ -515,11 +525,21 @@ impl Ledger {
             // is synced now. The WAL is synced by the first synced commit (the first group of
             // `sending` marks, before any request; a batch's record before it is not synced, see
             // `write_unsynced`), and every commit of refunds from here on syncs it again.
+            //
+            // Synced through SQLite, never by opening the file a second time: POSIX locks belong
+            // to the process, so closing any other descriptor on the database would drop the
+            // locks SQLite holds, and a reader (`status`) closing its connection could then
+            // checkpoint and delete the WAL this run is still appending to. A checkpoint under
+            // `synchronous=FULL` syncs the WAL, copies it into the database and syncs the
+            // database: the first page, saying "WAL", and the schema are on disk after it.
             ledger
                 .connection
                 .execute_batch("PRAGMA synchronous=FULL;")
                 .map_err(|source| ledger.sqlite_error(source))?;
-            File::open(path).and_then(|file| file.sync_all()).map_err(io_error)?;
+            ledger
+                .connection
+                .query_row("PRAGMA wal_checkpoint(FULL)", [], |row| row.get::<_, i64>(0))
+                .map_err(|source| ledger.sqlite_error(source))?;
             // The new ledger's directory entry must be on disk before any commit in it counts as
             // durable. An existing ledger's entry already is; the WAL, which SQLite creates anew
             // on each open, SQLite itself makes durable: the first sync of a newly created WAL
@@ -555,6 +575,7 @@ impl Ledger {
             connection,
             group_open: false,
             created: false,
+            first_send_noted: None,
             path: path.to_owned(),
             _lock: None,
         };
@@ -590,6 +611,12 @@ impl Ledger {
             )
         })?;
         Ok(())
+    }
+
+    /// When this ledger first recorded a send in `environment` (Payroc's time, RFC 3339), if
+    /// ever: it can vouch for what Payroc holds there only since then.
+    pub fn first_send_at(&self, environment: &str) -> Result<Option<String>, LedgerError> {
+        self.meta(&first_send_name(environment))
     }
 
     /// Whether the ledger holds no refund at all: then it knows nothing of what was refunded
@@ -754,24 +781,34 @@ impl Ledger {
         Ok(value)
     }
 
-    /// Finds an identity.
-    pub fn find(&self, identity: &str) -> Result<Option<RefundRecord>, LedgerError> {
+    /// Finds the record of an order: the one under its identity (`identity`, see
+    /// [`crate::refund::key::Identity::ledger_id`]), or else the one an earlier version made for
+    /// this row's method and key namespace (`legacy_identity`), which keeps its keys. Other
+    /// records of the same order (an earlier version's, under another method or namespace) are
+    /// [`Ledger::same_order`]'s.
+    pub fn find_order(&self, identity: &str, legacy_identity: &str) -> Result<Option<RefundRecord>, LedgerError> {
         let mut statement = self
             .connection
             .prepare_cached(concat!(
                 "SELECT ",
                 refund_columns!(),
-                " FROM refunds WHERE identity = ?1"
+                " FROM refunds WHERE identity IN (?1, ?2) ORDER BY identity = ?1 DESC LIMIT 1"
             ))
             .map_err(|source| self.sqlite_error(source))?;
         let record = statement
-            .query_row(params![identity], read_record)
+            .query_row(params![identity, legacy_identity], read_record)
             .optional()
             .map_err(|source| self.sqlite_error(source))?;
         record.transpose().map_err(|message| LedgerError::Corrupt {
             path: self.path.clone(),
             message,
         })
+    }
+
+    /// The record under exactly this identity (tests' shorthand for [`Ledger::find_order`]).
+    #[cfg(test)]
+    pub fn find(&self, identity: &str) -> Result<Option<RefundRecord>, LedgerError> {
+        self.find_order(identity, identity)
     }
 
     /// Runs `operation` in a transaction of its own — or, while a group is open (see
@@ -931,6 +968,7 @@ impl Ledger {
             approval_code: None,
             processor_response_code: None,
             notes: None,
+            environment: refund.environment.to_owned(),
         })
     }
 
@@ -948,9 +986,12 @@ impl Ledger {
         })
     }
 
-    /// Moves an identity to its next key generation with a new body fingerprint, back to
-    /// `pending`. Only for definite failures retried on purpose, or rows `reconcile` proved were
-    /// never created; the caller checks which.
+    /// Moves a refund to its next key generation with a new body (and method: an order is one
+    /// refund whichever way it goes), back to `pending`. Only for definite failures retried on
+    /// purpose, or rows a person confirmed were never created (`confirmed_at`, recorded by this
+    /// same update); the dispatcher's gate checks which, and the ledger's trigger refuses any
+    /// other (see the migration that made it).
+    #[allow(clippy::too_many_arguments)] // the new generation's parts, each needed
     pub fn next_generation(
         &mut self,
         id: RefundId,
@@ -959,6 +1000,7 @@ impl Ledger {
         refund: &NewRefund<'_>,
         batch: BatchId,
         row: u64,
+        confirmed_at: Option<&str>,
     ) -> Result<RefundRecord, LedgerError> {
         let time = now();
         self.write(|connection| {
@@ -966,8 +1008,9 @@ impl Ledger {
                 "UPDATE refunds SET generation = ?2, idempotency_key = ?3, state = 'pending', fingerprint = ?4, amount_minor = ?5, \
                  currency = ?6, payee_masked = ?7, http_status = NULL, refund_id = NULL, payroc_status = NULL, response_code = NULL, \
                  response_message = NULL, problem_type = NULL, problem_detail = NULL, first_sent_at = NULL, updated_at = ?8, \
-                 batch_id = ?9, input_row = ?10, may_have_reached = 0, confirmed_not_created_at = NULL, \
-                 authorized_amount_minor = NULL, approval_code = NULL, processor_response_code = NULL, notes = NULL WHERE id = ?1",
+                 batch_id = ?9, input_row = ?10, may_have_reached = 0, confirmed_not_created_at = ?11, \
+                 authorized_amount_minor = NULL, approval_code = NULL, processor_response_code = NULL, notes = NULL, \
+                 method = ?12, needs_precheck = ?13 WHERE id = ?1",
                 params![
                     id,
                     generation,
@@ -978,7 +1021,10 @@ impl Ledger {
                     refund.payee_masked,
                     time,
                     batch,
-                    row as i64
+                    row as i64,
+                    confirmed_at,
+                    refund.method,
+                    refund.needs_precheck
                 ],
             )?;
             connection.execute(
@@ -994,6 +1040,16 @@ impl Ledger {
     /// at once; inside one, the caller must commit the group *before* the request leaves.
     pub fn mark_sending(&mut self, record: &RefundRecord, batch: BatchId) -> Result<AttemptId, LedgerError> {
         let time = now();
+        if self.first_send_noted.as_deref() != Some(record.environment.as_str()) {
+            let environment = record.environment.as_str().to_owned();
+            self.write(|connection| {
+                connection.execute(
+                    "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)",
+                    params![first_send_name(&environment), time],
+                )
+            })?;
+            self.first_send_noted = Some(environment);
+        }
         self.write(|connection| {
             connection
                 .prepare_cached(
@@ -1170,11 +1226,11 @@ impl Ledger {
                     params![id, batch, time, detail],
                 )
             })?;
-            ledger.next_generation(id, generation, key, refund, batch, row)?;
+            ledger.next_generation(id, generation, key, refund, batch, row, Some(&time))?;
             ledger.write(|connection| {
                 connection.execute(
-                    "UPDATE refunds SET confirmed_not_created_at = ?2, problem_detail = ?3 WHERE id = ?1",
-                    params![id, time, detail],
+                    "UPDATE refunds SET problem_detail = ?2 WHERE id = ?1",
+                    params![id, detail],
                 )
             })?;
             Ok(())
@@ -1182,14 +1238,15 @@ impl Ledger {
         self.find_by_id(id)
     }
 
-    /// Other refunds the ledger holds for the same order — same environment, terminal and order
-    /// id, under another method or key namespace — each with the input file of its batch.
+    /// The other records the ledger holds for an order — same environment and terminal, the
+    /// order id in any letter case (the caller decides what a case variant means) — except
+    /// `except`, each with the input file of its batch.
     pub fn same_order(
         &self,
         environment: &str,
         processing_terminal_id: &str,
         order_id: &str,
-        except_identity: &str,
+        except: Option<RefundId>,
     ) -> Result<Vec<(RefundRecord, Option<String>)>, LedgerError> {
         let mut statement = self
             .connection
@@ -1197,14 +1254,13 @@ impl Ledger {
                 "SELECT ",
                 refund_columns!(),
                 ", (SELECT input_path FROM batches WHERE batches.id = refunds.batch_id) FROM refunds \
-                 WHERE environment = ?1 AND processing_terminal_id = ?2 AND order_id = ?3 AND identity <> ?4 ORDER BY id"
+                 WHERE environment = ?1 AND processing_terminal_id = ?2 AND lower(order_id) = lower(?3) AND id IS NOT ?4 ORDER BY id"
             ))
             .map_err(|source| self.sqlite_error(source))?;
         let rows: Vec<(Result<RefundRecord, String>, Option<String>)> = statement
-            .query_map(
-                params![environment, processing_terminal_id, order_id, except_identity],
-                |row| Ok((read_record(row)?, row.get(32)?)),
-            )
+            .query_map(params![environment, processing_terminal_id, order_id, except], |row| {
+                Ok((read_record(row)?, row.get(33)?))
+            })
             .and_then(Iterator::collect)
             .map_err(|source| self.sqlite_error(source))?;
         rows.into_iter()
@@ -1356,6 +1412,7 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RefundRecord,
         approval_code: row.get(29)?,
         processor_response_code: row.get(30)?,
         notes: row.get(31)?,
+        environment: row.get(32)?,
     }))
 }
 
@@ -1637,7 +1694,7 @@ mod tests {
             )
             .unwrap();
         let next = ledger
-            .next_generation(record.id, 1, "key-1", &new_refund("id-1", "key-1"), batch, 2)
+            .next_generation(record.id, 1, "key-1", &new_refund("id-1", "key-1"), batch, 2, None)
             .unwrap();
         assert_eq!(
             (next.generation, next.state, next.idempotency_key.as_str()),
@@ -1648,6 +1705,58 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM keys", [], |row| row.get(0))
             .unwrap();
         assert_eq!(keys, 2);
+    }
+
+    /// The ledger itself refuses a second live refund of one order and a new key for a refund
+    /// that may exist, whatever the code above it forgot.
+    #[test]
+    fn the_ledger_refuses_a_second_refund_of_an_order_on_its_own() {
+        let (_directory, mut ledger) = temporary_ledger();
+        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
+        let first = ledger.insert(&new_refund("v2|order", "key-0"), batch, 2).unwrap();
+        let set = |ledger: &mut Ledger, state| {
+            let update = RefundUpdate {
+                state: Some(state),
+                ..RefundUpdate::default()
+            };
+            ledger.record(first.id, None, &update, 0).unwrap();
+        };
+        // Another record of the same order (an earlier version's identity, say) while it is live.
+        let second = ledger.insert(&new_refund("legacy-bank", "key-b"), batch, 3);
+        assert!(
+            matches!(&second, Err(LedgerError::Sqlite { source, .. }) if source.to_string().contains("one order is one refund")),
+            "{second:?}"
+        );
+        // A new key for a refund that succeeded, or may have been created.
+        for state in [RefundState::Succeeded, RefundState::Unknown, RefundState::Sending] {
+            set(&mut ledger, state);
+            let next = ledger.next_generation(first.id, 1, "key-1", &new_refund("v2|order", "key-1"), batch, 2, None);
+            assert!(next.is_err(), "{state}: {next:?}");
+        }
+        // ...unless a person confirmed, in that very update, that nothing was created.
+        let confirmed = ledger.next_generation(
+            first.id,
+            1,
+            "key-1",
+            &new_refund("v2|order", "key-1"),
+            batch,
+            2,
+            Some("2026-12-04T00:00:00.000Z"),
+        );
+        assert!(confirmed.is_ok(), "{confirmed:?}");
+        // Once the order's refund is a definite failure another record of it may start.
+        ledger
+            .record(
+                first.id,
+                None,
+                &RefundUpdate {
+                    state: Some(RefundState::Declined),
+                    ..RefundUpdate::default()
+                },
+                0,
+            )
+            .unwrap();
+        assert!(ledger.insert(&new_refund("legacy-bank", "key-b"), batch, 3).is_ok());
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub enum SystemicError {
     /// Payroc refused the API key or every token (401/403 from `/authorize`, or a 401 right after a refresh).
     #[error("authentication failed: {0}")]
     Authentication(String),
+    /// The local clock is too far off Payroc's (see [`crate::clock`]): nothing may be sent.
+    #[error("{0}")]
+    ClockSkew(String),
     /// The identity service could not be reached after retries.
     #[error("cannot get a bearer token from {url}: {detail}")]
     IdentityUnreachable {
@@ -190,6 +193,35 @@ pub(crate) struct PayrocProblem {
     detail: Option<String>,
     #[serde(default)]
     errors: Vec<ProblemItem>,
+}
+
+/// Whether a 409 says the key's first request is still being processed (two senders of one
+/// order at once, or a re-send overtaking its own first try): not a conflict, but "ask again
+/// later" with the same key and bytes. Payroc documents no wording for it, so the problem's
+/// words are read: anything that speaks of processing or progress, and not of a different
+/// request (the key used for another body, which is a real conflict).
+pub(crate) fn still_being_processed(status: reqwest::StatusCode, body: &[u8]) -> bool {
+    if status != reqwest::StatusCode::CONFLICT {
+        return false;
+    }
+    let problem: PayrocProblem = serde_json::from_slice(body).unwrap_or_default();
+    let words = format!(
+        "{} {} {}",
+        problem.kind.as_deref().unwrap_or_default(),
+        problem.title.as_deref().unwrap_or_default(),
+        problem.detail.as_deref().unwrap_or_default()
+    )
+    .to_ascii_lowercase();
+    let in_progress = [
+        "being processed",
+        "in progress",
+        "in-progress",
+        "still processing",
+        "currently processing",
+    ]
+    .iter()
+    .any(|phrase| words.contains(phrase));
+    in_progress && !words.contains("different request")
 }
 
 #[derive(Deserialize, Default)]

@@ -19,8 +19,15 @@ use crate::refund::{Method, Payee, RefundRow, hex, mask_card_number};
 /// card or account number, so it is safe to keep and to print.
 #[derive(Debug)]
 pub struct PreparedRefund {
-    /// What makes it the same refund across runs.
+    /// What makes it the same refund across runs: its order.
     pub identity: Identity,
+    /// `card` or `bank`.
+    pub method: Method,
+    /// The ledger id of the order ([`Identity::ledger_id`]).
+    pub ledger_id: String,
+    /// The ledger id an earlier version gave this row under its method and key namespace
+    /// ([`Identity::legacy_v1_ledger_id`]): a ledger it wrote keeps the row and its keys there.
+    pub legacy_ledger_id: String,
     /// SHA-256 (hex) of the body built with the payee masked.
     pub fingerprint: String,
     /// First 6 + last 4 of a card, last 4 of an account or token.
@@ -30,8 +37,12 @@ pub struct PreparedRefund {
 /// What the ledger needs to decide about `row`. The body itself is built only for rows that are
 /// sent ([`body`]): a re-run of a finished batch never serialises a card number.
 pub fn prepare(row: &RefundRow, environment: &str, namespace: &str) -> PreparedRefund {
+    let identity = Identity::of_row(row, environment);
     PreparedRefund {
-        identity: Identity::of_row(row, environment, namespace),
+        method: row.method,
+        ledger_id: identity.ledger_id(),
+        legacy_ledger_id: identity.legacy_v1_ledger_id(namespace, row.method.as_str()),
+        identity,
         fingerprint: hex(&Sha256::digest(serialize(row, Exposure::Masked))),
         payee_masked: row.payee.masked(),
     }

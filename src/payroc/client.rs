@@ -131,6 +131,17 @@ impl PayrocClient {
         Ok(authorization)
     }
 
+    /// Fetches a token, which reads Payroc's clock from the answer's `Date` header, and says
+    /// whether refunds may be sent: not while the local clock is more than five minutes off
+    /// Payroc's (see [`crate::clock`]). Run before anything decides by time.
+    pub async fn check_clock(&self) -> Result<(), SystemicError> {
+        self.authorization_issued_after(None).await?;
+        match crate::clock::refuse_to_send() {
+            Some(reason) => Err(SystemicError::ClockSkew(reason)),
+            None => Ok(()),
+        }
+    }
+
     /// Whether a request taking its token now would find one cached and fresh, with no fetch
     /// under way. The dispatcher dozes only then: a request waiting for a token would read that
     /// token, and leave, only when the doze ends, together with the next tick's requests.
@@ -158,6 +169,9 @@ impl PayrocClient {
                 .header("x-api-key", self.config.api_key.expose_secret())
                 .send()
                 .await;
+            if let Ok(response) = &response {
+                crate::clock::observe_payroc_date(response.headers());
+            }
             let failure = match response {
                 Ok(response) if response.status().is_success() => {
                     let issued = Instant::now();
@@ -233,7 +247,7 @@ impl PayrocClient {
     ) -> SendReport {
         let url = self.refund_url(method);
         let exchange = self
-            .exchange(Some(limiter), true, |authorization| {
+            .exchange(Some(limiter), true, true, |authorization| {
                 self.http
                     .post(url.clone())
                     .header(AUTHORIZATION, authorization.clone())
@@ -283,7 +297,7 @@ impl PayrocClient {
         let mut after: Option<String> = None;
         for _page in 0..MAX_LIST_PAGES {
             let exchange = self
-                .exchange(limiter, false, |authorization| {
+                .exchange(limiter, false, false, |authorization| {
                     let mut query = vec![
                         ("processingTerminalId", terminal),
                         ("orderId", order_id),
@@ -342,7 +356,7 @@ impl PayrocClient {
     pub async fn get_refund(&self, method: Method, refund_id: &str) -> Result<CreatedRefund, SendResult> {
         let url = format!("{}/{}", self.refund_url(method), encode_path_segment(refund_id));
         let exchange = self
-            .exchange(None, false, |authorization| {
+            .exchange(None, false, false, |authorization| {
                 self.http.get(&url).header(AUTHORIZATION, authorization.clone())
             })
             .await;
@@ -361,6 +375,7 @@ impl PayrocClient {
         &self,
         limiter: Option<&RequestLimiter>,
         first_has_permit: bool,
+        creates_refunds: bool,
         build: impl Fn(&HeaderValue) -> reqwest::RequestBuilder,
     ) -> Exchange {
         let mut requests = 0;
@@ -384,6 +399,13 @@ impl PayrocClient {
                     };
                 }
             };
+            if creates_refunds && let Some(reason) = crate::clock::refuse_to_send() {
+                return Exchange {
+                    result: Err(SendResult::Systemic(SystemicError::ClockSkew(reason))),
+                    requests,
+                    maybe_reached,
+                };
+            }
             requests += 1;
             let (detail, http_status) = match build(&authorization).send().await {
                 Err(error) => {
@@ -394,6 +416,7 @@ impl PayrocClient {
                     (transport_description(&error), None)
                 }
                 Ok(response) => {
+                    crate::clock::observe_payroc_date(response.headers());
                     let status = response.status();
                     let retry_after = retry_after(response.headers());
                     match response.bytes().await {
@@ -425,7 +448,10 @@ impl PayrocClient {
                             self.invalidate(&authorization).await;
                             continue;
                         }
-                        Ok(bytes) if !is_retryable(status) => {
+                        Ok(bytes)
+                            if !is_retryable(status)
+                                && !crate::payroc::answer::still_being_processed(status, &bytes) =>
+                        {
                             return Exchange {
                                 result: Ok((status, bytes)),
                                 requests,
@@ -433,7 +459,8 @@ impl PayrocClient {
                             };
                         }
                         Ok(bytes) => {
-                            // Only a 429 is taken to mean "not processed".
+                            // Only a 429 is taken to mean "not processed". A 409 saying the key
+                            // is still being processed means a request with it reached Payroc.
                             if status != StatusCode::TOO_MANY_REQUESTS {
                                 maybe_reached = true;
                             }

@@ -1,33 +1,35 @@
-//! Deterministic Idempotency-Keys: the same refund always gets the same key.
+//! Deterministic Idempotency-Keys: one order always gets the same key, whoever sends it.
 //!
 //! The dispatcher sends every request with an `Idempotency-Key`; Payroc keeps a key (with the URI
-//! and body it first saw) for seven days and answers a repeat with the first result instead of
-//! refunding again. If the key were random, a lost ledger or a second machine would mint a new key
-//! and refund twice. So the key is *derived* from what makes a refund the same refund — its
-//! [`Identity`] — plus a generation number that only moves when a definite failure is retried on
-//! purpose. The ledger still stores every key it hands out and stays the authority past seven days.
+//! and body it first saw) for seven days and answers a repeat with the first result — or a 409
+//! when the body differs — instead of refunding again. If the key were random, a lost ledger or a
+//! second machine would mint a new key and refund twice. So the key is *derived* from what makes a
+//! refund the same refund — the [`Identity`] of its order: the environment, the processing
+//! terminal and the order id — plus a generation number that only moves when a definite failure is
+//! retried on purpose. The payment method, the key namespace, the ledger and the host are *not*
+//! part of it: an order is one refund, so a card row and a bank row for one order, or two teams
+//! with two ledgers, send the same key and Payroc itself refuses the second refund within its
+//! seven days. The ledger stores every key it hands out and stays the authority past them.
 //!
-//! The encoding is versioned and frozen: changing it would give every row a new key and break the
-//! promise for rows sent before the change. The golden vectors in the tests pin it.
+//! The encoding is versioned and frozen: changing it would give every row a new key. Version 1
+//! (which also hashed the method and the namespace) is kept as [`legacy_v1_key`] for its golden
+//! vectors only: rows a ledger made under it keep their stored keys, and nothing derives new
+//! keys with it. The golden vectors in the tests pin both.
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// The tag that opens every encoding. A new encoding must use a new tag, never change this one.
-const ENCODING_TAG: &[u8] = b"refund-batch/idempotency-key/v1";
+/// The tag that opens every version-2 encoding. A new encoding must use a new tag.
+const ENCODING_TAG: &[u8] = b"refund-batch/idempotency-key/v2";
 
-/// What makes two rows the same refund, as far as sending goes.
+/// What makes two rows the same refund: one order of one terminal in one environment.
 ///
-/// The environment scope keeps sandbox, UAT and production keys apart; the namespace lets a team
-/// run two independent ledgers for one merchant without their keys meeting.
+/// The environment scope keeps sandbox, UAT and production keys apart; nothing else may, or two
+/// senders of one order would send two keys and Payroc would make two refunds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Identity {
     /// `sandbox`, `uat` or `production`.
     pub environment: String,
-    /// The key namespace (`--key-namespace`), `default` unless set.
-    pub namespace: String,
-    /// `card` or `bank`.
-    pub method: String,
     /// Payroc's processing terminal.
     pub processing_terminal_id: String,
     /// The merchant's order id for this refund.
@@ -35,126 +37,178 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// A readable, unambiguous string form used as the ledger's primary key for the identity.
-    ///
-    /// Length-prefixed like the key encoding, so `("a|b", "c")` and `("a", "b|c")` never collide.
-    pub fn ledger_id(&self) -> String {
-        let mut text = String::new();
-        for part in self.parts() {
-            text.push_str(&part.len().to_string());
-            text.push(':');
-            text.push_str(part);
-            text.push('|');
-        }
-        text
-    }
-
-    fn parts(&self) -> [&str; 5] {
-        [
-            &self.environment,
-            &self.namespace,
-            &self.method,
-            &self.processing_terminal_id,
-            &self.order_id,
-        ]
-    }
-
-    /// The Idempotency-Key of this identity at `generation`: a version-4 UUID whose 122 random
-    /// bits are the first 16 bytes of SHA-256 over the length-prefixed encoding.
-    pub fn key(&self, generation: u32) -> Uuid {
-        let mut hasher = Sha256::new();
-        hasher.update((ENCODING_TAG.len() as u32).to_be_bytes());
-        hasher.update(ENCODING_TAG);
-        for part in self.parts() {
-            hasher.update((part.len() as u32).to_be_bytes());
-            hasher.update(part.as_bytes());
-        }
-        hasher.update(generation.to_be_bytes());
-        let digest = hasher.finalize();
-        let mut bytes = [0_u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        uuid::Builder::from_random_bytes(bytes).into_uuid()
-    }
-}
-
-impl Identity {
-    /// The identity of `row` under `environment` and key `namespace`: the one place a row's
-    /// identity is made, for keys, ledger look-ups and the results alike.
-    pub fn of_row(row: &crate::refund::RefundRow, environment: &str, namespace: &str) -> Identity {
+    /// The identity of `row` under `environment`: the one place a row's identity is made, for
+    /// keys, ledger look-ups and the results alike.
+    pub fn of_row(row: &crate::refund::RefundRow, environment: &str) -> Identity {
         Identity {
             environment: environment.to_owned(),
-            namespace: namespace.to_owned(),
-            method: row.method.as_str().to_owned(),
             processing_terminal_id: row.processing_terminal_id.clone(),
             order_id: row.order_id.clone(),
         }
     }
+
+    /// The ledger's primary key for the order: `v2|` and the length-prefixed parts, so
+    /// `("a|b", "c")` and `("a", "b|c")` never collide, and never a version-1 identity (those
+    /// begin with a digit).
+    pub fn ledger_id(&self) -> String {
+        let mut text = String::from("v2|");
+        push_length_prefixed(
+            &mut text,
+            [self.environment.as_str(), &self.processing_terminal_id, &self.order_id],
+        );
+        text
+    }
+
+    /// The ledger id an earlier version gave this order's refund by `method` under key
+    /// `namespace`: a ledger written by it holds its rows under that id, with their keys.
+    pub fn legacy_v1_ledger_id(&self, namespace: &str, method: &str) -> String {
+        let mut text = String::new();
+        push_length_prefixed(
+            &mut text,
+            [
+                self.environment.as_str(),
+                namespace,
+                method,
+                &self.processing_terminal_id,
+                &self.order_id,
+            ],
+        );
+        text
+    }
+
+    /// The Idempotency-Key of this order at `generation`: a version-4 UUID whose 122 random
+    /// bits are the first 16 bytes of SHA-256 over the length-prefixed encoding.
+    pub fn key(&self, generation: u32) -> Uuid {
+        derive(
+            ENCODING_TAG,
+            &[&self.environment, &self.processing_terminal_id, &self.order_id],
+            generation,
+        )
+    }
+}
+
+/// The version-1 key of a refund (environment, namespace, method, terminal, order id): what an
+/// earlier version sent. Only its golden vectors use it; a ledger keeps the keys it handed out.
+#[cfg(test)]
+pub fn legacy_v1_key(identity: &Identity, namespace: &str, method: &str, generation: u32) -> Uuid {
+    derive(
+        b"refund-batch/idempotency-key/v1",
+        &[
+            &identity.environment,
+            namespace,
+            method,
+            &identity.processing_terminal_id,
+            &identity.order_id,
+        ],
+        generation,
+    )
+}
+
+fn push_length_prefixed<'a>(text: &mut String, parts: impl IntoIterator<Item = &'a str>) {
+    for part in parts {
+        text.push_str(&part.len().to_string());
+        text.push(':');
+        text.push_str(part);
+        text.push('|');
+    }
+}
+
+fn derive(tag: &[u8], parts: &[&str], generation: u32) -> Uuid {
+    let mut hasher = Sha256::new();
+    hasher.update((tag.len() as u32).to_be_bytes());
+    hasher.update(tag);
+    for part in parts {
+        hasher.update((part.len() as u32).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.update(generation.to_be_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn identity(method: &str, terminal: &str, order: &str) -> Identity {
+    fn identity(terminal: &str, order: &str) -> Identity {
         Identity {
             environment: "production".into(),
-            namespace: "default".into(),
-            method: method.into(),
             processing_terminal_id: terminal.into(),
             order_id: order.into(),
         }
     }
 
-    /// Golden vectors: these keys must never change, or rows already sent would get new keys.
+    /// Golden vectors: these keys must never change, or orders already sent would get new keys.
     #[test]
     fn golden_vectors() {
-        let card = identity("card", "1234001", "R20240702-0001");
-        assert_eq!(card.key(0).to_string(), GOLDEN_CARD_0);
-        assert_eq!(card.key(1).to_string(), GOLDEN_CARD_1);
-        let bank = identity("bank", "1234001", "B20240702-0001");
-        assert_eq!(bank.key(0).to_string(), GOLDEN_BANK_0);
+        let card = identity("1234001", "R20240702-0001");
+        assert_eq!(card.key(0).to_string(), "61ea6c39-5213-43a0-8d04-375be86bb8f2");
+        assert_eq!(card.key(1).to_string(), "dbb85c4c-1f95-467f-a844-64693db02bb8");
+        let bank = identity("1234001", "B20240702-0001");
+        assert_eq!(bank.key(0).to_string(), "06b0e7d6-52ba-4428-b3a5-c08162494e92");
     }
 
-    // Computed independently (Python hashlib + uuid) from the encoding described above.
-    const GOLDEN_CARD_0: &str = "c7636145-d4f3-4089-a234-f5a092f736d3";
-    const GOLDEN_CARD_1: &str = "81b70e6d-12d2-494f-8327-2eb834d78c4f";
-    const GOLDEN_BANK_0: &str = "30500aca-0ede-43eb-925d-411b10554c67";
+    /// The version-1 derivation's vectors, as an earlier version sent them (computed
+    /// independently with Python's hashlib and uuid from the encoding described above).
+    #[test]
+    fn legacy_v1_golden_vectors() {
+        let card = identity("1234001", "R20240702-0001");
+        assert_eq!(
+            legacy_v1_key(&card, "default", "card", 0).to_string(),
+            "c7636145-d4f3-4089-a234-f5a092f736d3"
+        );
+        assert_eq!(
+            legacy_v1_key(&card, "default", "card", 1).to_string(),
+            "81b70e6d-12d2-494f-8327-2eb834d78c4f"
+        );
+        let bank = identity("1234001", "B20240702-0001");
+        assert_eq!(
+            legacy_v1_key(&bank, "default", "bank", 0).to_string(),
+            "30500aca-0ede-43eb-925d-411b10554c67"
+        );
+        assert_eq!(
+            card.legacy_v1_ledger_id("default", "card"),
+            "10:production|7:default|4:card|7:1234001|14:R20240702-0001|"
+        );
+    }
 
     #[test]
     fn keys_are_version_4_with_the_rfc_variant() {
-        let key = identity("card", "1234001", "A").key(7);
+        let key = identity("1234001", "A").key(7);
         assert_eq!(key.get_version_num(), 4);
         assert_eq!(key.get_variant(), uuid::Variant::RFC4122);
     }
 
     #[test]
-    fn every_part_of_the_identity_and_the_generation_changes_the_key() {
-        let base = identity("card", "1234001", "A");
+    fn every_part_of_the_order_and_the_generation_changes_the_key() {
+        let base = identity("1234001", "A");
         let mut keys = vec![base.key(0), base.key(1)];
         let mut other = base.clone();
         other.environment = "uat".into();
         keys.push(other.key(0));
-        let mut other = base.clone();
-        other.namespace = "team-b".into();
-        keys.push(other.key(0));
-        keys.push(identity("bank", "1234001", "A").key(0));
-        keys.push(identity("card", "1234002", "A").key(0));
-        keys.push(identity("card", "1234001", "B").key(0));
+        keys.push(identity("1234002", "A").key(0));
+        keys.push(identity("1234001", "B").key(0));
         // Moving a character between fields must not collide: the encoding is length-prefixed.
-        keys.push(identity("card", "1234001A", "").key(0));
-        keys.push(identity("card", "123400", "1A").key(0));
+        keys.push(identity("1234001A", "").key(0));
+        keys.push(identity("123400", "1A").key(0));
         let mut unique = keys.clone();
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), keys.len());
-        assert_eq!(base.key(0), identity("card", "1234001", "A").key(0));
+        assert_eq!(base.key(0), identity("1234001", "A").key(0));
     }
 
     #[test]
-    fn ledger_ids_are_unambiguous() {
-        assert_ne!(
-            identity("card", "a|b", "c").ledger_id(),
-            identity("card", "a", "b|c").ledger_id()
+    fn ledger_ids_are_unambiguous_and_never_a_legacy_one() {
+        assert_ne!(identity("a|b", "c").ledger_id(), identity("a", "b|c").ledger_id());
+        let order = identity("1234001", "A");
+        assert!(order.ledger_id().starts_with("v2|"));
+        assert!(
+            order
+                .legacy_v1_ledger_id("default", "card")
+                .starts_with(|first: char| first.is_ascii_digit())
         );
     }
 }

@@ -302,14 +302,18 @@ fn write_rows<W: Write>(
                     line.status = ResultStatus::Invalid;
                     line.error = context.invalid.get(&row.row).cloned().unwrap_or_default();
                 } else {
-                    let identity = Identity::of_row(&row, context.environment, context.namespace);
-                    let record = ledger.find(&identity.ledger_id())?;
+                    let identity = Identity::of_row(&row, context.environment);
+                    let record = ledger.find_order(
+                        &identity.ledger_id(),
+                        &identity.legacy_v1_ledger_id(context.namespace, row.method.as_str()),
+                    )?;
                     // A row the run did not reach (it stopped early) has no note even when the
                     // file no longer matches what the ledger sent; say so here rather than show
                     // the ledger's outcome next to the file's new amount.
                     let changed = record.as_ref().and_then(|record| {
                         let payee = row.payee.masked();
-                        let differs = record.amount_minor != row.amount_minor
+                        let differs = record.method != row.method.as_str()
+                            || record.amount_minor != row.amount_minor
                             || record.currency != row.currency.code()
                             || record.payee_masked != payee;
                         differs.then(|| RowNote {
