@@ -199,13 +199,12 @@ fn another_key_namespace_on_the_same_ledger_refunds_nothing_twice() {
         .args(sandbox.arguments())
         .args(["run", "card.csv"])
         .assert()
-        .code(1);
+        .code(0);
     assert_one_refund_per_order(&sandbox.stats(), 3);
     assert_eq!(sandbox.stats().refund_posts, 3, "nothing was sent the second time");
+    // The namespace is not part of an order's identity: the rows are the ones already done.
     for line in read_results(&workdir.path("card.results.csv")) {
-        assert_eq!(line["status"], "conflict");
-        assert!(line["error"].contains("another key namespace"), "{line:?}");
-        assert!(line["error"].contains("card.csv"), "names the earlier file: {line:?}");
+        assert_eq!(line["status"], "succeeded", "{line:?}");
     }
 }
 

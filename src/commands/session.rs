@@ -87,9 +87,12 @@ pub async fn start(
     terminal: &Terminal,
 ) -> Result<(Session, Endpoint), CommandError> {
     let endpoint = connect(global, connection).await?;
-    // Payroc's clock is read before the ledger is opened or anything decides by time. Any other
-    // failure of this first request shows again, and is handled, where the run meets it.
-    if let Err(SystemicError::ClockSkew(reason)) = endpoint.client.check_clock().await {
+    // Payroc's clock is read before the ledger is opened or anything decides by time (a file
+    // without a valid row sends nothing and needs no token). Any other failure of this first
+    // request shows again, and is handled, where the run meets it.
+    if check.valid > 0
+        && let Err(SystemicError::ClockSkew(reason)) = endpoint.client.check_clock().await
+    {
         return Err(CommandError {
             status: ExitStatus::ClockSkew,
             error: anyhow!(reason),

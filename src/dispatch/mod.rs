@@ -180,6 +180,23 @@ pub fn decide(
                     record.state
                 ),
             }
+        } else if record.method != prepared.method.as_str() {
+            let file = match record.batch_id {
+                Some(batch) => ledger.batch_input_path(batch)?,
+                None => None,
+            };
+            RowNote {
+                status: ResultStatus::Conflict,
+                error: format!(
+                    "the ledger already has a refund for this order by {}: row {} of {} ({}, key {}); \
+                     one order is one refund, so this row is not sent. A different refund needs a different order_id",
+                    record.method,
+                    record.input_row.map_or_else(|| "?".to_owned(), |row| row.to_string()),
+                    file.as_deref().unwrap_or("an earlier file"),
+                    record.state.result_status(),
+                    record.idempotency_key
+                ),
+            }
         } else {
             RowNote {
                 status: ResultStatus::Conflict,

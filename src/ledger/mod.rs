@@ -1292,6 +1292,16 @@ impl Ledger {
         Ok(ids)
     }
 
+    /// The input file a batch ran over, as it was given.
+    pub fn batch_input_path(&self, batch: BatchId) -> Result<Option<String>, LedgerError> {
+        self.connection
+            .query_row("SELECT input_path FROM batches WHERE id = ?1", params![batch], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|source| self.sqlite_error(source))
+    }
+
     /// Batches, newest first, optionally only those of one input file (by SHA-256).
     pub fn batches(&self, input_sha256: Option<&str>) -> Result<Vec<BatchRecord>, LedgerError> {
         let mut statement = self
