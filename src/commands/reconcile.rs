@@ -5,7 +5,6 @@ use crate::commands::CommandError;
 use crate::commands::session::{self, set_banner};
 use crate::dispatch::reconcile::{ReconcileOptions, RowSelection, reconcile as reconcile_rows};
 use crate::exit::ExitStatus;
-use crate::input::InputReader;
 use crate::report::terminal::Terminal;
 
 /// Runs reconciliation over the file's rows.
@@ -43,7 +42,10 @@ pub async fn reconcile(
         confirm_not_created,
         refresh: arguments.refresh,
     };
-    let input = InputReader::open_unhashed(&session.input_path, read_options).map_err(CommandError::usage)?;
+    let input = session
+        .check
+        .reopen(&session.input_path, read_options)
+        .map_err(CommandError::usage)?;
     let progress = terminal.progress(session.check.valid);
     let reconciled = reconcile_rows(
         &mut session.ledger,

@@ -9,7 +9,6 @@ use crate::commands::session::{self, set_banner};
 use crate::commands::{CommandError, ledger_path};
 use crate::dispatch::{DispatchOptions, dispatch};
 use crate::exit::ExitStatus;
-use crate::input::InputReader;
 use crate::input::file_check::FileCheck;
 use crate::refund::money::{Currency, format_amount, parse_amount};
 use crate::report::terminal::{Terminal, rows};
@@ -89,7 +88,10 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         .check
         .ensure_unchanged(&session.input_path)
         .map_err(CommandError::usage)?;
-    let input = InputReader::open_unhashed(&session.input_path, read_options).map_err(CommandError::usage)?;
+    let input = session
+        .check
+        .reopen(&session.input_path, read_options)
+        .map_err(CommandError::usage)?;
     let progress = terminal.progress(session.check.valid);
     let (report, dispatched) = dispatch(
         &mut session.ledger,
@@ -112,6 +114,12 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         (sent, done) => format!("sent {}; {} already done in the ledger", rows(sent), rows(done)),
     });
     let status = session.finish(arguments.results, &report.notes, report.stopped.as_ref(), terminal)?;
+    if let Some(changed) = report.input_changed {
+        return Err(CommandError {
+            status: ExitStatus::Incomplete,
+            error: anyhow::Error::new(changed).context("the run stopped reading its input"),
+        });
+    }
     if let Some(error) = dispatch_error {
         return Err(CommandError {
             status: ExitStatus::Incomplete,

@@ -16,8 +16,8 @@ use crate::commands::validate::report_check;
 use crate::commands::{CommandError, ledger_path, read_options};
 use crate::dispatch::StopReason;
 use crate::exit::ExitStatus;
+use crate::input::ReadOptions;
 use crate::input::file_check::{FileCheck, check_file};
-use crate::input::{InputReader, ReadOptions};
 use crate::ledger::{BatchId, BatchSummary, Ledger};
 use crate::payroc::client::check_base_url;
 use crate::payroc::{ClientConfig, PayrocClient, RetryPolicy, SystemicError};
@@ -254,12 +254,19 @@ impl Session {
             notes,
             invalid: &self.check.invalid,
             skip_rows: &self.check.duplicate_rows,
+            batch: Some(self.batch),
+            validated_rows: self.check.rows,
         };
-        let written = InputReader::open_unhashed(&self.input_path, self.read_options)
-            .map_err(anyhow::Error::from)
-            .and_then(|input| {
-                results::write(&results_path, input, &self.ledger, &context).map_err(anyhow::Error::from)
-            });
+        // A file whose header changed since it was validated is read no more: every row is
+        // then written from what the ledger recorded of it.
+        let input = match self.check.reopen(&self.input_path, self.read_options) {
+            Ok(input) => Ok(Some(input)),
+            Err(crate::input::InputError::Changed { .. }) => Ok(None),
+            Err(error) => Err(anyhow::Error::from(error)),
+        };
+        let written = input.and_then(|input| {
+            results::write(&results_path, input, &self.ledger, &context).map_err(anyhow::Error::from)
+        });
         let tally = match written {
             Ok(tally) => tally,
             Err(error) => {

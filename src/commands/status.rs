@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::cli::{GlobalArgs, StatusArgs, StatusFormat};
 use crate::commands::{CommandError, ledger_path};
 use crate::exit::ExitStatus;
+use crate::input::ReadOptions;
 use crate::input::file_check::check_file;
-use crate::input::{InputReader, ReadOptions};
 use crate::ledger::{Ledger, LedgerError};
 use crate::refund::money::{Currency, format_amount};
 use crate::report::results::{self, ResultsContext};
@@ -79,7 +79,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
         let check = check_file(file, options)
             .with_context(|| format!("cannot read {}", file.display()))
             .map_err(CommandError::usage)?;
-        let input = InputReader::open_unhashed(file, options).map_err(CommandError::usage)?;
+        let input = check.reopen(file, options).map_err(CommandError::usage)?;
         let notes = HashMap::new();
         let context = ResultsContext {
             environment: global.environment.as_str(),
@@ -87,10 +87,13 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
             notes: &notes,
             invalid: &check.invalid,
             skip_rows: &check.duplicate_rows,
+            batch: None,
+            validated_rows: check.rows,
         };
         let tally = match &arguments.write_results {
             Some(results_path) => {
-                let tally = results::write(results_path, input, &ledger, &context).map_err(CommandError::usage)?;
+                let tally =
+                    results::write(results_path, Some(input), &ledger, &context).map_err(CommandError::usage)?;
                 terminal.note(&format!("results: {}", results_path.display()));
                 tally
             }

@@ -90,6 +90,8 @@ pub struct DispatchReport {
     pub notes: HashMap<u64, RowNote>,
     /// Why the run stopped early, when it did.
     pub stopped: Option<StopReason>,
+    /// The input file changed under the run: the rows after the change were not read.
+    pub input_changed: Option<InputError>,
 }
 
 /// Why a dispatch ended before every row was handled.
@@ -881,11 +883,21 @@ impl Dispatcher<'_> {
                 break;
             };
             scanned += 1;
-            let row = match parsed? {
+            let parsed = match parsed {
+                // The file no longer holds what was validated: nothing more is read from it. The
+                // rows already read were validated and go on; the results name every row.
+                Err(changed @ InputError::Changed { .. }) => {
+                    self.rows_exhausted = true;
+                    self.report.input_changed = Some(changed);
+                    break;
+                }
+                other => other?,
+            };
+            let row = match parsed {
                 ParsedRow::Valid(row) if !self.skip_rows.contains(&row.row) => row,
                 ParsedRow::Valid(_) => continue,
-                // Invalid rows were reported by validation and are never sent. That this is still
-                // the validated file is checked before this pass (`FileCheck::ensure_unchanged`).
+                // Invalid rows were reported by validation and are never sent; every row read
+                // here is compared with what validation read (`FileCheck::reopen`).
                 ParsedRow::Invalid { .. } => continue,
             };
             let prepared = prepare(&row, &self.options.environment, &self.options.namespace);

@@ -42,6 +42,8 @@ pub struct FileCheck {
     pub unknown_columns: Vec<String>,
     /// Size and modification time of the file when it was checked.
     pub stamp: Option<FileStamp>,
+    /// What each row was, for the passes after this one (see [`FileCheck::reopen`]).
+    pub snapshot: std::sync::Arc<crate::input::InputSnapshot>,
 }
 
 /// What identifies the bytes that were checked, cheaply: later passes re-read the file, and must
@@ -66,6 +68,14 @@ impl FileStamp {
 }
 
 impl FileCheck {
+    /// Opens the checked file again for a later pass (sending, reconciling, the results): every
+    /// row read is compared with what this check read, so a file rewritten, truncated or
+    /// replaced meanwhile can never make a row be used that was not validated (see
+    /// [`InputReader::open_verified`]).
+    pub fn reopen(&self, path: &Path, options: ReadOptions) -> Result<InputReader, InputError> {
+        InputReader::open_verified(path, options, self.snapshot.clone())
+    }
+
     /// Fails when `path` is no longer the file that was checked (another size or modification
     /// time), so nothing is sent from rows that were never validated or confirmed.
     pub fn ensure_unchanged(&self, path: &Path) -> Result<(), InputError> {
@@ -98,6 +108,7 @@ impl FileCheck {
 pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputError> {
     let stamp = FileStamp::of(path)?;
     let mut reader = InputReader::open(path, options)?;
+    reader.keep_snapshot();
     let mut check = FileCheck {
         unknown_columns: reader.unknown_columns().to_vec(),
         ..FileCheck::default()
@@ -164,6 +175,7 @@ pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputE
             }
         }
     }
+    check.snapshot = std::sync::Arc::new(reader.snapshot());
     check.sha256 = reader.finish()?;
     check.stamp = Some(stamp);
     // A file rewritten while it was being read would have been checked half old, half new.

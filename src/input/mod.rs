@@ -102,6 +102,63 @@ pub enum InputError {
         /// What is missing and how to fix it.
         message: String,
     },
+    /// A row (or the header, row 1) is not what the validation pass read: the file was
+    /// rewritten, truncated or replaced during the command. The reader moves on past it, so a
+    /// caller may carry on with the rows after it.
+    #[error(
+        "{path}: row {row} changed after the file was validated (the file was rewritten, truncated or replaced during the run); \
+         nothing is sent from the file any more. Run the command again to validate the new contents"
+    )]
+    Changed {
+        /// The input file.
+        path: PathBuf,
+        /// The row that changed (1 for the header).
+        row: u64,
+    },
+}
+
+/// What the validation pass read, row by row, so a later pass can tell that it reads the same
+/// rows: a 64-bit digest of the header and of each record's cells. Kept in memory only (8 bytes
+/// a row: 8 MB for a million rows), never written anywhere, as it is computed over cells that
+/// hold card numbers.
+#[derive(Debug, Default, Clone)]
+pub struct InputSnapshot {
+    header: u64,
+    rows: Vec<u64>,
+}
+
+impl InputSnapshot {
+    /// How many data rows the validated file had.
+    pub fn rows(&self) -> u64 {
+        self.rows.len() as u64
+    }
+}
+
+/// What a reader does with its rows' digests.
+enum Digests {
+    /// Nothing (tests and `validate`'s own pass do not need them).
+    Off,
+    /// Keeps them: the validation pass, which makes the snapshot.
+    Keep(InputSnapshot),
+    /// Compares every row with the validation pass's, and reports a change.
+    Verify {
+        snapshot: std::sync::Arc<InputSnapshot>,
+        /// The end of the file came before the snapshot's last row was reported.
+        reported_short: bool,
+    },
+}
+
+/// The digest of one record's cells (or the header's), as the snapshot keeps it.
+fn record_digest(record: &csv::ByteRecord) -> u64 {
+    let mut hasher = Sha256::new();
+    for field in record {
+        hasher.update((field.len() as u64).to_be_bytes());
+        hasher.update(field);
+    }
+    let digest = hasher.finalize();
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// Options that change how a file is read.
@@ -170,6 +227,10 @@ pub struct InputReader {
     options: ReadOptions,
     /// Records read so far; the next row number is this + 2 (the header is row 1).
     records_read: u64,
+    /// The header's digest (see [`InputSnapshot`]).
+    header_digest: u64,
+    /// What happens to each row's digest.
+    digests: Digests,
 }
 
 impl InputReader {
@@ -300,7 +361,48 @@ impl InputReader {
             record: csv::ByteRecord::new(),
             options,
             records_read: 0,
+            header_digest: record_digest(&header),
+            digests: Digests::Off,
         })
+    }
+
+    /// Opens `path` for a pass after validation: every row is compared with what the validation
+    /// pass read (`snapshot`), and a row that differs — or the header, or the end of the file
+    /// coming early — is reported as [`InputError::Changed`] instead of being read, so no row is
+    /// ever used that was not validated.
+    pub fn open_verified(
+        path: &Path,
+        options: ReadOptions,
+        snapshot: std::sync::Arc<InputSnapshot>,
+    ) -> Result<InputReader, InputError> {
+        let mut reader = InputReader::open_with(path, options, false)?;
+        if reader.header_digest != snapshot.header {
+            return Err(InputError::Changed {
+                path: path.to_owned(),
+                row: 1,
+            });
+        }
+        reader.digests = Digests::Verify {
+            snapshot,
+            reported_short: false,
+        };
+        Ok(reader)
+    }
+
+    /// Keeps a digest of every row read from here on, for [`InputReader::snapshot`].
+    pub fn keep_snapshot(&mut self) {
+        self.digests = Digests::Keep(InputSnapshot {
+            header: self.header_digest,
+            rows: Vec::new(),
+        });
+    }
+
+    /// What the rows read so far were (after [`InputReader::keep_snapshot`]).
+    pub fn snapshot(&self) -> InputSnapshot {
+        match &self.digests {
+            Digests::Keep(snapshot) => snapshot.clone(),
+            Digests::Off | Digests::Verify { .. } => InputSnapshot::default(),
+        }
     }
 
     /// Header names the tool does not understand; the caller warns about them once.
@@ -311,10 +413,35 @@ impl InputReader {
     /// Reads the next row, or `None` at the end of the file.
     pub fn next_row(&mut self) -> Option<Result<ParsedRow, InputError>> {
         match self.reader.read_byte_record(&mut self.record) {
-            Ok(false) => None,
+            Ok(false) => match &mut self.digests {
+                Digests::Verify {
+                    snapshot,
+                    reported_short,
+                } if !*reported_short && self.records_read < snapshot.rows() => {
+                    *reported_short = true;
+                    Some(Err(InputError::Changed {
+                        path: self.path.clone(),
+                        row: self.records_read + 2,
+                    }))
+                }
+                _ => None,
+            },
             Ok(true) => {
                 self.records_read += 1;
                 let row = self.records_read + 1;
+                match &mut self.digests {
+                    Digests::Off => {}
+                    Digests::Keep(snapshot) => snapshot.rows.push(record_digest(&self.record)),
+                    Digests::Verify { snapshot, .. } => {
+                        let index = usize::try_from(self.records_read - 1).unwrap_or(usize::MAX);
+                        if snapshot.rows.get(index) != Some(&record_digest(&self.record)) {
+                            return Some(Err(InputError::Changed {
+                                path: self.path.clone(),
+                                row,
+                            }));
+                        }
+                    }
+                }
                 Some(Ok(rules::apply_column_rules(
                     &self.record,
                     row,

@@ -1292,6 +1292,39 @@ impl Ledger {
         Ok(ids)
     }
 
+    /// Every record a batch touched last, by its row in that batch's file: what the results
+    /// say of rows the input file no longer holds as they were validated.
+    pub fn records_of_batch(
+        &self,
+        batch: BatchId,
+    ) -> Result<std::collections::HashMap<u64, RefundRecord>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare(concat!(
+                "SELECT ",
+                refund_columns!(),
+                " FROM refunds WHERE batch_id = ?1 AND input_row IS NOT NULL"
+            ))
+            .map_err(|source| self.sqlite_error(source))?;
+        let records: Vec<Result<RefundRecord, String>> = statement
+            .query_map(params![batch], read_record)
+            .and_then(Iterator::collect)
+            .map_err(|source| self.sqlite_error(source))?;
+        records
+            .into_iter()
+            .map(|record| {
+                let record = record.map_err(|message| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    message,
+                })?;
+                Ok((
+                    record.input_row.and_then(|row| u64::try_from(row).ok()).unwrap_or(0),
+                    record,
+                ))
+            })
+            .collect()
+    }
+
     /// The input file a batch ran over, as it was given.
     pub fn batch_input_path(&self, batch: BatchId) -> Result<Option<String>, LedgerError> {
         self.connection

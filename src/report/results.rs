@@ -199,12 +199,20 @@ pub struct ResultsContext<'a> {
     pub invalid: &'a HashMap<u64, String>,
     /// Rows the validation pass found invalid beyond their cells (duplicates).
     pub skip_rows: &'a HashSet<u64>,
+    /// The batch of the command writing the results, if it is one that sends: a row the input
+    /// file no longer holds as it was validated is then written from what this batch recorded.
+    pub batch: Option<crate::ledger::BatchId>,
+    /// How many data rows the validated file had (rows the file gained since are not reported:
+    /// they were never validated).
+    pub validated_rows: u64,
 }
 
-/// Writes the results for `input` to `path` atomically, returning the tally.
+/// Writes the results for `input` to `path` atomically, returning the tally. Without `input`
+/// (the file no longer has the header it was validated with) every row is written from what
+/// the ledger recorded of it.
 pub fn write(
     path: &Path,
-    input: InputReader,
+    input: Option<InputReader>,
     ledger: &Ledger,
     context: &ResultsContext<'_>,
 ) -> Result<Tally, ResultsError> {
@@ -244,13 +252,13 @@ pub fn write(
 
 /// Counts what the results would say without writing a file (for `status FILE`).
 pub fn tally(input: InputReader, ledger: &Ledger, context: &ResultsContext<'_>) -> Result<Tally, ResultsError> {
-    write_rows(std::io::sink(), Path::new("(no file)"), input, ledger, context).map(|(tally, _)| tally)
+    write_rows(std::io::sink(), Path::new("(no file)"), Some(input), ledger, context).map(|(tally, _)| tally)
 }
 
 fn write_rows<W: Write>(
     output: W,
     path: &Path,
-    mut input: InputReader,
+    mut input: Option<InputReader>,
     ledger: &Ledger,
     context: &ResultsContext<'_>,
 ) -> Result<(Tally, W), ResultsError> {
@@ -266,8 +274,45 @@ fn write_rows<W: Write>(
     let mut writer = csv::Writer::from_writer(output);
     let mut tally = Tally::default();
     let mut wrote_any = false;
-    while let Some(parsed) = input.next_row() {
-        let line = match parsed? {
+    // Rows the file no longer holds as validated are written from this batch's records, read
+    // once when the first such row turns up.
+    let mut batch_records: Option<HashMap<u64, RecordOfRow>> = None;
+    let mut next_row = 2;
+    let last_row = context.validated_rows + 1;
+    loop {
+        let parsed = match input.as_mut().and_then(InputReader::next_row) {
+            None => None,
+            Some(Err(InputError::Changed { row, .. })) => Some(Err(row)),
+            Some(Err(error)) => return Err(error.into()),
+            Some(Ok(parsed)) => Some(Ok(parsed)),
+        };
+        let changed_rows = match &parsed {
+            None => next_row..=last_row,
+            Some(Err(row)) => next_row..=(*row).min(last_row),
+            Some(Ok(_)) => next_row..=next_row.saturating_sub(1),
+        };
+        for row in changed_rows {
+            let records = match &mut batch_records {
+                Some(records) => records,
+                None => batch_records.insert(match context.batch {
+                    Some(batch) => ledger.records_of_batch(batch)?,
+                    None => HashMap::new(),
+                }),
+            };
+            let line = changed_row_line(row, records.get(&row), context, &mut tally);
+            *tally.rows.entry(line.status).or_insert(0) += 1;
+            writer.serialize(line.neutralised()).map_err(csv_error)?;
+            wrote_any = true;
+            next_row = row + 1;
+        }
+        let Some(Ok(parsed)) = parsed else {
+            if parsed.is_none() {
+                break;
+            }
+            continue;
+        };
+        next_row += 1;
+        let line = match parsed {
             ParsedRow::Invalid { label, problems } => {
                 let message = context
                     .invalid
@@ -331,36 +376,8 @@ fn write_rows<W: Write>(
                         (None, Some(record)) => record.state.result_status(),
                         (None, None) => ResultStatus::Pending,
                     };
-                    let optional = |value: &Option<String>| value.clone().unwrap_or_default();
                     match &record {
-                        Some(record) => {
-                            let currency = Currency::from_code(&record.currency);
-                            // Amounts are what the ledger sent when it sent something.
-                            line.amount = major_units(record.amount_minor, currency);
-                            line.currency = record.currency.clone();
-                            line.refund_id = record.refund_id.as_ref().map(ToString::to_string).unwrap_or_default();
-                            line.payroc_status = optional(&record.payroc_status);
-                            line.response_code = optional(&record.response_code);
-                            line.response_message = optional(&record.response_message);
-                            line.approval_code = optional(&record.approval_code);
-                            line.processor_response_code = optional(&record.processor_response_code);
-                            line.authorized_amount = record
-                                .authorized_amount_minor
-                                .map(|minor| major_units(minor, currency))
-                                .unwrap_or_default();
-                            line.http_status = record.http_status.map(|status| status.to_string()).unwrap_or_default();
-                            line.error = note
-                                .map(|note| note.error.clone())
-                                .or_else(|| record.problem_detail.clone())
-                                .unwrap_or_default();
-                            line.notes = optional(&record.notes);
-                            line.idempotency_key = record.idempotency_key.clone();
-                            line.attempts = record.attempts.to_string();
-                            line.payee = record.payee_masked.clone();
-                            line.updated_at = record.updated_at.clone();
-                            *tally.amounts.entry((line.status, record.currency.clone())).or_insert(0) +=
-                                record.amount_minor;
-                        }
+                        Some(record) => fill_from_record(&mut line, record, note, &mut tally),
                         None => {
                             line.error = note
                                 .map(|note| note.error.clone())
@@ -382,6 +399,84 @@ fn write_rows<W: Write>(
         output.write_all(&header_line()).map_err(io_error)?;
     }
     Ok((tally, output))
+}
+
+/// A ledger record with what `results` needs of it.
+type RecordOfRow = crate::ledger::RefundRecord;
+
+/// Fills `line` (its status already set) with what the ledger knows of the refund, and counts
+/// its amount.
+fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&RowNote>, tally: &mut Tally) {
+    let optional = |value: &Option<String>| value.clone().unwrap_or_default();
+    let currency = Currency::from_code(&record.currency);
+    // Amounts are what the ledger sent when it sent something.
+    line.amount = major_units(record.amount_minor, currency);
+    line.currency = record.currency.clone();
+    line.refund_id = record.refund_id.as_ref().map(ToString::to_string).unwrap_or_default();
+    line.payroc_status = optional(&record.payroc_status);
+    line.response_code = optional(&record.response_code);
+    line.response_message = optional(&record.response_message);
+    line.approval_code = optional(&record.approval_code);
+    line.processor_response_code = optional(&record.processor_response_code);
+    line.authorized_amount = record
+        .authorized_amount_minor
+        .map(|minor| major_units(minor, currency))
+        .unwrap_or_default();
+    line.http_status = record.http_status.map(|status| status.to_string()).unwrap_or_default();
+    line.error = note
+        .map(|note| note.error.clone())
+        .or_else(|| record.problem_detail.clone())
+        .unwrap_or_default();
+    line.notes = optional(&record.notes);
+    line.idempotency_key = record.idempotency_key.clone();
+    line.attempts = record.attempts.to_string();
+    line.payee = record.payee_masked.clone();
+    line.updated_at = record.updated_at.clone();
+    *tally.amounts.entry((line.status, record.currency.clone())).or_insert(0) += record.amount_minor;
+}
+
+/// The line of a validated row that the input file no longer holds as it was (rewritten,
+/// truncated or replaced during the command): what this batch recorded of it when it sent it or
+/// decided about it, or else that it was not sent.
+fn changed_row_line(
+    row: u64,
+    record: Option<&RecordOfRow>,
+    context: &ResultsContext<'_>,
+    tally: &mut Tally,
+) -> ResultLine {
+    const CHANGED: &str = "the input file changed during the run after this row was validated";
+    let note = context.notes.get(&row);
+    let mut line = ResultLine {
+        row,
+        ..ResultLine::default()
+    };
+    match (record, context.invalid.get(&row)) {
+        (Some(record), _) => {
+            line.method = record.method.clone();
+            line.processing_terminal_id = record.processing_terminal_id.clone();
+            line.order_id = record.order_id.clone();
+            line.status = note.map_or_else(|| record.state.result_status(), |note| note.status);
+            fill_from_record(&mut line, record, note, tally);
+            line.notes = [
+                line.notes.as_str(),
+                &format!("{CHANGED}; this line is what the ledger recorded"),
+            ]
+            .iter()
+            .filter(|text| !text.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("; ");
+        }
+        (None, Some(problems)) => {
+            line.status = ResultStatus::Invalid;
+            line.error = redact_digit_runs(problems);
+        }
+        (None, None) => {
+            line.status = note.map_or(ResultStatus::Pending, |note| note.status);
+            line.error = format!("{CHANGED}; it was not sent. Run the command again on the file as it is now");
+        }
+    }
+    line
 }
 
 /// The header line, from [`ResultLine`]'s field names.
