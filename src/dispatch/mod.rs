@@ -21,6 +21,7 @@
 //! were and the next run resumes them.
 
 pub mod gate;
+mod lookup;
 pub mod outcome;
 pub mod reconcile;
 
@@ -36,13 +37,14 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use crate::input::{InputError, InputReader, ParsedRow};
-use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundRecord, RefundState, RefundUpdate};
+use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundRecord, RefundState};
 use crate::payroc::alarm::Alarm;
 use crate::payroc::body::{PreparedRefund, prepare};
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
 use crate::refund::{Method, ResultStatus, RowNote};
 use crate::report::terminal::Progress;
 use gate::{NewKey, refuse_new_key};
+use lookup::{LookupVerdict, settle_lookup};
 
 /// Rows older than this since their first send are not re-sent blindly: Payroc forgets keys
 /// after 7 days, so a re-send could refund again. They must be reconciled first.
@@ -503,6 +505,12 @@ pub async fn dispatch(
 ) -> (DispatchReport, Result<(), DispatchError>) {
     let pace = Pace::new(options.rate, options.concurrency);
     let limiter = Arc::new(RequestLimiter::new(options.rate, pace.burst));
+    let lookups = lookup::Lookups::new(
+        Arc::clone(&client),
+        Arc::clone(&limiter),
+        options.precheck_days,
+        options.allow_case_variants,
+    );
     let mut dispatcher = Dispatcher {
         ledger,
         input,
@@ -519,6 +527,7 @@ pub async fn dispatch(
         ready: std::collections::VecDeque::new(),
         scheduled: std::collections::VecDeque::new(),
         rows_exhausted: false,
+        lookups,
         streak: FailureStreak::default(),
         report: DispatchReport::default(),
     };
@@ -557,6 +566,8 @@ struct Dispatcher<'run> {
     /// Rows marked `sending` (or due a lookup), waiting for a permit.
     scheduled: std::collections::VecDeque<Scheduled>,
     rows_exhausted: bool,
+    /// The look-ups before first sends, and the terminal listings they share.
+    lookups: lookup::Lookups,
     streak: FailureStreak,
     report: DispatchReport,
 }
@@ -775,9 +786,11 @@ impl Dispatcher<'_> {
             let limiter = Arc::clone(&self.limiter);
             match scheduled {
                 Scheduled::Lookup(row) => {
-                    let days = self.options.precheck_days;
+                    let lookup =
+                        self.lookups
+                            .of_order(&row.record.processing_terminal_id, &row.record.order_id, row.method);
                     self.tasks.push(Box::pin(async move {
-                        let found = lookup_order(&client, &row, days, &limiter).await;
+                        let found = lookup.await;
                         Finished::LookedUp { row, found }
                     }));
                 }
@@ -837,19 +850,21 @@ impl Dispatcher<'_> {
                     states.push(outcome.state.unwrap_or(RefundState::Unknown));
                     results.push(sent.result);
                 }
-                Finished::LookedUp { mut row, found } => match settle_lookup(self.ledger, &row, found, self.options)? {
-                    LookupVerdict::Clear => {
-                        self.ledger.clear_precheck(row.record.id)?;
-                        row.record.needs_precheck = false;
-                        cleared.push(row);
+                Finished::LookedUp { mut row, found } => {
+                    match settle_lookup(self.ledger, &row.record, row.method, found, self.options.batch)? {
+                        LookupVerdict::Clear => {
+                            self.ledger.clear_precheck(row.record.id)?;
+                            row.record.needs_precheck = false;
+                            cleared.push(row);
+                        }
+                        LookupVerdict::Settled(state) => states.push(state),
+                        LookupVerdict::Failed(note, result) => {
+                            states.push(RefundState::Pending);
+                            results.push(*result);
+                            self.report.notes.insert(row.input_row, note);
+                        }
                     }
-                    LookupVerdict::Settled(state) => states.push(state),
-                    LookupVerdict::Failed(note, result) => {
-                        states.push(RefundState::Pending);
-                        results.push(*result);
-                        self.report.notes.insert(row.input_row, note);
-                    }
-                },
+                }
             }
         }
         for result in &results {
@@ -930,132 +945,6 @@ impl Dispatcher<'_> {
     }
 }
 
-/// Looks the row's order up at Payroc in both refund lists, over the last `days` days (and one
-/// ahead, for clocks that disagree). The row's own method's list must be read in full; the other
-/// method's list may be refused (a terminal without bank transfers), which counts as empty.
-async fn lookup_order(
-    client: &PayrocClient,
-    row: &ReadyRow,
-    days: u32,
-    limiter: &RequestLimiter,
-) -> Result<Vec<(Method, CreatedRefund)>, SendResult> {
-    let now = crate::clock::now();
-    let window = (
-        now - time::Duration::days(i64::from(days)),
-        now + time::Duration::days(1),
-    );
-    let mut all = Vec::new();
-    for method in [row.method, row.method.other()] {
-        match client
-            .find_refunds(
-                method,
-                &row.record.processing_terminal_id,
-                &row.record.order_id,
-                window,
-                Some(limiter),
-            )
-            .await
-        {
-            Ok(found) => all.extend(found.into_iter().map(|refund| (method, refund))),
-            Err(SendResult::GaveUp {
-                http_status: Some(status),
-                ..
-            }) if method != row.method && (400..500).contains(&status) => {}
-            Err(failure) => return Err(failure),
-        }
-    }
-    Ok(all)
-}
-
-/// What a lookup before the first send came to.
-enum LookupVerdict {
-    /// Payroc has no refund for the order that counts (none, or only declined ones): send it.
-    Clear,
-    /// Payroc already has it: the row took that outcome (or `conflict`) and is not sent.
-    Settled(RefundState),
-    /// The lookup failed: the row stays `pending`, marked for a lookup, and is not sent.
-    Failed(RowNote, Box<SendResult>),
-}
-
-/// Records what a lookup before the first send found.
-fn settle_lookup(
-    ledger: &mut Ledger,
-    row: &ReadyRow,
-    found: Result<Vec<(Method, CreatedRefund)>, SendResult>,
-    options: &DispatchOptions,
-) -> Result<LookupVerdict, LedgerError> {
-    let found = match found {
-        Ok(found) => found,
-        Err(failure) => {
-            let detail = failure.detail();
-            let note = RowNote {
-                status: ResultStatus::Pending,
-                error: format!(
-                    "not sent: this ledger is new, and the lookup of the order at Payroc before its first send failed ({detail}). Run again"
-                ),
-            };
-            return Ok(LookupVerdict::Failed(note, Box::new(failure)));
-        }
-    };
-    // A declined or returned refund refunded nothing: it does not stand in the way.
-    let live: Vec<(Method, CreatedRefund, RefundUpdate)> = found
-        .into_iter()
-        .map(|(method, refund)| {
-            let outcome = crate::dispatch::outcome::of_refund(method, &refund);
-            (method, refund, outcome)
-        })
-        .filter(|(_, _, outcome)| !matches!(outcome.state, Some(RefundState::Declined | RefundState::Returned)))
-        .collect();
-    let record = &row.record;
-    let outcome = match live.as_slice() {
-        [] => return Ok(LookupVerdict::Clear),
-        [(method, refund, outcome)]
-            if *method == row.method
-                && refund.order.as_ref().is_some_and(|order| {
-                    order.amount == Some(record.amount_minor) && order.currency.as_deref() == Some(&record.currency)
-                }) =>
-        {
-            RefundUpdate {
-                http_status: Some(200),
-                problem_detail: Some(format!(
-                    "found at Payroc before sending ({}): this order was already refunded, so it was not sent again",
-                    describe_found(*method, refund)
-                )),
-                ..outcome.clone()
-            }
-        }
-        several => RefundUpdate {
-            state: Some(RefundState::Conflict),
-            http_status: Some(200),
-            problem_detail: Some(format!(
-                "Payroc already has {} for this order ({}); one order is one refund, so this row was not sent. A different refund needs a different order_id",
-                if several.len() == 1 { "a refund" } else { "refunds" },
-                several
-                    .iter()
-                    .map(|(method, refund, _)| describe_found(*method, refund))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )),
-            ..RefundUpdate::default()
-        },
-    };
-    ledger.record_reconciliation(record.id, options.batch, &outcome)?;
-    Ok(LookupVerdict::Settled(outcome.state.unwrap_or(RefundState::Unknown)))
-}
-
-/// `CD3HN88U9F, card, 4999 USD minor units, 2026-11-20`: a refund Payroc listed, in words.
-fn describe_found(method: Method, refund: &CreatedRefund) -> String {
-    let order = refund.order.clone().unwrap_or_default();
-    format!(
-        "{}, {}, {} {} minor units, made {}",
-        refund.refund_id.as_deref().unwrap_or("no id"),
-        method.as_str(),
-        order.amount.map_or_else(|| "?".to_owned(), |amount| amount.to_string()),
-        order.currency.as_deref().unwrap_or("?"),
-        order.date_time.as_deref().unwrap_or("at an unknown time")
-    )
-}
-
 /// Sleeps until `deadline`, or forever when there is none (a `select!` branch that never fires).
 async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -1068,6 +957,7 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
 mod tests {
     use super::*;
     use crate::ledger::RefundId;
+    use crate::ledger::RefundUpdate;
     use crate::refund::money::Currency;
     use crate::refund::{Customer, Method, Payee, RefundRow};
 

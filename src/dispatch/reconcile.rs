@@ -189,7 +189,13 @@ pub async fn reconcile(
         report.looked_up += 1;
         let window = lookup_window(&record);
         let found = match client
-            .find_refunds(row.method, &row.processing_terminal_id, &row.order_id, window, None)
+            .find_refunds(
+                row.method,
+                &row.processing_terminal_id,
+                Some(&row.order_id),
+                window,
+                None,
+            )
             .await
         {
             Ok(found) => found,

@@ -293,6 +293,10 @@ impl PayrocProblem {
 /// 100), so reaching it means the paging does not end.
 pub(crate) const MAX_LIST_PAGES: usize = 50;
 
+/// The most pages a terminal's listing is followed for (a million refunds): a look-up before
+/// sending reads the terminal's refunds over its window once for all its rows.
+pub(crate) const MAX_TERMINAL_LIST_PAGES: usize = 10_000;
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RefundList {

@@ -25,7 +25,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::payroc::answer::{
-    CreatedRefund, MAX_LIST_PAGES, PayrocProblem, RefundList, SendReport, SendResult, SystemicError, answer_of,
+    CreatedRefund, MAX_LIST_PAGES, MAX_TERMINAL_LIST_PAGES, PayrocProblem, RefundList, SendReport, SendResult,
+    SystemicError, answer_of,
 };
 use crate::payroc::retry::{PauseGate, RequestLimiter, RetryPolicy, is_retryable, retry_after};
 use crate::refund::Method;
@@ -267,7 +268,8 @@ impl PayrocClient {
         }
     }
 
-    /// Lists every refund Payroc has for one order made between `date_from` and `date_to`
+    /// Lists every refund Payroc has for one order — or, without `order_id`, for the whole
+    /// terminal — made between `date_from` and `date_to`
     /// (`GET /refunds?processingTerminalId&orderId&dateFrom&dateTo` or the bank-transfer list),
     /// following every page, for `reconcile` and the pre-send lookup. Only a complete listing is
     /// returned: a page that cannot be read, or paging that does not end, is an error, because
@@ -277,10 +279,16 @@ impl PayrocClient {
         &self,
         method: Method,
         terminal: &str,
-        order_id: &str,
+        order_id: Option<&str>,
         window: (time::OffsetDateTime, time::OffsetDateTime),
         limiter: Option<&RequestLimiter>,
     ) -> Result<Vec<CreatedRefund>, SendResult> {
+        // A terminal's listing may be long (a hundred refunds a page); one order's is not.
+        let max_pages = if order_id.is_some() {
+            MAX_LIST_PAGES
+        } else {
+            MAX_TERMINAL_LIST_PAGES
+        };
         let url = self.refund_url(method);
         let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
         let date_from = window
@@ -295,16 +303,18 @@ impl PayrocClient {
             .unwrap_or_default();
         let mut found = Vec::new();
         let mut after: Option<String> = None;
-        for _page in 0..MAX_LIST_PAGES {
+        for _page in 0..max_pages {
             let exchange = self
                 .exchange(limiter, false, false, |authorization| {
-                    let mut query = vec![
-                        ("processingTerminalId", terminal),
-                        ("orderId", order_id),
+                    let mut query = vec![("processingTerminalId", terminal)];
+                    if let Some(order_id) = order_id {
+                        query.push(("orderId", order_id));
+                    }
+                    query.extend([
                         ("dateFrom", date_from.as_str()),
                         ("dateTo", date_to.as_str()),
                         ("limit", "100"),
-                    ];
+                    ]);
                     if let Some(after) = &after {
                         query.push(("after", after.as_str()));
                     }
@@ -336,7 +346,7 @@ impl PayrocClient {
                             .order
                             .as_ref()
                             .and_then(|order| order.order_id.as_deref())
-                            .is_none_or(|id| id == order_id)
+                            .is_none_or(|id| order_id.is_none_or(|wanted| id == wanted))
                     });
                     return Ok(found);
                 }
@@ -344,9 +354,7 @@ impl PayrocClient {
         }
         Err(SendResult::GaveUp {
             maybe_reached: false,
-            detail: format!(
-                "Payroc lists more than {MAX_LIST_PAGES} pages of refunds for this order; settle it by hand"
-            ),
+            detail: format!("Payroc lists more than {max_pages} pages of refunds here; settle it by hand"),
             http_status: None,
         })
     }
