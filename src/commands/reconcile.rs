@@ -41,6 +41,7 @@ pub async fn reconcile(
         batch: session.batch,
         confirm_not_created,
         refresh: arguments.refresh,
+        return_window: time::Duration::days(i64::from(arguments.return_window_days)),
     };
     let input = InputReader::open_unhashed(&session.input_path, read_options).map_err(CommandError::usage)?;
     let progress = terminal.progress(session.check.valid);
@@ -73,6 +74,11 @@ pub async fn reconcile(
             "{} not found at Payroc but first sent more than six days ago: left unknown, never re-sent by itself. \
              If you are sure nothing was refunded, run reconcile again with --confirm-not-created ROWS (the error column names them)",
             crate::report::terminal::rows(report.not_found_too_old)
+        ));
+    }
+    for (row, why) in &report.not_confirmed {
+        terminal.warn(&format!(
+            "--confirm-not-created: row {row} was not moved to a new key: {why}"
         ));
     }
     if report.confirmed > 0 {
