@@ -20,6 +20,11 @@ pub async fn reconcile(
         Some(text) => RowSelection::parse(text)
             .map_err(|message| CommandError::usage(anyhow::anyhow!("--confirm-not-created: {message}")))?,
     };
+    let results_path = arguments
+        .results
+        .clone()
+        .unwrap_or_else(|| crate::report::results::default_path(&arguments.input.file));
+    session::refuse_protected_output(global, Some(&arguments.input.file), "--results", &results_path)?;
     // Invalid rows were never sent, so they are only reported, never a reason to stop.
     let (check, read_options) = session::check_input(&arguments.input, true, terminal)?;
     let connection = &arguments.connection;
@@ -87,5 +92,5 @@ pub async fn reconcile(
             crate::report::terminal::rows(report.confirmed)
         ));
     }
-    session.finish(arguments.results, &report.notes, report.stopped.as_ref(), terminal)
+    session.finish(Some(results_path), &report.notes, report.stopped.as_ref(), terminal)
 }
