@@ -255,11 +255,21 @@ pub struct ReconcileArgs {
     #[arg(long, value_name = "ROWS|all")]
     pub confirm_not_created: Option<String>,
     /// Also read again every refund whose Payroc status can still change (an approved card
-    /// refund until its batch closes, a bank transfer until complete or returned, queued and
-    /// partial rows) and record returns, reversals and declines. Sends no refund. Cron can run
-    /// it daily for a week after a batch.
+    /// refund until its batch closes, a bank transfer until complete and then for
+    /// --return-window-days, queued and partial rows) and record returns, reversals and
+    /// declines. Sends no refund. Cron can run it daily after a batch.
     #[arg(long)]
     pub refresh: bool,
+    /// With --refresh: for how many days after its first send a `complete` bank transfer is
+    /// still read again. The customer's bank can return an ACH transfer after it settled, and
+    /// then nothing was refunded. Card refunds are final once complete.
+    #[arg(
+        long,
+        env = "REFUND_BATCH_RETURN_WINDOW_DAYS",
+        default_value_t = 60,
+        value_name = "DAYS"
+    )]
+    pub return_window_days: u32,
     /// Connection and retry settings.
     #[command(flatten)]
     pub connection: ConnectionArgs,

@@ -604,3 +604,50 @@ fn status_during_a_new_ledgers_first_run_then_kill_9_loses_no_record_of_a_send()
         assert!(state != "pending", "{}: {state}", refund.order_id);
     }
 }
+
+#[test]
+fn confirm_not_created_names_every_row_it_did_not_act_on_and_why() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &file("1234001"));
+    let failing = TestSandbox::start(SandboxConfig {
+        rate_503: 1.0,
+        retry_after: std::time::Duration::from_millis(1),
+        ..SandboxConfig::default()
+    });
+    workdir.run(&failing, "day.csv", &["--max-retries", "0"]).code(3);
+    age_ledger(&workdir.path("ledger.sqlite"), 8);
+    let healthy = TestSandbox::start(SandboxConfig::default());
+    // Row 2 is acted on; row 9 is not in the file.
+    workdir
+        .reconcile(&healthy, "day.csv", &["--confirm-not-created", "2,9"])
+        .code(3)
+        .stderr(predicate::str::contains(
+            "row 9 was not moved to a new key: the file has no row 9 (its last row is 4)",
+        ))
+        .stderr(predicate::str::contains("row 2 was not").not());
+    workdir.run(&healthy, "day.csv", &[]).code(3);
+    // Row 2 has succeeded since; row 3 is acted on.
+    workdir
+        .reconcile(&healthy, "day.csv", &["--confirm-not-created", "2,3"])
+        .code(3)
+        .stderr(predicate::str::contains(
+            "row 2 was not moved to a new key: the row is succeeded, not unknown",
+        ))
+        .stderr(predicate::str::contains("row 3 was not").not());
+    // A lookup that does not complete concludes nothing, and says so for the row asked about.
+    let slow = TestSandbox::start(SandboxConfig {
+        latency: std::time::Duration::from_millis(2_500),
+        ..SandboxConfig::default()
+    });
+    workdir
+        .reconcile(
+            &slow,
+            "day.csv",
+            &["--confirm-not-created", "4", "--timeout", "1", "--max-retries", "0"],
+        )
+        .code(3)
+        .stderr(predicate::str::contains(
+            "row 4 was not moved to a new key: the lookup at Payroc failed",
+        ));
+    assert_eq!(slow.stats().refunds.len(), 0);
+}

@@ -156,3 +156,112 @@ fn a_refusal_from_the_identity_service_is_reported_in_full_with_exit_4() {
         ));
     assert_eq!(sandbox.stats().refund_posts, 0);
 }
+
+const BANK_HEADER: &str = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,account_number,routing_number,name_on_account\n";
+
+#[test]
+fn a_bank_transfer_declined_with_an_approval_code_is_declined_and_not_refunded() {
+    let workdir = Workdir::new();
+    workdir.write(
+        "bank.csv",
+        &format!(
+            "{BANK_HEADER}bank,1234001,BD-1,40.00,USD,refund,,,99990007,011000015,Grace Hopper\n\
+             bank,1234001,BD-2,12.00,USD,refund,,,1234567890,011000015,Grace Hopper\n"
+        ),
+    );
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir
+        .run(&sandbox, "bank.csv", &[])
+        .code(1)
+        .stderr(predicate::str::contains("2 rows: 1 succeeded, 1 declined"))
+        .stderr(predicate::str::contains("refunded: 12.00 USD\n"));
+    let results = read_results(&workdir.path("bank.results.csv"));
+    let declined = line_of(&results, "BD-1");
+    assert_eq!(
+        (
+            declined["status"].as_str(),
+            declined["payroc_status"].as_str(),
+            declined["response_code"].as_str()
+        ),
+        ("declined", "declined", "A"),
+        "{declined:?}"
+    );
+    assert_eq!(line_of(&results, "BD-2")["status"], "succeeded");
+}
+
+#[test]
+fn refresh_follows_a_complete_bank_transfer_for_its_return_window() {
+    let workdir = Workdir::new();
+    workdir.write(
+        "day.csv",
+        &format!(
+            "{BANK_HEADER}bank,1234001,RW-1,40.00,USD,refund,,,1234567890,011000015,Grace Hopper\n\
+             card,1234001,RW-2,12.34,USD,refund,4111111111111111,1230,,,\n"
+        ),
+    );
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir.run(&sandbox, "day.csv", &[]).code(0);
+    let refund_id = |order: &str| {
+        sandbox
+            .stats()
+            .refunds
+            .iter()
+            .find(|refund| refund.order_id == order)
+            .map(|refund| refund.refund_id.clone())
+            .expect("refund")
+    };
+    let (bank, card) = (refund_id("RW-1"), refund_id("RW-2"));
+    let refresh = |extra: &[&str]| {
+        let mut arguments = vec!["--refresh"];
+        arguments.extend_from_slice(extra);
+        workdir.reconcile(&sandbox, "day.csv", &arguments)
+    };
+    let status_of = |order: &str| {
+        let results = read_results(&workdir.path("day.results.csv"));
+        let line = line_of(&results, order);
+        (line["status"].clone(), line["payroc_status"].clone())
+    };
+
+    // The batch settles: both are complete.
+    sandbox.sandbox().settle();
+    refresh(&[]).code(0);
+    assert_eq!(status_of("RW-1"), ("succeeded".into(), "complete".into()));
+    assert_eq!(status_of("RW-2"), ("succeeded".into(), "complete".into()));
+
+    // Days later the customer's bank returns the transfer: refresh still reads it and says so.
+    // A complete card refund is final and not read again.
+    assert!(sandbox.sandbox().return_transfer(&bank));
+    assert!(sandbox.sandbox().reverse(&card));
+    let posts = sandbox.stats().refund_posts;
+    refresh(&[]).code(1).stderr(predicate::str::contains(
+        "refresh: 1 refunds read again at Payroc, 1 changed",
+    ));
+    assert_eq!(status_of("RW-1"), ("returned".into(), "returned".into()));
+    assert_eq!(status_of("RW-2"), ("succeeded".into(), "complete".into()));
+    assert_eq!(sandbox.stats().refund_posts, posts, "refresh sends nothing");
+}
+
+#[test]
+fn a_complete_bank_transfer_older_than_the_return_window_is_not_read_again() {
+    let workdir = Workdir::new();
+    workdir.write(
+        "day.csv",
+        &format!("{BANK_HEADER}bank,1234001,RO-1,40.00,USD,refund,,,1234567890,011000015,Grace Hopper\n"),
+    );
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir.run(&sandbox, "day.csv", &[]).code(0);
+    sandbox.sandbox().settle();
+    workdir.reconcile(&sandbox, "day.csv", &["--refresh"]).code(0);
+    let bank = sandbox.stats().refunds[0].refund_id.clone();
+    assert!(sandbox.sandbox().return_transfer(&bank));
+    crate::util::age_ledger(&workdir.path("ledger.sqlite"), 61);
+    workdir
+        .reconcile(&sandbox, "day.csv", &["--refresh"])
+        .code(0)
+        .stderr(predicate::str::contains("refresh: 0 refunds read again"));
+    workdir
+        .reconcile(&sandbox, "day.csv", &["--refresh", "--return-window-days", "90"])
+        .code(1);
+    let results = read_results(&workdir.path("day.results.csv"));
+    assert_eq!(results[0]["status"], "returned");
+}

@@ -33,5 +33,8 @@ mod screens;
 // Input that fights back: encodings, NUL, runaway cells, ragged rows, delimiters, empty and large files.
 mod hostile;
 
+// Output paths never replace the input, the ledger or its side files.
+mod outputs;
+
 // Data protection: formula cells neutralised, no full number or unkeyed hash of one at rest.
 mod data_protection;

@@ -19,6 +19,11 @@ pub async fn reconcile(
         Some(text) => RowSelection::parse(text)
             .map_err(|message| CommandError::usage(anyhow::anyhow!("--confirm-not-created: {message}")))?,
     };
+    let results_path = arguments
+        .results
+        .clone()
+        .unwrap_or_else(|| crate::report::results::default_path(&arguments.input.file));
+    session::refuse_protected_output(global, Some(&arguments.input.file), "--results", &results_path)?;
     // Invalid rows were never sent, so they are only reported, never a reason to stop.
     let (check, read_options) = session::check_input(&arguments.input, true, terminal)?;
     let connection = &arguments.connection;
@@ -41,6 +46,7 @@ pub async fn reconcile(
         batch: session.batch,
         confirm_not_created,
         refresh: arguments.refresh,
+        return_window: time::Duration::days(i64::from(arguments.return_window_days)),
     };
     let input = session
         .check
@@ -78,11 +84,16 @@ pub async fn reconcile(
             crate::report::terminal::rows(report.not_found_too_old)
         ));
     }
+    for (row, why) in &report.not_confirmed {
+        terminal.warn(&format!(
+            "--confirm-not-created: row {row} was not moved to a new key: {why}"
+        ));
+    }
     if report.confirmed > 0 {
         terminal.note(&format!(
             "{} confirmed not created by you: moved to a new key; the next run sends them",
             crate::report::terminal::rows(report.confirmed)
         ));
     }
-    session.finish(arguments.results, &report.notes, report.stopped.as_ref(), terminal)
+    session.finish(Some(results_path), &report.notes, report.stopped.as_ref(), terminal)
 }

@@ -11,6 +11,7 @@ use crate::dispatch::{DispatchOptions, dispatch};
 use crate::exit::ExitStatus;
 use crate::input::file_check::FileCheck;
 use crate::refund::money::{Currency, format_amount, parse_amount};
+use crate::report::results;
 use crate::report::terminal::{Terminal, rows};
 
 /// Runs the batch.
@@ -25,6 +26,11 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         return Err(CommandError::usage(anyhow!("--concurrency must be at least 1")));
     }
     let caps = parse_caps(&arguments.max_total)?;
+    let results_path = arguments
+        .results
+        .clone()
+        .unwrap_or_else(|| results::default_path(&arguments.input.file));
+    session::refuse_protected_output(global, Some(&arguments.input.file), "--results", &results_path)?;
 
     // 1. The whole file is checked before anything else happens.
     let (check, read_options) = session::check_input(&arguments.input, arguments.skip_invalid, terminal)?;
@@ -113,7 +119,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         (sent, 0) => format!("sent {}", rows(sent)),
         (sent, done) => format!("sent {}; {} already done in the ledger", rows(sent), rows(done)),
     });
-    let status = session.finish(arguments.results, &report.notes, report.stopped.as_ref(), terminal)?;
+    let status = session.finish(Some(results_path), &report.notes, report.stopped.as_ref(), terminal)?;
     if let Some(changed) = report.input_changed {
         return Err(CommandError {
             status: ExitStatus::Incomplete,

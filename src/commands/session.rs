@@ -22,6 +22,7 @@ use crate::ledger::{BatchId, BatchSummary, Ledger};
 use crate::payroc::client::check_base_url;
 use crate::payroc::{ClientConfig, PayrocClient, RetryPolicy, SystemicError};
 use crate::refund::{ResultStatus, RowNote};
+use crate::report::protect;
 use crate::report::results::{self, ResultsContext, Tally};
 use crate::report::terminal::{Terminal, rows};
 
@@ -43,6 +44,19 @@ pub struct Session {
     pub batch: BatchId,
     /// The key namespace.
     pub namespace: String,
+}
+
+/// Refuses an output path (`option`'s value) that names the input file, the ledger or one of
+/// its side files: exit 2, before anything is sent or the ledger is opened for writing.
+pub fn refuse_protected_output(
+    global: &GlobalArgs,
+    input: Option<&Path>,
+    option: &'static str,
+    output: &Path,
+) -> Result<(), CommandError> {
+    let ledger_path = ledger_path(global.ledger.as_ref())?;
+    let protected = protect::protected_files(input, &ledger_path);
+    protect::refuse_protected(option, output, &protected).map_err(CommandError::usage)
 }
 
 /// Sets the banner that marks non-production screens.

@@ -56,6 +56,14 @@ struct FileView {
 /// Prints the report on stdout (it is the command's data).
 pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
     let path = ledger_path(global.ledger.as_ref())?;
+    if let Some(output) = &arguments.write_results {
+        crate::commands::session::refuse_protected_output(
+            global,
+            arguments.file.as_deref(),
+            "--write-results",
+            output,
+        )?;
+    }
     if !path.exists() {
         return Err(CommandError::usage(anyhow::anyhow!(
             "no ledger at {}: nothing has been run with it yet",

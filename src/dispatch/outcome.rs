@@ -27,8 +27,9 @@ use crate::refund::{Method, PayrocRefundId};
 /// Problem type Payroc uses when a key was first used with a different body (under 409 or 400).
 const KEY_IN_USE: &str = "idempotency-key-in-use";
 
-/// Card statuses that contradict an approval code: such an answer is never `succeeded`.
-const CARD_STATUSES_NEVER_SUCCEEDED: [&str; 5] = ["declined", "reversal", "expired", "referral", "pickup"];
+/// Card statuses that contradict an approval code (`reversal` is read on its own, as `reversed`):
+/// such an answer is never `succeeded`.
+const CARD_STATUSES_NEVER_SUCCEEDED: [&str; 4] = ["declined", "expired", "referral", "pickup"];
 
 /// What was sent, as far as reading the answer needs it.
 #[derive(Debug, Clone, Copy)]
@@ -210,33 +211,96 @@ fn add_notes(outcome: &mut RefundUpdate, notes: Vec<String>) {
     outcome.notes = Some(all.join("; "));
 }
 
-/// The state a `transactionResult` means.
+/// The state a `transactionResult` means: one reading for card and bank alike, in two steps.
 ///
-/// Card: `A` is `succeeded` unless the status contradicts it (`reversal` is `reversed`;
-/// `declined`, `expired`, `referral`, `pickup` are `queued` for a person to look at); `D`, `R`,
-/// `C` are declines; `P` is `partial`; `E` (accepted for later processing) and anything unknown
-/// are `queued`: not a definite failure, so never retried under a new key, and never counted as
-/// refunded.
-///
-/// Bank transfers (`responseCode` optional, no enum): a `returned` or `reversal` status wins (it
-/// comes later, read again by `reconcile --refresh`, and the first answer's code stays `A`);
-/// otherwise by the code when there is one, else by the status — `declined` is a decline,
-/// `ready`/`pending`/`complete` were submitted to the ACH network; anything else is `queued`.
+/// 1. **The status first**, when it contradicts the code: a status that says the money did not
+///    go (or came back) wins over an approval code — bank `declined` is `declined`, `returned`
+///    is `returned`, `reversal` (card or bank) is `reversed`. A card `declined`, `expired`,
+///    `referral` or `pickup` status disputes an approval only: with `A` it is `queued` for a
+///    person (a card answer's code is required and names the decline when there is one; an
+///    approval next to a declining status is a contradiction, not a decline). A status this
+///    version does not know — `admin`, a new word, another spelling (`Declined`), none at all —
+///    is `queued`: never `succeeded`, because nothing says the refund went through, and never a
+///    definite failure either, because something may have been refunded and a definite failure
+///    lets `--retry-failed` send it again under a new key. `queued` is the state that says so:
+///    not counted as refunded, never re-sent, and read again by `reconcile --refresh`.
+/// 2. **Then the code**: `A` is `succeeded`; `D` (card also `R`, `C`) is `declined`; card `P` is
+///    `partial`; card `E` (accepted for later processing) and any code this version does not
+///    know are `queued`. A bank transfer may have no code: then `ready`, `pending` and `complete`
+///    (submitted to the ACH network) are `succeeded`.
 pub fn state_of(method: Method, result: &TransactionResult) -> RefundState {
-    let status = result.status.as_deref();
-    let code = result.response_code.as_deref();
-    match (method, status, code) {
-        (_, Some("reversal"), _) => RefundState::Reversed,
-        (Method::Bank, Some("returned"), _) => RefundState::Returned,
-        (Method::Card, Some(status), Some("A")) if CARD_STATUSES_NEVER_SUCCEEDED.contains(&status) => {
-            RefundState::Queued
+    let status = StatusSays::of(method, result.status.as_deref());
+    let code = CodeSays::of(method, result.response_code.as_deref());
+    match (status, code) {
+        (StatusSays::Final(state), _) => state,
+        (StatusSays::NotKnown, _) => RefundState::Queued,
+        (StatusSays::DisputesApproval, CodeSays::Approved) => RefundState::Queued,
+        (_, CodeSays::Approved) => RefundState::Succeeded,
+        (_, CodeSays::Declined) => RefundState::Declined,
+        (_, CodeSays::Partial) => RefundState::Partial,
+        (_, CodeSays::Queued | CodeSays::NotKnown) => RefundState::Queued,
+        (StatusSays::GoingThrough, CodeSays::Absent) => RefundState::Succeeded,
+        (StatusSays::DisputesApproval, CodeSays::Absent) => RefundState::Queued,
+    }
+}
+
+/// What `transactionResult.status` says before the code is read (see [`state_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusSays {
+    /// Submitted, approved or settled (`ready`, `pending`, `complete`; card `accepted`): the
+    /// code decides.
+    GoingThrough,
+    /// The refund did not go through, or was undone, whatever the code says.
+    Final(RefundState),
+    /// Card `declined`, `expired`, `referral`, `pickup`: a decline code is read as one, an
+    /// approval code is a contradiction.
+    DisputesApproval,
+    /// `admin`, a status this version does not know, or none.
+    NotKnown,
+}
+
+impl StatusSays {
+    fn of(method: Method, status: Option<&str>) -> StatusSays {
+        match (method, status) {
+            (_, Some("ready" | "pending" | "complete")) | (Method::Card, Some("accepted")) => StatusSays::GoingThrough,
+            (_, Some("reversal")) => StatusSays::Final(RefundState::Reversed),
+            (Method::Bank, Some("returned")) => StatusSays::Final(RefundState::Returned),
+            (Method::Bank, Some("declined")) => StatusSays::Final(RefundState::Declined),
+            (Method::Card, Some(status)) if CARD_STATUSES_NEVER_SUCCEEDED.contains(&status) => {
+                StatusSays::DisputesApproval
+            }
+            _ => StatusSays::NotKnown,
         }
-        (_, _, Some("A")) => RefundState::Succeeded,
-        (_, _, Some("D" | "R" | "C")) => RefundState::Declined,
-        (Method::Card, _, Some("P")) => RefundState::Partial,
-        (Method::Bank, Some("declined"), None) => RefundState::Declined,
-        (Method::Bank, Some("ready" | "pending" | "complete"), None) => RefundState::Succeeded,
-        _ => RefundState::Queued,
+    }
+}
+
+/// What `transactionResult.responseCode` says (see [`state_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CodeSays {
+    /// `A`.
+    Approved,
+    /// `D`; card `R` (call the bank) and `C` (keep the card).
+    Declined,
+    /// Card `P`: less than asked was approved.
+    Partial,
+    /// Card `E`: accepted for later processing.
+    Queued,
+    /// A code this version does not know for the method (lower case included).
+    NotKnown,
+    /// No code: allowed for a bank transfer only (a card answer always has one).
+    Absent,
+}
+
+impl CodeSays {
+    fn of(method: Method, code: Option<&str>) -> CodeSays {
+        match (method, code) {
+            (_, Some("A")) => CodeSays::Approved,
+            (_, Some("D")) | (Method::Card, Some("R" | "C")) => CodeSays::Declined,
+            (Method::Card, Some("P")) => CodeSays::Partial,
+            (Method::Card, Some("E")) => CodeSays::Queued,
+            (Method::Bank, None) => CodeSays::Absent,
+            _ => CodeSays::NotKnown,
+        }
     }
 }
 
@@ -517,60 +581,117 @@ mod tests {
         assert!(notes.contains("\"admin\"") && notes.contains("-12.5"), "{notes}");
     }
 
+    /// Every (status, code) pair each method can meet, the known ones and some it cannot know
+    /// (another spelling, a lower-case code, a new word, none): one row per status, one column
+    /// per code.
     #[test]
-    fn transaction_results_by_method() {
+    fn every_status_and_code_by_method() {
         use RefundState::*;
-        let result = |status: &str, code: Option<&str>| TransactionResult {
-            status: Some(status.to_owned()),
+        let result = |status: Option<&str>, code: Option<&str>| TransactionResult {
+            status: status.map(str::to_owned),
             response_code: code.map(str::to_owned),
             ..TransactionResult::default()
         };
-        let card = [
-            ("ready", Some("A"), Succeeded),
-            ("pending", Some("A"), Succeeded),
-            ("complete", Some("A"), Succeeded),
-            ("declined", Some("A"), Queued),
-            ("reversal", Some("A"), Reversed),
-            ("expired", Some("A"), Queued),
-            ("referral", Some("A"), Queued),
-            ("pickup", Some("A"), Queued),
-            ("declined", Some("D"), Declined),
-            ("declined", Some("R"), Declined),
-            ("declined", Some("C"), Declined),
-            ("pending", Some("E"), Queued),
-            ("ready", Some("P"), Partial),
-            ("ready", Some("Z"), Queued),
-            ("ready", None, Queued),
+        let check = |method: Method, codes: &[Option<&str>], grid: &[(Option<&str>, &[RefundState])]| {
+            for (status, states) in grid {
+                assert_eq!(states.len(), codes.len(), "{method:?} {status:?}: one state per code");
+                for (code, state) in codes.iter().zip(states.iter()) {
+                    assert_eq!(
+                        state_of(method, &result(*status, *code)),
+                        *state,
+                        "{method:?} status {status:?} code {code:?}"
+                    );
+                }
+            }
+        };
+
+        // Bank: the status wins when it contradicts the code; then the code; without one,
+        // `ready`/`pending`/`complete` were submitted.
+        let bank_codes = [Some("A"), Some("D"), None, Some("a"), Some("d"), Some("R"), Some("Z")];
+        let bank: [(Option<&str>, &[RefundState]); 12] = [
+            (
+                Some("ready"),
+                &[Succeeded, Declined, Succeeded, Queued, Queued, Queued, Queued],
+            ),
+            (
+                Some("pending"),
+                &[Succeeded, Declined, Succeeded, Queued, Queued, Queued, Queued],
+            ),
+            (
+                Some("complete"),
+                &[Succeeded, Declined, Succeeded, Queued, Queued, Queued, Queued],
+            ),
+            (Some("declined"), &[Declined; 7]),
+            (Some("returned"), &[Returned; 7]),
+            (Some("reversal"), &[Reversed; 7]),
+            (Some("admin"), &[Queued; 7]),
+            (Some("Declined"), &[Queued; 7]),
+            (Some("COMPLETE"), &[Queued; 7]),
+            (Some("settled"), &[Queued; 7]),
+            (Some(""), &[Queued; 7]),
+            (None, &[Queued; 7]),
         ];
-        for (status, code, state) in card {
-            assert_eq!(
-                state_of(Method::Card, &result(status, code)),
-                state,
-                "card {status} {code:?}"
-            );
-        }
-        let bank = [
-            ("ready", Some("A"), Succeeded),
-            ("declined", Some("D"), Declined),
-            ("declined", None, Declined),
-            ("ready", None, Succeeded),
-            ("pending", None, Succeeded),
-            ("complete", None, Succeeded),
-            ("returned", None, Returned),
-            ("returned", Some("A"), Returned),
-            ("reversal", None, Reversed),
-            ("reversal", Some("A"), Reversed),
-            ("pending", Some("D"), Declined),
-            ("admin", None, Queued),
-            ("something new", None, Queued),
-            ("ready", Some("Q"), Queued),
+        check(Method::Bank, &bank_codes, &bank);
+
+        // Card: the same reading; its declining statuses dispute an approval only, and a card
+        // answer without a code is one this version cannot read.
+        let card_codes = [
+            Some("A"),
+            Some("D"),
+            Some("R"),
+            Some("C"),
+            Some("P"),
+            Some("E"),
+            None,
+            Some("a"),
+            Some("Z"),
         ];
-        for (status, code, state) in bank {
-            assert_eq!(
-                state_of(Method::Bank, &result(status, code)),
-                state,
-                "bank {status} {code:?}"
-            );
-        }
+        let going = [
+            Succeeded, Declined, Declined, Declined, Partial, Queued, Queued, Queued, Queued,
+        ];
+        let disputed = [
+            Queued, Declined, Declined, Declined, Partial, Queued, Queued, Queued, Queued,
+        ];
+        let card: [(Option<&str>, &[RefundState]); 15] = [
+            (Some("ready"), &going),
+            (Some("pending"), &going),
+            (Some("complete"), &going),
+            (Some("accepted"), &going),
+            (Some("declined"), &disputed),
+            (Some("expired"), &disputed),
+            (Some("referral"), &disputed),
+            (Some("pickup"), &disputed),
+            (Some("reversal"), &[Reversed; 9]),
+            (Some("admin"), &[Queued; 9]),
+            (Some("returned"), &[Queued; 9]),
+            (Some("Ready"), &[Queued; 9]),
+            (Some("something new"), &[Queued; 9]),
+            (Some(""), &[Queued; 9]),
+            (None, &[Queued; 9]),
+        ];
+        check(Method::Card, &card_codes, &card);
+    }
+
+    /// An answer that is not `succeeded` for a reason this version cannot read says so in the
+    /// row's notes; a card `E` is ordinary and needs no note.
+    #[test]
+    fn an_answer_read_as_queued_says_why() {
+        let refund = |status: &str, code: Option<&str>| CreatedRefund {
+            refund_id: Some("CD3HN88U9F".into()),
+            transaction_result: Some(TransactionResult {
+                status: Some(status.to_owned()),
+                response_code: code.map(str::to_owned),
+                ..TransactionResult::default()
+            }),
+            ..CreatedRefund::default()
+        };
+        let notes = of_refund(Method::Bank, &refund("admin", Some("A")))
+            .notes
+            .unwrap_or_default();
+        assert!(notes.contains("\"admin\"") && notes.contains("\"A\""), "{notes}");
+        let declined = of_refund(Method::Bank, &refund("declined", Some("A")));
+        assert_eq!(declined.state, Some(RefundState::Declined));
+        assert_eq!(declined.notes, None);
+        assert_eq!(of_refund(Method::Card, &refund("pending", Some("E"))).notes, None);
     }
 }

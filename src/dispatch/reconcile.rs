@@ -21,11 +21,12 @@
 //!
 //! With `--refresh` it also follows refunds after the run: every row with a Payroc refund id
 //! whose status can still change — a card refund not yet `complete` (it can be reversed until its
-//! batch closes), a bank transfer not yet `complete` or `returned`, and `queued` and `partial`
-//! rows — is read again by id (`GET /refunds/{id}`, `GET /bank-transfer-refunds/{id}`) and takes
+//! batch closes), an approved bank transfer not yet `complete`, and a `complete` one while its
+//! first send is younger than the return window (`--return-window-days`, 60: the customer's bank
+//! can return an ACH transfer after it settled), and `queued` and `partial` rows — is read again by id (`GET /refunds/{id}`, `GET /bank-transfer-refunds/{id}`) and takes
 //! what Payroc says now: `succeeded`, `declined`, `returned`, `reversed`. It sends no refund.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -57,6 +58,9 @@ pub struct ReconcileOptions {
     pub refresh: bool,
     /// Order ids that differ only by letter case are different orders (`--allow-case-variants`).
     pub allow_case_variants: bool,
+    /// How long after its first send a `complete` bank transfer is still read again by
+    /// `--refresh` (`--return-window-days`): ACH returns come after settlement.
+    pub return_window: time::Duration,
 }
 
 /// Which rows of the file an option applies to.
@@ -89,6 +93,12 @@ impl RowSelection {
             .map(RowSelection::Rows)
     }
 
+    /// Whether `row` was named one by one (not by `all`): such a row is reported whatever
+    /// kept it from being acted on, even when it was never a candidate.
+    pub fn names(&self, row: u64) -> bool {
+        matches!(self, RowSelection::Rows(rows) if rows.contains(&row))
+    }
+
     /// Whether `row` is selected.
     pub fn contains(&self, row: u64) -> bool {
         match self {
@@ -118,6 +128,9 @@ pub struct ReconcileReport {
     pub changed: u64,
     /// Notes for the results, by row.
     pub notes: HashMap<u64, RowNote>,
+    /// `--confirm-not-created`: every row it was asked about and did not move to a new key, with
+    /// why. With `all`, only the rows that were looked up (the others were never candidates).
+    pub not_confirmed: BTreeMap<u64, String>,
     /// Why it stopped early, if it did.
     pub stopped: Option<StopReason>,
 }
@@ -132,21 +145,61 @@ pub async fn reconcile(
     progress: &Progress,
 ) -> Result<ReconcileReport, DispatchError> {
     let mut report = ReconcileReport::default();
+    let now = crate::clock::now();
+    // Rows read so far, so that a row number asked about and never met can be told apart.
+    let mut last_row = 1;
+    let mut confirmed_rows = HashSet::new();
     while let Some(parsed) = input.next_row() {
         let row = match parsed? {
             ParsedRow::Valid(row) if !skip_rows.contains(&row.row) => row,
-            _ => continue,
+            ParsedRow::Valid(row) => {
+                last_row = row.row;
+                not_confirmed(
+                    &mut report,
+                    options,
+                    row.row,
+                    false,
+                    "the row is invalid (it repeats an earlier row's order); nothing was sent for it".into(),
+                );
+                continue;
+            }
+            ParsedRow::Invalid { label, .. } => {
+                last_row = label.row;
+                not_confirmed(
+                    &mut report,
+                    options,
+                    label.row,
+                    false,
+                    "the row is invalid; nothing was sent for it".into(),
+                );
+                continue;
+            }
         };
+        last_row = row.row;
         let prepared = prepare(&row, &options.environment, &options.namespace);
         let Some(record) = ledger.find_order(&prepared.ledger_id, &prepared.legacy_ledger_id)? else {
+            not_confirmed(
+                &mut report,
+                options,
+                row.row,
+                false,
+                "the ledger has no refund for this row: it was never sent, and the next run sends it".into(),
+            );
             continue;
         };
         if options.refresh
             && let Some(refund_id) = record
                 .refund_id
                 .clone()
-                .filter(|_| may_still_change(row.method, &record))
+                .filter(|_| may_still_change(row.method, &record, options.return_window, now))
         {
+            not_confirmed(
+                &mut report,
+                options,
+                row.row,
+                false,
+                format!("the row is {}, not unknown", record.state.as_str()),
+            );
             report.refreshed += 1;
             match client.get_refund(row.method, refund_id.as_str()).await {
                 Ok(refund) => {
@@ -184,6 +237,13 @@ pub async fn reconcile(
             || (record.state == RefundState::Pending && record.first_sent_at.is_some())
             || (options.include_queued && record.state == RefundState::Queued);
         if !wanted {
+            not_confirmed(
+                &mut report,
+                options,
+                row.row,
+                false,
+                format!("the row is {}, not unknown", record.state.as_str()),
+            );
             continue;
         }
         report.looked_up += 1;
@@ -204,16 +264,12 @@ pub async fn reconcile(
                 break;
             }
             Err(failure) => {
-                leave_as_it_was(
-                    &mut report,
-                    progress,
-                    row.row,
-                    record.state,
-                    format!(
-                        "the lookup at Payroc failed, so nothing was concluded: {}",
-                        failure.detail()
-                    ),
+                let why = format!(
+                    "the lookup at Payroc failed, so nothing was concluded: {}",
+                    failure.detail()
                 );
+                not_confirmed(&mut report, options, row.row, true, why.clone());
+                leave_as_it_was(&mut report, progress, row.row, record.state, why);
                 continue;
             }
         };
@@ -249,11 +305,29 @@ pub async fn reconcile(
                     http_status: Some(200),
                     ..of_refund(row.method, refund)
                 };
+                not_confirmed(
+                    &mut report,
+                    options,
+                    row.row,
+                    false,
+                    format!(
+                        "Payroc has refund {} for it, so the row took its outcome ({})",
+                        refund.refund_id.as_deref().unwrap_or("(no id)"),
+                        outcome.state.unwrap_or(RefundState::Unknown).as_str()
+                    ),
+                );
                 ledger.record_reconciliation(record.id, options.batch, &outcome)?;
                 report.settled += 1;
                 progress.finished(outcome.state.unwrap_or(RefundState::Unknown));
             }
             ([], []) if record.state == RefundState::Queued => {
+                not_confirmed(
+                    &mut report,
+                    options,
+                    row.row,
+                    false,
+                    "the row is queued, not unknown".into(),
+                );
                 report.notes.insert(
                     row.row,
                     RowNote {
@@ -267,6 +341,13 @@ pub async fn reconcile(
             }
             ([], []) if !sent_too_long_ago(&record) => {
                 report.not_created += 1;
+                not_confirmed(
+                    &mut report,
+                    options,
+                    row.row,
+                    true,
+                    "its first send was less than six days ago, so it keeps its key (Payroc still remembers it): the next run sends it under that key".into(),
+                );
                 let outcome = RefundUpdate {
                     state: Some(RefundState::Pending),
                     problem_detail: Some(format!(
@@ -286,10 +367,12 @@ pub async fn reconcile(
                     options.allow_case_variants,
                 )? {
                     progress.finished(record.state);
+                    not_confirmed(&mut report, options, row.row, true, note.error.clone());
                     report.notes.insert(row.row, note);
                     continue;
                 }
                 report.confirmed += 1;
+                confirmed_rows.insert(row.row);
                 let generation = record.generation + 1;
                 let key = prepared.identity.key(generation).to_string();
                 let refund = new_refund(&prepared, &key, row.amount_minor, row.currency.code());
@@ -323,6 +406,16 @@ pub async fn reconcile(
                     .chain(others)
                     .map(|refund| refund.refund_id.as_deref().unwrap_or("(no id)"))
                     .collect();
+                not_confirmed(
+                    &mut report,
+                    options,
+                    row.row,
+                    true,
+                    format!(
+                        "Payroc has refunds for this order ({}): settle it by hand",
+                        ids.join(", ")
+                    ),
+                );
                 report.notes.insert(
                     row.row,
                     RowNote {
@@ -339,7 +432,35 @@ pub async fn reconcile(
             }
         }
     }
+    if let RowSelection::Rows(rows) = &options.confirm_not_created {
+        let stopped = report.stopped.as_ref().map(|reason| match reason {
+            StopReason::Systemic(error) => error.to_string(),
+            StopReason::Interrupted => "stopped by request".to_owned(),
+            StopReason::Repeated(detail) => detail.clone(),
+        });
+        for row in rows {
+            if report.not_confirmed.contains_key(row) || confirmed_rows.contains(row) {
+                continue;
+            }
+            let why = match &stopped {
+                Some(reason) if *row >= last_row => format!("reconcile stopped before it settled this row: {reason}"),
+                _ if *row > last_row => format!("the file has no row {row} (its last row is {last_row})"),
+                _ => "it was not looked up".to_owned(),
+            };
+            report.not_confirmed.insert(*row, why);
+        }
+    }
     Ok(report)
+}
+
+/// Records why `row`, if `--confirm-not-created` asked about it, was not moved to a new key.
+/// `looked_up`: the row was a candidate (an unknown row looked up at Payroc), which `all`
+/// reports too; a row that never was one is reported only when it was named.
+fn not_confirmed(report: &mut ReconcileReport, options: &ReconcileOptions, row: u64, looked_up: bool, why: String) {
+    let asked = options.confirm_not_created.names(row) || (looked_up && options.confirm_not_created.contains(row));
+    if asked {
+        report.not_confirmed.insert(row, why);
+    }
 }
 
 /// A row the lookup could not settle keeps its state; the note says why.
@@ -355,15 +476,24 @@ fn leave_as_it_was(report: &mut ReconcileReport, progress: &Progress, row: u64, 
 }
 
 /// Whether Payroc may still change what it says about this refund: an approved card refund
-/// until its batch closes (`complete`), a bank transfer until `complete` or `returned`, and any
-/// `queued` or `partial` refund.
-pub fn may_still_change(method: Method, record: &RefundRecord) -> bool {
+/// until its batch closes (`complete`); an approved bank transfer until it is `complete`, and
+/// after that while its first send is younger than `return_window` — the customer's bank can
+/// return an ACH transfer days after it settled, and a return means nothing was refunded; and
+/// any `queued` or `partial` refund.
+pub fn may_still_change(
+    method: Method,
+    record: &RefundRecord,
+    return_window: time::Duration,
+    now: OffsetDateTime,
+) -> bool {
     let status = record.payroc_status.as_deref();
     match record.state {
         RefundState::Queued | RefundState::Partial => true,
         RefundState::Succeeded => match method {
             Method::Card => status != Some("complete"),
-            Method::Bank => !matches!(status, Some("complete" | "returned")),
+            Method::Bank => {
+                status != Some("complete") || first_sent(record).is_none_or(|first| now - first < return_window)
+            }
         },
         _ => false,
     }
@@ -372,16 +502,22 @@ pub fn may_still_change(method: Method, record: &RefundRecord) -> bool {
 /// How far back every reconcile listing reaches at least, in days.
 const LOOKUP_REACH_DAYS: u32 = 90;
 
+/// When the refund was first sent (or first seen by the ledger); `None` when the ledger's time
+/// cannot be read.
+fn first_sent(record: &RefundRecord) -> Option<OffsetDateTime> {
+    record
+        .first_sent_at
+        .as_deref()
+        .or(Some(record.created_at.as_str()))
+        .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+}
+
 /// The listing window for a refund: from a day before its first send (or before the ledger
 /// first saw it), or [`LOOKUP_REACH_DAYS`] back if that is earlier, to a day after now (Payroc's
 /// time, see [`crate::clock`]), so that clocks that disagree by hours still overlap.
 pub fn lookup_window(record: &RefundRecord) -> (OffsetDateTime, OffsetDateTime) {
     let now = crate::clock::now();
-    let first = record
-        .first_sent_at
-        .as_deref()
-        .or(Some(record.created_at.as_str()))
-        .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+    let first = first_sent(record)
         // An unreadable time: reach back as far as Payroc could matter (the cautious reading).
         .unwrap_or(now - time::Duration::days(366));
     // At least the pre-send lookup's reach as well: a first send recorded by a clock that was

@@ -1532,9 +1532,25 @@ fn sync_directory(path: &Path) -> std::io::Result<()> {
 }
 
 fn lock_path(path: &Path) -> PathBuf {
-    let mut lock = path.as_os_str().to_owned();
-    lock.push(".lock");
-    PathBuf::from(lock)
+    with_suffix(path, ".lock")
+}
+
+/// The files kept beside the ledger opened at `path` (its canonical spelling): SQLite's WAL,
+/// shared memory and rollback journal, and the run lock. Each holds part of the ledger's state
+/// while a command runs, so nothing the tool writes may replace one.
+pub fn side_files(path: &Path) -> [PathBuf; 4] {
+    [
+        with_suffix(path, "-wal"),
+        with_suffix(path, "-shm"),
+        with_suffix(path, "-journal"),
+        lock_path(path),
+    ]
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Opens (creating if needed) a file readable and writable by its owner only.

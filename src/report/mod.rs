@@ -1,8 +1,9 @@
 //! What the tool tells people: the results CSV ([`results`], one line per input row, written
-//! atomically from the ledger) and the terminal ([`terminal`]: progress, warnings, the summary).
+//! atomically from the ledger, never over a file the tool needs: [`protect`]) and the terminal ([`terminal`]: progress, warnings, the summary).
 //!
 //! It reads the ledger and the refund types; it never reaches into the dispatcher, so how rows
 //! are reported does not depend on how they were sent.
 
+pub mod protect;
 pub mod results;
 pub mod terminal;

@@ -144,8 +144,8 @@ pub struct RefundRecord {
     pub response_code: String,
     /// `transactionResult.status` as GET shows it now: `"ready"`,
     /// `"declined"` or `"pending"` when created, then `"complete"` or
-    /// `"returned"` after [`Sandbox::settle`], `"reversal"` after
-    /// [`Sandbox::reverse`].
+    /// `"returned"` after [`Sandbox::settle`] or [`Sandbox::return_transfer`],
+    /// `"reversal"` after [`Sandbox::reverse`].
     pub status: String,
     /// The key of the POST that created it.
     pub idempotency_key: String,
@@ -211,6 +211,17 @@ impl Sandbox {
     /// `POST /__sandbox/refunds/{refundId}/reverse` (204, or 404).
     pub fn reverse(&self, refund_id: &str) -> bool {
         self.inner.reverse(refund_id)
+    }
+
+    /// The customer's bank returns the bank transfer with this `refundId`,
+    /// as ACH returns come, days after settlement: its status becomes
+    /// `returned` whatever it was (usually `complete`), as GET by id, the
+    /// lists and [`RefundRecord::status`] show it; replays of the creating
+    /// POST still answer with the first 201 body. `false` if no bank refund
+    /// has this id (card refunds are not returned). Also
+    /// `POST /__sandbox/refunds/{refundId}/return` (204, or 404).
+    pub fn return_transfer(&self, refund_id: &str) -> bool {
+        self.inner.return_transfer(refund_id)
     }
 
     /// Switch the refund capability of `terminal` off: until

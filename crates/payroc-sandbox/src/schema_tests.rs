@@ -795,6 +795,7 @@ async fn every_answer_follows_payrocs_response_schemas() {
         ("bank pending without code", "99990004", "pending", None),
         ("bank returned later", "99990005", "ready", Some("A")),
         ("bank decimal authorizedAmount", "99990006", "ready", Some("A")),
+        ("bank A with status declined", "99990007", "declined", Some("A")),
     ];
     let mut bank_ids = Vec::new();
     for (i, (kind, account, status, code)) in banks.into_iter().enumerate() {
@@ -862,7 +863,7 @@ async fn every_answer_follows_payrocs_response_schemas() {
     seen.check("card list, empty", &CARD_LIST, &r, ok);
     let r = c.get("/bank-transfer-refunds?limit=100").await;
     seen.check("bank list", &BANK_LIST, &r, ok);
-    assert_eq!(r.json["count"], 7);
+    assert_eq!(r.json["count"], 8);
 
     // Problems.
     let mut invalid = card("X1", "4539858876047062", 5000);
@@ -921,5 +922,5 @@ async fn every_answer_follows_payrocs_response_schemas() {
         .map(|(kind, v)| format!("{kind}: {}", v.join("; ")))
         .collect();
     assert!(failures.is_empty(), "schema violations:\n{}", failures.join("\n"));
-    assert_eq!(seen.checked.len(), 37, "every answer kind was checked");
+    assert_eq!(seen.checked.len(), 38, "every answer kind was checked");
 }

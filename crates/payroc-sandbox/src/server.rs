@@ -240,6 +240,10 @@ impl Inner {
         self.lock().reverse(refund_id)
     }
 
+    pub(crate) fn return_transfer(&self, refund_id: &str) -> bool {
+        self.lock().return_transfer(refund_id)
+    }
+
     pub(crate) fn set_forbidden(&self, terminal: &str, forbidden: bool) {
         let mut s = self.lock();
         if forbidden {
@@ -309,6 +313,7 @@ pub(crate) fn router(sb: Sandbox) -> Router {
         .route("/__sandbox/allow", post(allow))
         .route("/__sandbox/settle", post(settle))
         .route("/__sandbox/refunds/{refund_id}/reverse", post(reverse))
+        .route("/__sandbox/refunds/{refund_id}/return", post(return_transfer))
         .fallback(|| async { Problem::not_found("endpoint").into_response() })
         .layer(middleware::from_fn(log_request))
         .with_state(sb)
@@ -370,6 +375,16 @@ async fn reverse(State(sb): State<Sandbox>, Path(id): Path<String>) -> Response 
         StatusCode::NO_CONTENT.into_response()
     } else {
         Problem::not_found("refund").into_response()
+    }
+}
+
+/// `POST /__sandbox/refunds/{refundId}/return`: [`Sandbox::return_transfer`],
+/// 404 problem for an id that is not a bank refund's.
+async fn return_transfer(State(sb): State<Sandbox>, Path(id): Path<String>) -> Response {
+    if sb.inner.return_transfer(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        Problem::not_found("bank transfer refund").into_response()
     }
 }
 
@@ -766,6 +781,20 @@ impl Db {
         }
     }
 
+    /// The customer's bank returns the transfer, whatever its status was
+    /// (ACH returns come days after settlement, so usually after
+    /// `complete`): its status becomes `returned`; `false` if no bank refund
+    /// has this id.
+    fn return_transfer(&mut self, refund_id: &str) -> bool {
+        match self.by_id.get(refund_id) {
+            Some(&i) if self.stats.refunds[i].method == "bank" => {
+                self.set_status(i, "returned");
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Change refund `i`'s `transactionResult.status` as GET and the lists
     /// show it (and in [`Stats::refunds`]), keeping its first 201 for replays.
     fn set_status(&mut self, i: usize, status: &'static str) {
@@ -838,8 +867,10 @@ fn verdict(kind: Kind, outcome: Outcome) -> Verdict {
             Declined => v("declined", Some("D"), "Declined", "0"),
             DeclinedWithoutCode => v("declined", None, "Declined", "0"),
             PendingWithoutCode => v("pending", None, "Pending", "0"),
+            // The code says approved, the status says declined: a client must not count it.
+            ApprovedButDeclined => v("declined", Some("A"), "NoError", "0"),
             // The card-only outcomes never come from a bank body.
-            Approved | ReturnedLater | DecimalAmount | Referral | Queued | KeepCard | Partial | ApprovedButDeclined => {
+            Approved | ReturnedLater | DecimalAmount | Referral | Queued | KeepCard | Partial => {
                 v("ready", Some("A"), "NoError", "0")
             }
         },

@@ -1468,6 +1468,7 @@ async fn bank_answers_with_and_without_a_response_code() {
         ("99990004", "pending", None, "Pending"),
         ("99990005", "ready", Some("A"), "NoError"),
         ("99990006", "ready", Some("A"), "NoError"),
+        ("99990007", "declined", Some("A"), "NoError"),
     ];
     for (n, (account, status, code, message)) in cases.into_iter().enumerate() {
         let r = t
@@ -1756,4 +1757,29 @@ async fn throughput() {
         assert_eq!(r.json["count"], 1);
     }
     println!("500 sequential list GETs in {:.2}s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test]
+async fn a_bank_transfer_is_returned_after_it_completed() {
+    let t = start(SandboxConfig::default()).await;
+    let bank = t
+        .post("/bank-transfer-refunds", Some(&key(1)), &bank_body("B1", "1234567890"))
+        .await;
+    let card = t
+        .post("/refunds", Some(&key(2)), &card_body("C1", "4539858876047062"))
+        .await;
+    let bank_id = bank.json["refundId"].as_str().unwrap().to_owned();
+    let card_id = card.json["refundId"].as_str().unwrap().to_owned();
+    t.sb.sandbox().settle();
+    assert_eq!(status_of(&t, "/bank-transfer-refunds", &bank_id).await, "complete");
+    assert!(t.sb.sandbox().return_transfer(&bank_id));
+    assert_eq!(status_of(&t, "/bank-transfer-refunds", &bank_id).await, "returned");
+    assert_eq!(t.stats().refunds[0].status, "returned");
+    // Card refunds are not returned, and an unknown id is a 404 over HTTP too.
+    assert!(!t.sb.sandbox().return_transfer(&card_id));
+    assert_eq!(status_of(&t, "/refunds", &card_id).await, "complete");
+    let replay = t
+        .post("/bank-transfer-refunds", Some(&key(1)), &bank_body("B1", "1234567890"))
+        .await;
+    assert_eq!(replay.raw, bank.raw, "a replay answers with the first 201");
 }

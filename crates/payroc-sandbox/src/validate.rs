@@ -43,7 +43,8 @@ pub(crate) enum Outcome {
     KeepCard,
     /// Card: `responseCode` "P", `status` "ready", half the amount authorized.
     Partial,
-    /// Card: `responseCode` "A" but `status` "declined": contradicting answer.
+    /// `responseCode` "A" but `status` "declined": a contradicting answer (card, and bank
+    /// account [`ACCOUNT_APPROVED_BUT_DECLINED`]).
     ApprovedButDeclined,
     /// Bank: `status` "declined" and no `responseCode` at all.
     DeclinedWithoutCode,
@@ -80,6 +81,7 @@ pub(crate) const ACCOUNT_DECLINED_WITHOUT_CODE: &str = "99990003";
 pub(crate) const ACCOUNT_PENDING_WITHOUT_CODE: &str = "99990004";
 pub(crate) const ACCOUNT_RETURNED_LATER: &str = "99990005";
 pub(crate) const ACCOUNT_DECIMAL_AMOUNT: &str = "99990006";
+pub(crate) const ACCOUNT_APPROVED_BUT_DECLINED: &str = "99990007";
 
 fn account_outcome(account: &str) -> Outcome {
     match account {
@@ -88,6 +90,7 @@ fn account_outcome(account: &str) -> Outcome {
         ACCOUNT_PENDING_WITHOUT_CODE => Outcome::PendingWithoutCode,
         ACCOUNT_RETURNED_LATER => Outcome::ReturnedLater,
         ACCOUNT_DECIMAL_AMOUNT => Outcome::DecimalAmount,
+        ACCOUNT_APPROVED_BUT_DECLINED => Outcome::ApprovedButDeclined,
         _ => Outcome::Approved,
     }
 }
