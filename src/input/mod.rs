@@ -112,6 +112,10 @@ pub struct ReadOptions {
     pub default_method: Option<Method>,
     /// The field delimiter; `None` means `,`.
     pub delimiter: Option<u8>,
+    /// Whether two rows whose terminal and order id differ only by letter case are two orders.
+    /// Off by default: they read as one order, so the file check reports the second as a
+    /// duplicate (Payroc would take it as another order, so another refund).
+    pub allow_case_variants: bool,
 }
 
 /// A `Read` that feeds every byte it passes through SHA-256, so the file is hashed while it is
