@@ -99,7 +99,7 @@ fn chains(bytes: &[u8]) -> Vec<Vec<Range<usize>>> {
         });
         match chains.last_mut() {
             Some(chain) if joined => chain.push(start..index),
-            _ => chains.push(vec![start..index]),
+            _ => chains.push(std::iter::once(start..index).collect()),
         }
     }
     chains
@@ -280,7 +280,8 @@ mod tests {
             "4539  8588    7604 7062",
         ] {
             let digits: String = text.chars().filter(char::is_ascii_digit).collect();
-            let check_digit_passes = digits.len() >= 12 && luhn_valid_groups(digits.as_bytes(), &[0..digits.len()]);
+            let check_digit_passes =
+                digits.len() >= 12 && luhn_valid_groups(digits.as_bytes(), std::slice::from_ref(&(0..digits.len())));
             assert!(
                 check_digit_passes || text.contains("    "),
                 "{text} is a fair test only when its digits pass the check"
