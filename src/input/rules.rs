@@ -282,11 +282,9 @@ impl RowCheck<'_> {
 
     /// The masked form of the first card number in the cell at `index`, if it holds one.
     fn holds_card_number(&self, index: usize) -> Option<String> {
-        let bytes = self.record.get(index)?;
         // A cell too long or not UTF-8 is refused for that by `cell_at`, and never read.
-        let text = std::str::from_utf8(bytes)
-            .ok()
-            .filter(|_| bytes.len() <= MAX_CELL_BYTES)?;
+        let bytes = self.record.get(index).filter(|bytes| bytes.len() <= MAX_CELL_BYTES)?;
+        let text = std::str::from_utf8(bytes).ok()?;
         let found = card_numbers(text).into_iter().next()?;
         Some(masked(text[found].chars()))
     }
