@@ -149,6 +149,11 @@ pub struct InputArgs {
     /// Field delimiter, for semicolon- or tab-separated exports (`;`, `tab`).
     #[arg(long, value_name = "CHAR")]
     pub delimiter: Option<String>,
+    /// Treat ids that differ only by letter case (`VAR-1`, `var-1`) as different orders. Without
+    /// it the second such row is a duplicate: read as one order by a person, it would be two
+    /// orders, so two refunds, at Payroc.
+    #[arg(long)]
+    pub allow_case_variants: bool,
 }
 
 /// `run`.
@@ -192,10 +197,6 @@ pub struct RunArgs {
     /// recorded sends in an environment before `--precheck auto` trusts it alone.
     #[arg(long, env = "REFUND_BATCH_PRECHECK_DAYS", default_value_t = 90)]
     pub precheck_days: u32,
-    /// Order ids that differ only by letter case (`VAR-1`, `var-1`) are different orders. Without
-    /// it they are one order: Payroc would see two, so the second would be a second refund.
-    #[arg(long)]
-    pub allow_case_variants: bool,
 }
 
 /// `run --precheck`.
@@ -294,6 +295,10 @@ pub struct StatusArgs {
     /// Key namespace the file was run with.
     #[arg(long, env = "REFUND_BATCH_KEY_NAMESPACE", default_value = "default")]
     pub key_namespace: String,
+    /// The file was run with --allow-case-variants: ids that differ only by letter case are
+    /// different orders, not duplicates.
+    #[arg(long, requires = "file")]
+    pub allow_case_variants: bool,
     /// Output format (on stdout).
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,

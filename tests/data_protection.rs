@@ -348,3 +348,90 @@ fn secrets_are_taken_only_from_safe_places_and_card_data_only_over_https() {
         }
     }
 }
+
+/// The ways a person writes one card number, as the reviewer found them accepted in an id.
+const SEPARATED_CARD: [&str; 4] = [
+    "4539 8588 7604 7062",
+    "4539-8588-7604-7062",
+    "4539.8588.7604.7062",
+    "4539/8588/7604/7062",
+];
+
+/// Whether `bytes` hold the card number, as written in any of its forms or with every space,
+/// dash, dot and slash removed (which joins the groups of any grouping back into one run).
+fn holds_the_card(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let bare: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|byte| !matches!(byte, b' ' | b'-' | b'.' | b'/'))
+        .collect();
+    SEPARATED_CARD.iter().any(|form| text.contains(form))
+        || bare.windows(16).any(|window| window == b"4539858876047062")
+}
+
+#[test]
+fn a_card_number_written_with_separators_in_any_cell_is_refused_and_never_written() {
+    let workdir = Workdir::new();
+    let content = format!(
+        "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,operator,custom.note\n\
+         card,1234001,SEP-1,1.00,USD,Refund,4111111111111111,0929,,\n\
+         card,1234001,{},1.00,USD,Refund,4111111111111111,0929,,\n\
+         card,{},SEP-3,1.00,USD,Refund,4111111111111111,0929,,\n\
+         card,1234001,SEP-4,1.00,USD,refund {} ok,4111111111111111,0929,,\n\
+         card,1234001,SEP-5,1.00,USD,Refund,4111111111111111,0929,{},see 4539 - 8588 - 7604 - 7062\n",
+        SEPARATED_CARD[0], SEPARATED_CARD[1], SEPARATED_CARD[2], SEPARATED_CARD[3]
+    );
+    workdir.write("separated.csv", &content);
+    assert!(holds_the_card(content.as_bytes()), "the search finds what it looks for");
+
+    let validate = workdir.command().args(["validate", "separated.csv"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&validate.get_output().stderr).into_owned();
+    for expected in [
+        "row 3, column order_id: holds a card number in the wrong place ([redacted …7062]",
+        "row 4, column processing_terminal_id: holds a card number in the wrong place ([redacted …7062]",
+        "row 5, column description: holds a card number in the wrong place",
+        "row 6, column operator: holds a card number in the wrong place",
+        "row 6, column custom.note: holds a card number in the wrong place",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+    assert!(!holds_the_card(&validate.get_output().stderr), "{stderr}");
+    assert!(!holds_the_card(&validate.get_output().stdout));
+
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    let run = workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["-vv", "run", "separated.csv", "--skip-invalid"])
+        .assert()
+        .code(1);
+    let results = read_results(&workdir.path("separated.results.csv"));
+    assert_eq!(
+        results.iter().map(|line| line["status"].as_str()).collect::<Vec<_>>(),
+        ["succeeded", "invalid", "invalid", "invalid", "invalid"]
+    );
+    assert_eq!(results[1]["order_id"], "[redacted …7062]");
+    assert_eq!(results[2]["processing_terminal_id"], "[redacted …7062]");
+    assert_eq!(sandbox.stats().refunds.len(), 1, "only the clean row was sent");
+
+    let output = run.get_output();
+    let mut searched = vec![
+        ("stdout".to_owned(), output.stdout.clone()),
+        ("stderr".to_owned(), output.stderr.clone()),
+    ];
+    for (path, bytes) in workdir.all_files() {
+        if !path.ends_with("separated.csv") {
+            searched.push((path.display().to_string(), bytes));
+        }
+    }
+    let names: Vec<&str> = searched.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(names.iter().any(|name| name.ends_with("ledger.sqlite")), "{names:?}");
+    assert!(
+        names.iter().any(|name| name.ends_with("separated.results.csv")),
+        "{names:?}"
+    );
+    for (name, bytes) in &searched {
+        assert!(!holds_the_card(bytes), "the card number is in {name}");
+    }
+}

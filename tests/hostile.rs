@@ -323,3 +323,57 @@ fn hostile_validation_streams_a_large_file() {
     eprintln!("validate, 200,000 rows: peak RSS {kib} KiB");
     assert!(kib < 48 * 1024, "peak RSS {kib} KiB to validate 200,000 rows");
 }
+
+#[test]
+fn hostile_ids_that_read_alike_are_refused_or_reported_as_one_order() {
+    let workdir = Workdir::new();
+    let header = "method,processing_terminal_id,order_id,amount,currency,description,secure_token,sec_code\n";
+    let row = |method: &str, order_id: &str| {
+        let sec_code = if method == "bank" { "web" } else { "" };
+        format!("{method},1234001,{order_id},10.00,USD,Refund,296753123456,{sec_code}\n")
+    };
+    let content = [
+        row("card", "VAR-1"),
+        row("card", "var-1"),
+        row("card", "VAR\u{200B}-1"),
+        row("card", "VAR\u{2010}1"),
+        row("bank", "VAR-1"),
+        row("card", "\u{00A0}VAR-1\u{00A0}"),
+    ]
+    .concat();
+    workdir.write("alike.csv", &format!("{header}{content}"));
+    refused(&workdir, "alike.csv", &[])
+        .says(
+            "row 3, column order_id: terminal 1234001, order var-1 differs only by letter case from row 2; Payroc would \
+             treat them as two orders, so this would be a second refund; pass --allow-case-variants if they are \
+             really different orders",
+        )
+        .says(
+            "row 4, column order_id: contains U+200B ZERO WIDTH SPACE at position 4; ids must not hold invisible or \
+             look-alike characters",
+        )
+        .says("row 5, column order_id: contains U+2010 HYPHEN at position 4; ids must not hold invisible")
+        .says("row 6, column order_id: repeats row 2 (bank refund, terminal 1234001, order VAR-1)")
+        // No-break spaces around a cell are trimmed like ASCII ones: the same order again.
+        .says("row 7, column order_id: repeats row 2");
+
+    // Told that case makes another order, validate lets VAR-1 and var-1 through, and run sends both.
+    workdir.write(
+        "case.csv",
+        &format!("{header}{}{}", row("card", "VAR-1"), row("card", "var-1")),
+    );
+    workdir.command().args(["validate", "case.csv"]).assert().code(2);
+    workdir
+        .command()
+        .args(["validate", "case.csv", "--allow-case-variants"])
+        .assert()
+        .code(0);
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "case.csv", "--allow-case-variants"])
+        .assert()
+        .code(0);
+    assert_eq!(sandbox.stats().refunds.len(), 2);
+}

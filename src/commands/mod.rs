@@ -79,6 +79,7 @@ pub fn read_options(input: &InputArgs) -> Result<ReadOptions, CommandError> {
     Ok(ReadOptions {
         default_method: input.method.map(Into::into),
         delimiter,
+        allow_case_variants: input.allow_case_variants,
     })
 }
 

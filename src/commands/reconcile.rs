@@ -41,7 +41,7 @@ pub async fn reconcile(
     let options = ReconcileOptions {
         environment: global.environment.as_str().to_owned(),
         namespace: connection.key_namespace.clone(),
-        allow_case_variants: false,
+        allow_case_variants: arguments.input.allow_case_variants,
         include_queued: arguments.include_queued,
         batch: session.batch,
         confirm_not_created,

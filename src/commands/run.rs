@@ -85,7 +85,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         precheck_new_rows,
         precheck_enabled: arguments.precheck != Precheck::Never,
         precheck_days: arguments.precheck_days,
-        allow_case_variants: arguments.allow_case_variants,
+        allow_case_variants: arguments.input.allow_case_variants,
         doze: !endpoint.served_in_process(),
     };
 

@@ -83,6 +83,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
         let options = ReadOptions {
             default_method: arguments.method.map(Into::into),
             delimiter: None,
+            allow_case_variants: arguments.allow_case_variants,
         };
         let check = check_file(file, options)
             .with_context(|| format!("cannot read {}", file.display()))

@@ -1,10 +1,14 @@
 //! The whole-file check that runs before anything is sent (`validate`, and the first pass of `run`).
 //!
 //! It streams the file once through [`InputReader`], keeping only what later stages need: the
-//! problems of invalid rows, the rows that repeat an earlier row's (terminal, order id) — by card or by bank, one order is one refund,
-//! counts, the totals per currency of what would be sent, and the file's SHA-256. A duplicate is
-//! an error because the second row would be a second refund of the same order; the first
-//! occurrence stays valid and each later one names the row it repeats.
+//! problems of invalid rows, the rows that repeat an earlier row's (terminal, order id) — by card
+//! or by bank, one order is one refund — counts, the totals per currency of what would be sent,
+//! and the file's SHA-256. A duplicate is an error because the second row would be a second
+//! refund of the same order; the first occurrence stays valid and each later one names the row
+//! it repeats.
+//!
+//! Ids that differ only by letter case (`VAR-1`, `var-1`) are duplicates too, unless
+//! [`ReadOptions::allow_case_variants`]: a person reads them as one order, Payroc as two.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -136,23 +140,30 @@ pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputE
         let duplicate_of = if order_id.is_empty() || terminal.is_empty() {
             None
         } else {
-            let mut hasher = Sha256::new();
             // The method is not part of it: an order is one refund, by card or by bank.
-            for part in [terminal, order_id] {
-                hasher.update((part.len() as u32).to_be_bytes());
-                hasher.update(part.as_bytes());
-            }
-            let mut identity = [0_u8; 16];
-            identity[4..].copy_from_slice(&hasher.finalize()[..12]);
-            seen.first_or_insert(u128::from_be_bytes(identity), row_number)
+            let exact = identity_hash(terminal, order_id);
+            let key = if options.allow_case_variants {
+                exact
+            } else {
+                identity_hash(&terminal.to_lowercase(), &order_id.to_lowercase())
+            };
+            let fingerprint = u16::from_be_bytes([exact[0], exact[1]]);
+            seen.first_or_insert(identity_key(&key), fingerprint, row_number)
+                .map(|(first, first_fingerprint)| (first, first_fingerprint != fingerprint))
         };
-        let duplicate_message = duplicate_of.map(|first| {
+        let duplicate_message = duplicate_of.map(|(first, case_variant)| {
             // The cells of an invalid row may hold anything: they are redacted like every cell
             // copied into a message.
             let (terminal, order_id) = (redact_digit_runs(terminal), redact_digit_runs(order_id));
-            format!(
-                "row {row_number}, column order_id: repeats row {first} ({method} refund, terminal {terminal}, order {order_id}); a second row for one order would be a second refund (give each refund its own order_id)"
-            )
+            if case_variant {
+                format!(
+                    "row {row_number}, column order_id: terminal {terminal}, order {order_id} differs only by letter case from row {first}; Payroc would treat them as two orders, so this would be a second refund; pass --allow-case-variants if they are really different orders"
+                )
+            } else {
+                format!(
+                    "row {row_number}, column order_id: repeats row {first} ({method} refund, terminal {terminal}, order {order_id}); a second row for one order would be a second refund (give each refund its own order_id)"
+                )
+            }
         });
         match parsed {
             ParsedRow::Invalid { label, problems } => {
@@ -183,39 +194,61 @@ pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputE
     Ok(check)
 }
 
+/// SHA-256 of a (terminal, order id) pair, each part prefixed with its length.
+fn identity_hash(terminal: &str, order_id: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in [terminal, order_id] {
+        hasher.update((part.len() as u32).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+/// The 80 bits of `hash` that [`SeenIdentities`] keeps.
+fn identity_key(hash: &[u8; 32]) -> u128 {
+    let mut key = [0_u8; 16];
+    key[6..].copy_from_slice(&hash[..10]);
+    u128::from_be_bytes(key)
+}
+
 /// Recent identities are kept in a small map and merged into the sorted vector when it is full.
 const RECENT_LIMIT: usize = 57_344;
 
 /// The identities seen so far, with the row of each one's first occurrence, in 16 bytes per row.
 ///
-/// Each entry packs 96 bits of the identity's SHA-256 (the high bits, so sorting orders by
-/// hash) with the row number (the low 32 bits; a row past 2^32 is recorded as `u32::MAX`).
-/// 96 bits make an accidental collision among even 10^9 rows about one in 10^11. A
+/// Each entry packs 80 bits of the identity's SHA-256 (the high bits, so sorting orders by
+/// hash), 16 bits of the SHA-256 of the ids as written (to tell a case variant from an exact
+/// repeat when case is folded), and the row number (the low 32 bits; a row past 2^32 is
+/// recorded as `u32::MAX`). 80 bits make an accidental collision among even 10^9 rows about one
+/// in 2.4·10^6, among 10^7 rows about one in 2.4·10^10; a case variant is called an exact
+/// repeat one time in 65,536 (it is refused either way, only the wording differs). A
 /// `HashMap<[u8; 16], u64>` costs about 52 bytes per row at a million rows (24-byte entries,
 /// a power-of-two table at most 7/8 full), which alone broke the 64 MiB budget of a run;
 /// a sorted `Vec<u128>` costs 16, and lookups are a binary search.
 #[derive(Default)]
 struct SeenIdentities {
-    /// `hash << 32 | row`, sorted.
+    /// `key << 48 | fingerprint << 32 | row`, sorted.
     sorted: Vec<u128>,
-    /// Identities since the last merge: hash → row.
-    recent: HashMap<u128, u32>,
+    /// Identities since the last merge: key → (row, fingerprint).
+    recent: HashMap<u128, (u32, u16)>,
 }
 
 impl SeenIdentities {
-    /// The first row with `hash` (96 bits), or `None` after recording `row` as its first.
-    fn first_or_insert(&mut self, hash: u128, row: u64) -> Option<u64> {
-        if let Some(first) = self.recent.get(&hash) {
-            return Some(u64::from(*first));
+    /// The first row with `key` (80 bits) and its fingerprint, or `None` after recording `row`
+    /// and `fingerprint` as its first.
+    fn first_or_insert(&mut self, key: u128, fingerprint: u16, row: u64) -> Option<(u64, u16)> {
+        if let Some((first, first_fingerprint)) = self.recent.get(&key) {
+            return Some((u64::from(*first), *first_fingerprint));
         }
-        let index = self.sorted.partition_point(|entry| entry >> 32 < hash);
-        if let Some(entry) = self.sorted.get(index).filter(|entry| *entry >> 32 == hash) {
-            return Some(u64::from(*entry as u32));
+        let index = self.sorted.partition_point(|entry| entry >> 48 < key);
+        if let Some(entry) = self.sorted.get(index).filter(|entry| *entry >> 48 == key) {
+            return Some((u64::from(*entry as u32), (*entry >> 32) as u16));
         }
         if self.recent.capacity() == 0 {
             self.recent.reserve(RECENT_LIMIT);
         }
-        self.recent.insert(hash, u32::try_from(row).unwrap_or(u32::MAX));
+        self.recent
+            .insert(key, (u32::try_from(row).unwrap_or(u32::MAX), fingerprint));
         if self.recent.len() >= RECENT_LIMIT {
             self.merge();
         }
@@ -227,7 +260,7 @@ impl SeenIdentities {
         let mut batch: Vec<u128> = self
             .recent
             .drain()
-            .map(|(hash, row)| hash << 32 | u128::from(row))
+            .map(|(key, (row, fingerprint))| key << 48 | u128::from(fingerprint) << 32 | u128::from(row))
             .collect();
         batch.sort_unstable();
         let old = self.sorted.len();
@@ -253,15 +286,64 @@ mod tests {
     #[test]
     fn seen_identities_find_first_rows_across_merges() {
         let mut seen = SeenIdentities::default();
-        let hash = |n: u64| u128::from(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) << 20 | u128::from(n);
+        let hash = |n: u64| u128::from(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) << 16 | u128::from(n & 0xFFFF);
+        let fingerprint = |n: u64| (n % 65_521) as u16;
         let rows = (RECENT_LIMIT * 2 + 123) as u64;
         for n in 0..rows {
-            assert_eq!(seen.first_or_insert(hash(n), n + 2), None, "{n}");
+            assert_eq!(seen.first_or_insert(hash(n), fingerprint(n), n + 2), None, "{n}");
         }
         assert!(seen.sorted.windows(2).all(|pair| pair[0] < pair[1]));
         for n in (0..rows).step_by(997).chain([0, rows - 1]) {
-            assert_eq!(seen.first_or_insert(hash(n), rows + 10), Some(n + 2), "{n}");
+            assert_eq!(
+                seen.first_or_insert(hash(n), 7, rows + 10),
+                Some((n + 2, fingerprint(n))),
+                "{n}"
+            );
         }
+    }
+
+    /// The problem lines of checking `rows` (after a header with token columns) with `options`.
+    fn check_rows(rows: &str, options: ReadOptions) -> FileCheck {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("day.csv");
+        let header = "method,processing_terminal_id,order_id,amount,currency,description,secure_token,sec_code\n";
+        std::fs::write(&path, format!("{header}{rows}")).expect("write");
+        check_file(&path, options).expect("check")
+    }
+
+    #[test]
+    fn ids_differing_only_by_case_or_method_are_one_order() {
+        let rows = "card,T-1234,VAR-1,1.00,USD,x,296753123456,\n\
+                    card,t-1234,var-1,1.00,USD,x,296753123456,\n\
+                    bank,T-1234,VAR-1,1.00,USD,x,296753123456,web\n\
+                    card,T-1234,Var-2,1.00,USD,x,296753123456,\n\
+                    card,T-1234,VAR-2,1.00,USD,x,296753123456,\n";
+        let check = check_rows(rows, ReadOptions::default());
+        assert_eq!(check.valid, 2);
+        assert_eq!(
+            check.problems,
+            [
+                "row 3, column order_id: terminal t-1234, order var-1 differs only by letter case from row 2; Payroc \
+                 would treat them as two orders, so this would be a second refund; pass --allow-case-variants if they \
+                 are really different orders",
+                "row 4, column order_id: repeats row 2 (bank refund, terminal T-1234, order VAR-1); a second row for \
+                 one order would be a second refund (give each refund its own order_id)",
+                "row 6, column order_id: terminal T-1234, order VAR-2 differs only by letter case from row 5; Payroc \
+                 would treat them as two orders, so this would be a second refund; pass --allow-case-variants if they \
+                 are really different orders",
+            ]
+        );
+        assert_eq!(check.duplicate_rows, HashSet::from([3, 4, 6]));
+
+        // With the option, case makes another order; the same order by bank is still a repeat.
+        let options = ReadOptions {
+            allow_case_variants: true,
+            ..ReadOptions::default()
+        };
+        let check = check_rows(rows, options);
+        assert_eq!(check.valid, 4);
+        assert_eq!(check.duplicate_rows, HashSet::from([4]));
+        assert!(check.problems[0].starts_with("row 4, column order_id: repeats row 2"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! and says what is allowed, because the reader of the message is fixing a spreadsheet.
 
 pub mod file_check;
+mod lookalike;
 mod rules;
 
 use std::fmt;
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::refund::money::{self, Currency};
-use crate::refund::redaction::{excerpt, redact_digit_runs};
+use crate::refund::redaction::{card_numbers, excerpt, masked, redact_digit_runs};
 use crate::refund::{BillingAddress, Customer, IpAddress, Method, Payee, RefundRow, hex};
 
 /// The identifying cells of a row, kept even when the row is invalid so the results CSV can
@@ -168,6 +169,10 @@ pub struct ReadOptions {
     pub default_method: Option<Method>,
     /// The field delimiter; `None` means `,`.
     pub delimiter: Option<u8>,
+    /// Whether two rows whose terminal and order id differ only by letter case are two orders.
+    /// Off by default: they read as one order, so the file check reports the second as a
+    /// duplicate (Payroc would take it as another order, so another refund).
+    pub allow_case_variants: bool,
 }
 
 /// A `Read` that feeds every byte it passes through SHA-256, so the file is hashed while it is
@@ -883,7 +888,7 @@ mod tests {
             content,
             ReadOptions {
                 default_method: Some(Method::Bank),
-                delimiter: None,
+                ..ReadOptions::default()
             },
         )
         .unwrap();
@@ -906,6 +911,74 @@ mod tests {
         let content = format!("{CARD_HEADER}card,1234001,R1,49.99,USD,Refund,4539858876047062\n");
         let rows = read_all(&content, ReadOptions::default()).unwrap();
         assert!(problems(&rows[0])[0].starts_with("row 2: has 7 fields but the header has 8"));
+    }
+
+    #[test]
+    fn a_card_number_in_any_other_column_is_refused_however_it_is_written() {
+        let header = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,operator,customer_first_name,channel,custom.note\n";
+        let content = format!(
+            "{header}card,1234001,4539 8588 7604 7062,1.00,USD,r,4111111111111111,0929,,,,\n\
+             card,4539-8588-7604-7062,C2,1.00,USD,r,4111111111111111,0929,,,,\n\
+             card,1234001,C3,1.00,USD,refund 4539.8588.7604.7062 ok,4111111111111111,0929,,,,\n\
+             card,1234001,C4,1.00,USD,r,4111111111111111,0929,4539/8588/7604/7062,45398588 76047062,,\n\
+             card,1234001,C5,1.00,USD,r,4111111111111111,0929,,,4539 8588 7604 7062,see 4539-8588-7604-7062\n\
+             card,1234001,C6,1.00,USD,stay 2024-07-02 - 2024-07-00,4111111111111111,0929,,,,I20261123-0006\n"
+        );
+        let rows = read_all(&content, ReadOptions::default()).expect("read");
+        let refused =
+            "holds a card number in the wrong place ([redacted …7062]: 12–19 digits that pass the card check digit";
+        let expected: [&[&str]; 5] = [
+            &["row 2, column order_id"],
+            &["row 3, column processing_terminal_id"],
+            &["row 4, column description"],
+            &["row 5, column operator", "row 5, column customer_first_name"],
+            &["row 6, column channel", "row 6, column custom.note"],
+        ];
+        for (parsed, columns) in rows.iter().zip(expected) {
+            let found = problems(parsed);
+            assert_eq!(
+                found.len(),
+                columns.len(),
+                "one problem per cell, nothing else: {found:?}"
+            );
+            for (problem, column) in found.iter().zip(columns) {
+                assert!(problem.starts_with(&format!("{column}: {refused}")), "{problem}");
+                let digits: String = problem.chars().filter(char::is_ascii_digit).collect();
+                assert!(!digits.contains("45398588"), "{problem}");
+            }
+        }
+        // Dates, date ranges and ids whose digits pass the check by chance are not card numbers.
+        assert!(matches!(&rows[5], ParsedRow::Valid(_)), "{:?}", problems(&rows[5]));
+    }
+
+    #[test]
+    fn ids_with_invisible_or_look_alike_characters_are_refused_by_name() {
+        let content = format!(
+            "{CARD_HEADER}card,1234001,VAR\u{200B}-1,1.00,USD,r,4111111111111111,0929\n\
+             card,1234001,VAR\u{2010}1,1.00,USD,r,4111111111111111,0929\n\
+             card,1234\u{00A0}001,VAR-3,1.00,USD,r,4111111111111111,0929\n\
+             card,1234001,\u{202E}VAR-4,1.00,USD,r,4111111111111111,0929\n\
+             card,1234001,VAR\u{FF0D}5\u{FEFF},1.00,USD,r,4111111111111111,0929\n\
+             card,1234001, VAR-6\u{00A0},1.00,USD,Café ✓,4111111111111111,0929\n"
+        );
+        let rows = read_all(&content, ReadOptions::default()).expect("read");
+        let rule = "; ids must not hold invisible or look-alike characters";
+        let expected = [
+            format!("row 2, column order_id: contains U+200B ZERO WIDTH SPACE at position 4{rule}"),
+            format!("row 3, column order_id: contains U+2010 HYPHEN at position 4{rule}"),
+            format!("row 4, column processing_terminal_id: contains U+00A0 NO-BREAK SPACE at position 5{rule}"),
+            format!("row 5, column order_id: contains U+202E RIGHT-TO-LEFT OVERRIDE at position 1{rule}"),
+            format!("row 6, column order_id: contains U+FF0D FULLWIDTH HYPHEN-MINUS at position 4{rule}"),
+        ];
+        for (parsed, expected) in rows.iter().zip(&expected) {
+            assert_eq!(problems(parsed), [expected.as_str()]);
+        }
+        // Spaces around a cell, no-break ones included, are trimmed as before; other columns may
+        // hold any printable character.
+        let ParsedRow::Valid(row) = &rows[5] else {
+            panic!("{:?}", problems(&rows[5]))
+        };
+        assert_eq!(row.order_id, "VAR-6");
     }
 
     #[test]

@@ -139,12 +139,18 @@ const BILLING_COLUMNS: [(&str, usize); 5] = [
     ("billing_postal_code", 10),
 ];
 
+/// The columns meant to hold a card, account or routing number (or a token standing for one):
+/// the only cells where such a number is not refused as being in the wrong place.
+const PAYEE_NUMBER_COLUMNS: [&str; 4] = ["card_number", "secure_token", "account_number", "routing_number"];
+
 /// Gathers the problems of one row while the cells are read.
 struct RowCheck<'record> {
     record: &'record csv::ByteRecord,
     columns: &'record ColumnMap,
     row: u64,
     problems: Vec<CellProblem>,
+    /// Record positions of the cells refused for holding a card number: read as empty after.
+    refused: Vec<usize>,
 }
 
 impl RowCheck<'_> {
@@ -165,7 +171,18 @@ impl RowCheck<'_> {
         self.cell_at(column, index)
     }
 
+    /// Whether a problem was already recorded for `column` (a later check then stays quiet
+    /// rather than add, say, "is required" for a cell refused for what it holds).
+    fn has_problem(&self, column: &str) -> bool {
+        self.problems
+            .iter()
+            .any(|problem| problem.column.as_deref() == Some(column))
+    }
+
     fn cell_at(&mut self, column: &str, index: usize) -> Option<String> {
+        if self.refused.contains(&index) {
+            return None;
+        }
         let bytes = self.record.get(index)?;
         if bytes.len() > MAX_CELL_BYTES {
             self.problem(
@@ -217,12 +234,7 @@ impl RowCheck<'_> {
     fn required(&mut self, column: &str) -> Option<String> {
         let allowed = rule(column).map_or("a value", |rule| rule.allowed);
         let value = self.cell(column);
-        if value.is_none()
-            && !self
-                .problems
-                .iter()
-                .any(|problem| problem.column.as_deref() == Some(column))
-        {
+        if value.is_none() && !self.has_problem(column) {
             self.problem(column, format!("is required ({allowed})"));
         }
         value
@@ -242,20 +254,68 @@ impl RowCheck<'_> {
         Some(value)
     }
 
-    /// Refuses an identifying cell that holds what looks like a card number (12–19 digits in a
-    /// row that pass the card check digit): identifiers are stored in the ledger and copied into
-    /// the results, where a card number must never be. Numeric ids of that length are refused
-    /// about one time in ten by chance; the message says how to tell.
-    fn not_a_card_number(&mut self, column: &str, value: Option<String>) -> Option<String> {
+    /// Refuses every cell outside the payee columns that holds a card number, as
+    /// [`card_numbers`] finds one: a run of 12–19 digits that pass the card check digit, or such
+    /// digits in groups joined by spaces, dashes, dots or slashes, alone or inside a longer text.
+    /// Ids are stored in the ledger and copied into the results; descriptions, names and custom
+    /// fields are sent and kept; a card number must be in none of them. A refused cell reads as
+    /// empty afterwards, so no other check repeats it. The message shows the number masked.
+    ///
+    /// `amount` is not looked at: a valid amount (at most 11 whole digits) is kept as a number of
+    /// minor units, never as typed, and an invalid one is masked wherever it is repeated. Columns
+    /// the tool does not know are never read, sent or stored, so they are not looked at either.
+    fn refuse_card_numbers(&mut self) {
+        for (rule_index, rule) in COLUMN_RULES.iter().enumerate() {
+            if PAYEE_NUMBER_COLUMNS.contains(&rule.name) || rule.name == "amount" {
+                continue;
+            }
+            if let Some(index) = self.columns.positions[rule_index] {
+                self.refuse_card_number_at(rule.name, index);
+            }
+        }
+        for (name, index) in &self.columns.custom {
+            if self.holds_card_number(*index).is_some() {
+                self.refuse_card_number_at(&format!("custom.{name}"), *index);
+            }
+        }
+    }
+
+    /// The masked form of the first card number in the cell at `index`, if it holds one.
+    fn holds_card_number(&self, index: usize) -> Option<String> {
+        // A cell too long or not UTF-8 is refused for that by `cell_at`, and never read.
+        let bytes = self.record.get(index).filter(|bytes| bytes.len() <= MAX_CELL_BYTES)?;
+        let text = std::str::from_utf8(bytes).ok()?;
+        let found = card_numbers(text).into_iter().next()?;
+        Some(masked(text[found].chars()))
+    }
+
+    fn refuse_card_number_at(&mut self, column: &str, index: usize) {
+        let Some(shown) = self.holds_card_number(index) else {
+            return;
+        };
+        self.refused.push(index);
+        self.problem(
+            column,
+            format!(
+                "holds a card number in the wrong place ({shown}: 12–19 digits that pass the card check digit, \
+                 counted through spaces, dashes, dots and slashes); a card number goes only in card_number and is \
+                 never sent or stored from another column. If it is not a card number, write it another way"
+            ),
+        );
+    }
+
+    /// Refuses an id that holds an invisible or look-alike character (see [`lookalike`]), naming
+    /// the character and its position (counted in characters from 1, after the cell is trimmed).
+    fn plain_id(&mut self, column: &str, value: Option<String>) -> Option<String> {
         let value = value?;
-        let looks_like_card = value
-            .split(|character: char| !character.is_ascii_digit())
-            .any(|run| (12..=19).contains(&run.len()) && luhn_valid(run));
-        if looks_like_card {
+        let found = value
+            .chars()
+            .enumerate()
+            .find_map(|(position, character)| Some((position + 1, lookalike::refused_in_ids(character)?)));
+        if let Some((position, name)) = found {
             self.problem(
                 column,
-                "holds 12–19 digits that pass the card check digit, so it may be a card number typed into the wrong column; \
-                 a card number is never stored as an identifier. Use another id (for example with a letter prefix)",
+                format!("contains {name} at position {position}; ids must not hold invisible or look-alike characters"),
             );
             return None;
         }
@@ -307,6 +367,7 @@ pub(super) fn apply_column_rules(
         columns,
         row,
         problems: Vec::new(),
+        refused: Vec::new(),
     };
     if record.len() != columns.width && !(record.len() == 1 && record[0].is_empty()) {
         check.problems.push(CellProblem {
@@ -338,6 +399,7 @@ pub(super) fn apply_column_rules(
     label.amount = raw("amount");
     label.currency = raw("currency");
     label.method = raw("method");
+    check.refuse_card_numbers();
 
     let method = match check.cell("method") {
         Some(text) => match Method::parse(&text) {
@@ -351,7 +413,7 @@ pub(super) fn apply_column_rules(
             }
         },
         None => {
-            if options.default_method.is_none() {
+            if options.default_method.is_none() && !check.has_problem("method") {
                 check.problem("method", "is required (card or bank, or pass --method)");
             }
             options.default_method
@@ -361,11 +423,11 @@ pub(super) fn apply_column_rules(
         label.method = method.as_str().to_owned();
     }
     let terminal = check.required("processing_terminal_id");
+    let terminal = check.plain_id("processing_terminal_id", terminal);
     let terminal = check.length("processing_terminal_id", terminal, 4, 50);
-    let terminal = check.not_a_card_number("processing_terminal_id", terminal);
     let order_id = check.required("order_id");
+    let order_id = check.plain_id("order_id", order_id);
     let order_id = check.length("order_id", order_id, 1, 24);
-    let order_id = check.not_a_card_number("order_id", order_id);
     let currency = match check.required("currency") {
         Some(code) => match Currency::from_code(&code) {
             Some(currency) => Some(currency),
@@ -546,6 +608,7 @@ fn billing_address(check: &mut RowCheck<'_>) -> Option<BillingAddress> {
     let mut parts = Vec::with_capacity(cells.len());
     for (column, maximum, cell) in cells {
         match cell {
+            None if check.has_problem(column) => {}
             None => check.problem(
                 column,
                 "is required when any billing address column is given (address1, city, state, country, postal code: Payroc needs all of them)",

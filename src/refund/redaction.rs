@@ -2,75 +2,199 @@
 //!
 //! Card and account numbers are masked where they enter (see [`crate::refund::Payee::masked`]),
 //! and the API key and bearer token live in `SecretString`s whose `Debug` prints a placeholder.
-//! The one way a number could still slip into the ledger, the results or a log is text that comes
-//! back from the network — a problem `detail` that quotes the field it disliked — so every such
-//! text passes through [`redact_digit_runs`] before it is stored or shown.
+//! A number can still slip into the ledger, the results or a log in two ways: typed into the
+//! wrong column of the input (refused by the reader, which finds it with [`card_numbers`]), or in
+//! text that comes back from the network — a problem `detail` that quotes the field it disliked.
+//! Every such text passes through [`redact_digit_runs`] before it is stored or shown.
+
+use std::ops::Range;
+
+/// The characters a card number may be written with between its groups of digits.
+const SEPARATORS: [u8; 4] = [b' ', b'-', b'.', b'/'];
+
+/// How many separator characters in a row still join two groups (`4539 - 8588` is three).
+const MAX_SEPARATORS: usize = 3;
+
+/// Where the card numbers in `text` are, as byte ranges from a number's first digit to its last:
+/// the one definition both the reader (which refuses such a cell outside the payee columns) and
+/// [`redact_digit_runs`] (which masks it wherever a text is echoed) use.
+///
+/// A card number is 12–19 digits that pass the Luhn check digit, written either
+/// - as one run of digits, wherever it stands (`4539858876047062`, `x4539858876047062`), or
+/// - as groups of 3 or more digits joined by one to three spaces, dashes, dots or slashes, in
+///   any grouping (`4539 8588 7604 7062`, `4539-8588-7604-7062`, `3782 822463 10005`,
+///   `45398588/76047062`, `refund 4539.8588.7604.7062 ok`, `4539 - 8588 - 7604 - 7062`).
+///
+/// Dates (`2024-07-02`, a range `2024-07-02 - 2024-07-05`) and phone numbers (`+44 20 7946
+/// 0958`) have groups of one or two digits, which no card is written with, so they are never
+/// read as one. Two exceptions keep ids and addresses readable: groups glued to a letter
+/// (`I20261123-0001`, an id whose digits are part of a word) count only when every group is
+/// 3–6 digits, the way cards are written; and four groups of three digits joined by dots
+/// (`192.168.100.200`) are an IPv4 address.
+pub fn card_numbers(text: &str) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    if bytes.iter().filter(|byte| byte.is_ascii_digit()).count() < 12 {
+        return found;
+    }
+    for chain in chains(bytes) {
+        let glued_before = chain[0].start > 0 && bytes[chain[0].start - 1].is_ascii_alphabetic();
+        let last = chain.len() - 1;
+        let glued_after = bytes.get(chain[last].end).is_some_and(u8::is_ascii_alphabetic);
+        let mut first = 0;
+        while first < chain.len() {
+            let mut longest = None;
+            let mut digits = 0;
+            for end in first..chain.len() {
+                digits += chain[end].len();
+                if digits > 19 {
+                    break;
+                }
+                let separated = end > first;
+                if separated && chain[first..=end].iter().any(|group| group.len() < 3) {
+                    break;
+                }
+                let glued = (first == 0 && glued_before) || (end == last && glued_after);
+                let card_style = chain[first..=end].iter().all(|group| group.len() <= 6);
+                let dotted_quad = end - first == 3
+                    && chain[first..=end].iter().all(|group| group.len() == 3)
+                    && (first..end).all(|index| &bytes[chain[index].end..chain[index + 1].start] == b".");
+                if digits >= 12
+                    && !(separated && glued && !card_style)
+                    && !dotted_quad
+                    && luhn_valid_groups(bytes, &chain[first..=end])
+                {
+                    longest = Some(end);
+                }
+            }
+            match longest {
+                Some(end) => {
+                    found.push(chain[first].start..chain[end].end);
+                    first = end + 1;
+                }
+                None => first += 1,
+            }
+        }
+    }
+    found
+}
+
+/// The runs of digits of `bytes`, gathered into chains: runs joined by one to
+/// [`MAX_SEPARATORS`] separator characters belong to one chain. Each run is a byte range.
+fn chains(bytes: &[u8]) -> Vec<Vec<Range<usize>>> {
+    let mut chains: Vec<Vec<Range<usize>>> = Vec::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        if !bytes[index].is_ascii_digit() {
+            index += 1;
+            continue;
+        }
+        let start = index;
+        while index < bytes.len() && bytes[index].is_ascii_digit() {
+            index += 1;
+        }
+        let joined = chains.last().and_then(|chain| chain.last()).is_some_and(|previous| {
+            let gap = &bytes[previous.end..start];
+            (1..=MAX_SEPARATORS).contains(&gap.len()) && gap.iter().all(|byte| SEPARATORS.contains(byte))
+        });
+        match chains.last_mut() {
+            Some(chain) if joined => chain.push(start..index),
+            _ => chains.push(std::iter::once(start..index).collect()),
+        }
+    }
+    chains
+}
+
+/// The Luhn check over the digits of `groups` read as one number.
+fn luhn_valid_groups(bytes: &[u8], groups: &[Range<usize>]) -> bool {
+    let sum: u32 = groups
+        .iter()
+        .rev()
+        .flat_map(|group| bytes[group.clone()].iter().rev())
+        .enumerate()
+        .map(|(position, byte)| {
+            let digit = u32::from(byte - b'0');
+            if position % 2 == 1 {
+                let doubled = digit * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                digit
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// How a hidden number is shown: `[redacted …7062]`, the last four of its digits.
+pub fn masked(digits: impl IntoIterator<Item = char>) -> String {
+    let digits: Vec<char> = digits.into_iter().filter(char::is_ascii_digit).collect();
+    let last_four: String = digits[digits.len().saturating_sub(4)..].iter().collect();
+    format!("[redacted …{last_four}]")
+}
 
 /// The one redaction function: every cell copied from the input into a message, the ledger or
 /// the results (an invalid row's cells, whatever they hold), and every text that comes back from
 /// the network, passes through it before it is stored or shown.
 ///
 /// It replaces each number that could be a card, account or routing number with
-/// `[redacted …1234]`, keeping the last four digits so a person can still match it up: a run of
-/// 9 or more digits (a routing number is 9, a card 12–19), or digits grouped the way cards are
-/// written (`4539 8588 7604 7062`, `4539-8588-7604-7062`: groups of 3–6 separated by one space
-/// or dash) that total 12 or more. Amounts, dates (`2024-07-02`), years, HTTP statuses and ids
-/// such as `I20261123-0001` (groups of 8 and 4 are not how a card is written) are left alone.
+/// `[redacted …1234]`, keeping the last four digits so a person can still match it up:
+/// - a run of 9 or more digits (a routing number is 9, a card 12–19);
+/// - digits grouped the way cards are written, groups of 3–6 joined by one space or dash, that
+///   total 12 or more (`4539 8588 7604 7062`, even with a typo in it);
+/// - every card number [`card_numbers`] finds: 12–19 digits passing the Luhn check, in any
+///   grouping of 3 or more digits joined by spaces, dashes, dots or slashes
+///   (`4539.8588.7604.7062`, `45398588/76047062`).
+///
+/// Amounts, dates (`2024-07-02`), years, HTTP statuses and ids such as `I20261123-0001` are left
+/// alone.
 pub fn redact_digit_runs(text: &str) -> String {
-    let characters: Vec<char> = text.chars().collect();
-    let mut output = String::with_capacity(text.len());
-    let mut index = 0;
-    while index < characters.len() {
-        if !characters[index].is_ascii_digit() {
-            output.push(characters[index]);
-            index += 1;
-            continue;
-        }
-        let start = index;
-        let run_end = |from: usize| {
-            let mut end = from;
-            while end < characters.len() && characters[end].is_ascii_digit() {
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(u8::is_ascii_digit) {
+        return text.to_owned();
+    }
+    let mut hidden: Vec<Range<usize>> = Vec::new();
+    for chain in chains(bytes) {
+        hidden.extend(chain.iter().filter(|group| group.len() >= 9).cloned());
+        // Stretches of 3–6-digit groups joined by exactly one space or dash.
+        let mut stretch_start = 0;
+        while stretch_start < chain.len() {
+            let mut end = stretch_start;
+            let mut digits = 0;
+            while end < chain.len() && (3..=6).contains(&chain[end].len()) {
+                digits += chain[end].len();
+                let joined_to_next = chain
+                    .get(end + 1)
+                    .is_some_and(|next| matches!(&bytes[chain[end].end..next.start], b" " | b"-"));
+                if !joined_to_next {
+                    end += 1;
+                    break;
+                }
                 end += 1;
             }
-            end
-        };
-        let first_end = run_end(start);
-        // Follow card-style groups: separator, then 3–6 digits, while every group is 3–6 long.
-        let mut end = first_end;
-        let mut digits = first_end - start;
-        let grouped = (3..=6).contains(&digits);
-        while grouped
-            && end + 1 < characters.len()
-            && matches!(characters[end], ' ' | '-')
-            && characters[end + 1].is_ascii_digit()
-        {
-            let group_end = run_end(end + 1);
-            let group = group_end - (end + 1);
-            if !(3..=6).contains(&group) {
-                break;
+            if end > stretch_start && digits >= 12 {
+                hidden.push(chain[stretch_start].start..chain[end - 1].end);
             }
-            digits += group;
-            end = group_end;
+            stretch_start = end.max(stretch_start + 1);
         }
-        let (end, digits) = if end > first_end && digits >= 12 {
-            (end, digits)
-        } else {
-            (first_end, first_end - start)
-        };
-        if digits >= 9 {
-            let last_four: String = characters[start..end]
-                .iter()
-                .filter(|character| character.is_ascii_digit())
-                .skip(digits - 4)
-                .collect();
-            output.push_str("[redacted …");
-            output.push_str(&last_four);
-            output.push(']');
-        } else {
-            output.extend(&characters[start..end]);
-        }
-        index = end;
     }
+    hidden.extend(card_numbers(text));
+    hidden.sort_by_key(|range| range.start);
+    let mut output = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut index = 0;
+    while index < hidden.len() {
+        let start = hidden[index].start;
+        let mut end = hidden[index].end;
+        index += 1;
+        while index < hidden.len() && hidden[index].start < end {
+            end = end.max(hidden[index].end);
+            index += 1;
+        }
+        output.push_str(&text[copied..start]);
+        output.push_str(&masked(text[start..end].chars()));
+        copied = end;
+    }
+    output.push_str(&text[copied..]);
     output
 }
 
@@ -112,6 +236,82 @@ mod tests {
             "R20240702-0001 on 2024-07-02"
         );
         assert_eq!(redact_digit_runs("12345678"), "12345678");
+    }
+
+    /// Finds a card number however it is written, and nothing else: the spans in `text`.
+    fn found(text: &str) -> Vec<&str> {
+        card_numbers(text).into_iter().map(|range| &text[range]).collect()
+    }
+
+    #[test]
+    fn card_numbers_are_found_through_separators_in_any_grouping() {
+        for text in [
+            "4539858876047062",
+            "4539 8588 7604 7062",
+            "4539-8588-7604-7062",
+            "4539.8588.7604.7062",
+            "4539/8588/7604/7062",
+            "4539 - 8588 - 7604 - 7062",
+            "45398588 76047062",
+            "453985 8876047062",
+            "4539 8588-7604.7062",
+        ] {
+            assert_eq!(found(text), [text], "{text}");
+            assert_eq!(found(&format!("refund {text} ok")), [text], "{text} in a sentence");
+        }
+        assert_eq!(found("amex 3782 822463 10005."), ["3782 822463 10005"]);
+        assert_eq!(found("x4539-8588-7604-7062"), ["4539-8588-7604-7062"]);
+        assert_eq!(found("ref 1 4539 8588 7604 7062"), ["4539 8588 7604 7062"]);
+        assert_eq!(
+            found("4539858876047062 and 4111-1111-1111-1111"),
+            ["4539858876047062", "4111-1111-1111-1111"]
+        );
+    }
+
+    #[test]
+    fn dates_ids_amounts_phones_and_addresses_are_not_card_numbers() {
+        // Each of these has 12 or more digits that pass the Luhn check once the separators go.
+        for text in [
+            "2024-07-02 2024-07-00",
+            "+44 20 7946 0956",
+            "I20261123-0006",
+            "192.168.100.209",
+            "45 39 85 88 76 04 70 62",
+            "4539  8588    7604 7062",
+        ] {
+            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+            let check_digit_passes =
+                digits.len() >= 12 && luhn_valid_groups(digits.as_bytes(), std::slice::from_ref(&(0..digits.len())));
+            assert!(
+                check_digit_passes || text.contains("    "),
+                "{text} is a fair test only when its digits pass the check"
+            );
+            assert_eq!(found(text), Vec::<&str>::new(), "{text}");
+        }
+    }
+
+    #[test]
+    fn separated_card_numbers_are_masked_in_any_grouping() {
+        assert_eq!(
+            redact_digit_runs("refund 4539.8588.7604.7062 ok"),
+            "refund [redacted …7062] ok"
+        );
+        assert_eq!(redact_digit_runs("4539/8588/7604/7062"), "[redacted …7062]");
+        assert_eq!(redact_digit_runs("(45398588 76047062)"), "([redacted …7062])");
+        assert_eq!(redact_digit_runs("4539 - 8588 - 7604 - 7062!"), "[redacted …7062]!");
+        assert_eq!(
+            redact_digit_runs("a 4539.8588.7604.7062, b 4111 1111 1111 1111"),
+            "a [redacted …7062], b [redacted …1111]"
+        );
+        // Still readable: dates, a date range, an id, an IPv4 address, an amount.
+        for kept in [
+            "stay 2024-07-02 - 2024-07-00",
+            "I20261123-0006",
+            "from 192.168.100.209:443",
+            "49.99 USD",
+        ] {
+            assert_eq!(redact_digit_runs(kept), kept);
+        }
     }
 
     #[test]
