@@ -15,6 +15,9 @@ mod faults;
 // Each way the promise was once broken, reproduced and closed.
 mod exactly_once;
 
+// One key per order, a ledger that vouches only for its own time, Payroc's clock.
+mod promise;
+
 // Every answer Payroc's specification allows, and following refunds until they are final.
 mod payroc_answers;
 

@@ -51,6 +51,11 @@ pub struct SandboxConfig {
     /// dropped without a complete HTTP response (the client sees a transport
     /// error) although the refund was made.
     pub rate_drop_after_create: f64,
+    /// How long the first request with a new key is processed before the refund is made. A
+    /// second request with the same key meanwhile is answered 409
+    /// `idempotency-key-in-progress` ("currently being processed; retry later"), not replayed:
+    /// a client must ask again later with the same key and bytes. Zero: processing is instant.
+    pub key_processing_time: Duration,
     /// Seeds the fault PRNG, refund ids and tokens so runs are repeatable.
     pub seed: u64,
     /// The custom field names set up for the merchant (case-sensitive).
@@ -73,6 +78,7 @@ impl Default for SandboxConfig {
             rate_503: 0.0,
             rate_500_after_create: 0.0,
             rate_drop_after_create: 0.0,
+            key_processing_time: Duration::ZERO,
             seed: 0,
             known_custom_fields: ["batchRow", "invoiceNumber", "costCenter"].map(String::from).to_vec(),
         }
@@ -92,6 +98,10 @@ pub struct Stats {
     pub requests_per_key: BTreeMap<String, u32>,
     /// Refund POSTs received (both endpoints, any outcome).
     pub refund_posts: u64,
+    /// Pages of the refund lists requested (`GET /refunds`, `GET /bank-transfer-refunds`, any
+    /// filter or outcome).
+    #[serde(default)]
+    pub list_requests: u64,
     /// Successful `/authorize` calls.
     pub tokens_issued: u64,
     /// 401 responses (bad API key, missing/unknown/expired token).
@@ -122,6 +132,10 @@ pub struct FaultCounts {
     /// 403s for refund POSTs to a terminal switched off with
     /// [`Sandbox::forbid_terminal`].
     pub forbidden: u64,
+    /// 409s for a key whose first request was still being processed
+    /// ([`SandboxConfig::key_processing_time`]).
+    #[serde(default)]
+    pub key_in_progress: u64,
 }
 
 /// One created refund, as a test wants to check it (no card data).

@@ -49,6 +49,9 @@ struct Db {
     by_order: HashMap<String, Vec<usize>>,
     /// Terminals switched off with [`Sandbox::forbid_terminal`].
     forbidden: HashSet<String>,
+    /// Keys whose first request is being processed (see
+    /// [`crate::SandboxConfig::key_processing_time`]).
+    processing: HashSet<String>,
     stats: Stats,
 }
 
@@ -209,6 +212,7 @@ impl Inner {
                 by_id: HashMap::new(),
                 by_order: HashMap::new(),
                 forbidden: HashSet::new(),
+                processing: HashSet::new(),
                 stats: Stats::default(),
             }),
             config,
@@ -568,9 +572,46 @@ async fn post_refund(sb: Sandbox, kind: Kind, headers: HeaderMap, uri: axum::htt
         host,
     };
 
+    // A key whose first request is still being processed answers 409 "in progress" to a second
+    // request with it, as a payment API does while the first holds the key.
+    let hold = !cfg.key_processing_time.is_zero();
+    if hold {
+        let fresh = {
+            let mut s = inner.lock();
+            if s.processing.contains(key) {
+                s.stats.faults.key_in_progress += 1;
+                None
+            } else {
+                let known = s
+                    .idem
+                    .get(key)
+                    .is_some_and(|e| clock::now() - e.stored_at < IDEM_RETENTION);
+                if !known {
+                    s.processing.insert(key.to_owned());
+                }
+                Some(!known)
+            }
+        };
+        match fresh {
+            None => {
+                return Problem::new(
+                    StatusCode::CONFLICT,
+                    "idempotency-key-in-progress",
+                    "Idempotency-Key in progress",
+                    "A request with this 'Idempotency-Key' is currently being processed; retry later",
+                )
+                .into_response();
+            }
+            Some(true) => tokio::time::sleep(cfg.key_processing_time).await,
+            Some(false) => {}
+        }
+    }
     let action = {
         let now = clock::now();
         let mut s = inner.lock();
+        if hold {
+            s.processing.remove(key);
+        }
         s.process(cfg, post, now)
     };
     match action {
@@ -1075,6 +1116,7 @@ async fn get_one(sb: Sandbox, kind: Kind, headers: HeaderMap, id: String) -> Res
 
 async fn list(sb: Sandbox, kind: Kind, headers: HeaderMap, q: HashMap<String, String>) -> Response {
     let inner = &*sb.inner;
+    inner.lock().stats.list_requests += 1;
     inner.delay().await;
     if !inner.authenticate(&headers) {
         return Problem::not_authorized().into_response();
