@@ -109,27 +109,38 @@ impl Lookups {
                 let client = Arc::clone(&self.client);
                 let limiter = Arc::clone(&self.limiter);
                 let terminal = terminal.to_owned();
-                async move {
-                    let mut all = Vec::new();
-                    for list_method in [method, method.other()] {
-                        // By order id, which Payroc matches exactly: a letter-case variant of an
-                        // order is caught here only by the terminal listing (and by the ledger
-                        // and the file's checks).
-                        match client
-                            .find_refunds(list_method, &terminal, Some(&wanted), window, Some(&limiter))
-                            .await
-                        {
-                            Ok(found) => all.extend(found.into_iter().map(|refund| (list_method, refund))),
-                            Err(failure) if list_method != method && refused_by_the_terminal(&failure) => {}
-                            Err(failure) => return Err(failure),
-                        }
-                    }
-                    Ok(all)
-                }
-                .boxed()
+                async move { order_in_both_lists(&client, &terminal, &wanted, method, window, Some(&limiter)).await }
+                    .boxed()
             }
         }
     }
+}
+
+/// Every refund Payroc lists for one order over `window`, in the card and the bank list (an
+/// order is one refund whichever way it went), with the list each came from. The list of
+/// `method` — the way the row's refund goes — must be read in full; the other may be refused
+/// for the terminal (one without bank transfers), which counts as empty. Payroc matches the
+/// order id exactly. Used by the look-up before a first send and by `reconcile` alike.
+pub(super) async fn order_in_both_lists(
+    client: &PayrocClient,
+    terminal: &str,
+    order_id: &str,
+    method: Method,
+    window: (time::OffsetDateTime, time::OffsetDateTime),
+    limiter: Option<&RequestLimiter>,
+) -> Result<Vec<(Method, CreatedRefund)>, SendResult> {
+    let mut all = Vec::new();
+    for list_method in [method, method.other()] {
+        match client
+            .find_refunds(list_method, terminal, Some(order_id), window, limiter)
+            .await
+        {
+            Ok(found) => all.extend(found.into_iter().map(|refund| (list_method, refund))),
+            Err(failure) if list_method != method && refused_by_the_terminal(&failure) => {}
+            Err(failure) => return Err(failure),
+        }
+    }
+    Ok(all)
 }
 
 /// The window a look-up reads: the last `days` days and one ahead, for clocks that disagree, in

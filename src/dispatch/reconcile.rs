@@ -32,6 +32,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::dispatch::gate::{NewKey, refuse_new_key};
+use crate::dispatch::lookup::order_in_both_lists;
 use crate::dispatch::outcome::{of_refund, state_of};
 use crate::dispatch::{DispatchError, StopReason, new_refund, sent_too_long_ago};
 use crate::input::{InputReader, ParsedRow};
@@ -187,11 +188,13 @@ pub async fn reconcile(
             );
             continue;
         };
+        // The way the order's refund went, which a row of another file may not share.
+        let method = Method::parse(&record.method).unwrap_or(row.method);
         if options.refresh
             && let Some(refund_id) = record
                 .refund_id
                 .clone()
-                .filter(|_| may_still_change(row.method, &record, options.return_window, now))
+                .filter(|_| may_still_change(method, &record, options.return_window, now))
         {
             not_confirmed(
                 &mut report,
@@ -201,11 +204,11 @@ pub async fn reconcile(
                 format!("the row is {}, not unknown", record.state.as_str()),
             );
             report.refreshed += 1;
-            match client.get_refund(row.method, refund_id.as_str()).await {
+            match client.get_refund(method, refund_id.as_str()).await {
                 Ok(refund) => {
                     let outcome = RefundUpdate {
                         http_status: Some(200),
-                        ..of_refund(row.method, &refund)
+                        ..of_refund(method, &refund)
                     };
                     let state = outcome.state.unwrap_or(RefundState::Unknown);
                     if state != record.state {
@@ -248,15 +251,15 @@ pub async fn reconcile(
         }
         report.looked_up += 1;
         let window = lookup_window(&record);
-        let found = match client
-            .find_refunds(
-                row.method,
-                &row.processing_terminal_id,
-                Some(&row.order_id),
-                window,
-                None,
-            )
-            .await
+        let found = match order_in_both_lists(
+            client,
+            &record.processing_terminal_id,
+            &record.order_id,
+            method,
+            window,
+            None,
+        )
+        .await
         {
             Ok(found) => found,
             Err(SendResult::Systemic(error)) => {
@@ -276,34 +279,40 @@ pub async fn reconcile(
         let earlier = ledger.earlier_generation_refund_ids(record.id)?;
         let (matching, others): (Vec<_>, Vec<_>) = found
             .into_iter()
-            .filter(|refund| {
+            .filter(|(_, refund)| {
                 refund
                     .refund_id
                     .as_ref()
                     .is_none_or(|id| !earlier.iter().any(|earlier| earlier.as_str() == id))
             })
-            .partition(|refund| {
-                refund.order.as_ref().is_some_and(|order| {
-                    order.amount == Some(record.amount_minor) && order.currency.as_deref() == Some(&record.currency)
-                })
+            .partition(|(listed_by, refund)| {
+                *listed_by == method
+                    && refund.order.as_ref().is_some_and(|order| {
+                        order.amount == Some(record.amount_minor) && order.currency.as_deref() == Some(&record.currency)
+                    })
             });
-        // Refunds of this order with other details that did refund something: not this row's,
-        // and not something a new send should be added to.
+        let matching: Vec<_> = matching.into_iter().map(|(_, refund)| refund).collect();
+        // Refunds of this order, by either method, with other details that did refund
+        // something: not this row's, and not something a new send should be added to.
         let others: Vec<_> = others
             .into_iter()
-            .filter(|refund| {
-                state_of(
-                    row.method,
-                    refund.transaction_result.as_ref().unwrap_or(&Default::default()),
-                ) != RefundState::Declined
+            .filter(|(listed_by, refund)| {
+                !matches!(
+                    state_of(
+                        *listed_by,
+                        refund.transaction_result.as_ref().unwrap_or(&Default::default()),
+                    ),
+                    RefundState::Declined | RefundState::Returned
+                )
             })
+            .map(|(_, refund)| refund)
             .collect();
         let window_text = format!("{} and {}", format_day(window.0), format_day(window.1));
         match (matching.as_slice(), others.as_slice()) {
             ([refund], []) => {
                 let outcome = RefundUpdate {
                     http_status: Some(200),
-                    ..of_refund(row.method, refund)
+                    ..of_refund(method, refund)
                 };
                 not_confirmed(
                     &mut report,
