@@ -236,3 +236,49 @@ fn a_new_ledgers_first_run_costs_about_one_request_per_row() {
         stats.list_requests
     );
 }
+
+#[test]
+fn a_copied_ledger_vouches_for_nothing_the_original_sent_after_the_copy() {
+    let workdir = Workdir::new();
+    workdir.write(
+        "day1.csv",
+        &format!("{HEADER}card,1234001,CP-1,3.00,USD,refund,4111111111111111,0929,,,\n"),
+    );
+    workdir.write(
+        "day2.csv",
+        &format!("{HEADER}card,1234001,CP-2,4.00,USD,refund,4111111111111111,0929,,,\n"),
+    );
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    let on = |ledger: &str, file: &str| {
+        workdir
+            .command()
+            .env("REFUND_BATCH_LEDGER", workdir.path(ledger))
+            .args(sandbox.arguments())
+            .args(["run", file])
+            .assert()
+    };
+    on("original.sqlite", "day1.csv").code(0);
+    // An old ledger: it has recorded uat sends for longer than the look-up's reach, so it
+    // vouches for what Payroc holds there and looks nothing up.
+    let connection = rusqlite::Connection::open(workdir.path("original.sqlite")).expect("ledger");
+    connection
+        .execute(
+            "UPDATE meta SET value = '2020-01-01T00:00:00.000Z' WHERE name = 'first_send_at:uat'",
+            [],
+        )
+        .expect("age the ledger's first send");
+    drop(connection);
+    std::fs::copy(workdir.path("original.sqlite"), workdir.path("copy.sqlite")).expect("copy the ledger");
+    on("original.sqlite", "day2.csv")
+        .code(0)
+        .stderr(predicate::str::contains("looked up at Payroc").not());
+    sandbox.sandbox().age(8);
+    age_ledger(&workdir.path("original.sqlite"), 8);
+    age_ledger(&workdir.path("copy.sqlite"), 8);
+    // The copy never saw CP-2: it looks it up instead of trusting its old history.
+    on("copy.sqlite", "day2.csv")
+        .code(0)
+        .stderr(predicate::str::contains("looked up at Payroc"));
+    assert_eq!(sandbox.stats().refunds.len(), 2, "no second refund of CP-2");
+    assert_at_most_one_refund_per_order(&sandbox.stats());
+}

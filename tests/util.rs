@@ -240,6 +240,12 @@ pub fn age_ledger(path: &Path, days: u32) {
             [shift],
         )
         .expect("age the ledger");
+    connection
+        .execute(
+            "UPDATE meta SET value = strftime('%Y-%m-%dT%H:%M:%fZ', value, ?1) WHERE name LIKE 'first_send_at:%'",
+            [format!("-{days} days")],
+        )
+        .expect("age the ledger's first sends");
 }
 
 /// How long a test waits for something it expects to happen before it fails saying what it waited

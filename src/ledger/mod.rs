@@ -465,6 +465,24 @@ pub fn now() -> String {
     crate::clock::format(crate::clock::now())
 }
 
+/// The `meta` entry naming the file the ledger was last used as (see `Ledger::notice_copy`).
+const FILE_IDENTITY: &str = "file_identity";
+
+/// `device:inode:canonical path` of the ledger file, or `None` where the platform has no inodes.
+fn file_identity(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = fs::metadata(path).ok()?;
+        Some(format!("{}:{}:{}", metadata.dev(), metadata.ino(), path.display()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 /// The `meta` entry holding when the ledger first recorded a send in an environment.
 fn first_send_name(environment: &str) -> String {
     format!("first_send_at:{environment}")
@@ -513,6 +531,7 @@ impl Ledger {
             _lock: Some(lock),
         };
         ledger.migrate()?;
+        ledger.notice_copy()?;
         // The WAL and shared-memory files exist now; make sure they are private too.
         for suffix in ["-wal", "-shm"] {
             let mut side = path.as_os_str().to_owned();
@@ -610,6 +629,39 @@ impl Ledger {
                 params![name, value],
             )
         })?;
+        Ok(())
+    }
+
+    /// Notices a ledger file that is not the one it was: a copy, a restored backup, a file moved
+    /// or replaced. Such a file knows nothing of what the original sent after the copy was made,
+    /// so it vouches for no environment any more: its record of first sends is cleared, and rows
+    /// it has never seen are looked up at Payroc again (`--precheck auto`) until it has recorded
+    /// sends of its own for long enough. The file is known by its device, inode and canonical
+    /// path, read with `stat` (never by opening it: see [`Ledger::open`]).
+    fn notice_copy(&mut self) -> Result<(), LedgerError> {
+        let Some(identity) = file_identity(&self.path) else {
+            return Ok(());
+        };
+        let recorded = self.meta(FILE_IDENTITY)?;
+        if recorded.as_deref() == Some(identity.as_str()) {
+            return Ok(());
+        }
+        let copied = recorded.is_some();
+        self.write(|connection| {
+            if copied {
+                connection.execute("DELETE FROM meta WHERE name LIKE 'first_send_at:%'", [])?;
+            }
+            connection.execute(
+                "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![FILE_IDENTITY, identity],
+            )
+        })?;
+        if copied {
+            tracing::warn!(
+                "this ledger file was copied, moved or restored since it was last used: it vouches for nothing it did \
+                 not send itself, so orders it has not seen are looked up at Payroc before they are sent"
+            );
+        }
         Ok(())
     }
 
