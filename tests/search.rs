@@ -981,6 +981,23 @@ impl Sequence {
         }
     }
 
+    /// The default results CSV as it is now (empty when there is none).
+    fn default_results(&self) -> Vec<u8> {
+        std::fs::read(self.workdir.path("day.results.csv")).unwrap_or_default()
+    }
+
+    /// A run that was to be killed may have ended by itself, or been killed just after it wrote
+    /// its results: when the results CSV changed, it is the one to compare from now on.
+    fn results_rewritten(&mut self, before: &[u8]) {
+        if self.default_results() != before {
+            self.last_results = Some(WrittenResults {
+                file: "day.results.csv".to_owned(),
+                sandbox_then: self.sandbox.stats(),
+                refreshed: false,
+            });
+        }
+    }
+
     fn new_ledger(&mut self, sample_first: bool) -> Outcome {
         let ledger = format!("ledger-{}.sqlite", self.ledgers.len() + 1);
         self.ledgers.push(ledger.clone());
@@ -1079,11 +1096,14 @@ impl Sequence {
             results: ResultsAt::Default,
         };
         let mut run = Watched::spawn(self.run_command(&self.current_ledger(), plain));
+        let results_before = self.default_results();
         if self.wait_for_moment(&mut run, moment) {
             // SIGKILL; an error only means it has just ended by itself.
             let _ = run.child.kill();
         }
-        finish(run)
+        let outcome = finish(run);
+        self.results_rewritten(&results_before);
+        outcome
     }
 
     fn status_then_kill(&mut self, moment: Moment) -> Outcome {
@@ -1094,6 +1114,7 @@ impl Sequence {
             other_namespace: false,
             results: ResultsAt::Default,
         };
+        let results_before = self.default_results();
         let mut run = Watched::spawn(self.run_command(&ledger, plain));
         // Held still with SIGSTOP, so that `status` surely reads while the run is going.
         let going = self.wait_for_moment(&mut run, moment);
@@ -1107,6 +1128,7 @@ impl Sequence {
             let _ = run.child.kill();
         }
         let mut outcome = finish(run);
+        self.results_rewritten(&results_before);
         self.note_outcome(if going {
             "status read while it was stopped, then it was killed"
         } else {
