@@ -41,3 +41,9 @@ mod outputs;
 
 // Data protection: formula cells neutralised, no full number or unkeyed hash of one at rest.
 mod data_protection;
+
+// Shared pieces of the seeded tests: the generator.
+mod support;
+
+// A seeded random walk over sequences of user steps, with the invariants checked after each.
+mod search;
