@@ -3,10 +3,11 @@
 //!
 //! A row marked for a look-up is sent only once both of Payroc's refund lists (card and bank —
 //! an order is one refund whichever way it went) were read in full over the window and showed no
-//! refund of the order that is not a definite failure. The first few rows of a terminal are
-//! looked up order by order (two requests each); from then on the terminal's whole lists over the
-//! window are read once, every page, and serve all its rows, so a long first run costs little
-//! more than its sends. The listing is shared by the rows' look-ups as one future: whichever
+//! refund of the order, in any letter case of its id, that is not a definite failure. Payroc's
+//! `orderId` filter is exact, so the terminal's whole lists over the window are read, once, every
+//! page, and serve all its rows: a long first run costs little more than its sends. (With
+//! `--allow-case-variants` the first few rows of a terminal are looked up order by order, two
+//! requests each, and the listing only from then on.) The listing is shared by the rows' look-ups as one future: whichever
 //! look-up polls it first reads it, and the others wait for the same answer.
 
 use std::collections::HashMap;
@@ -19,9 +20,10 @@ use crate::ledger::{BatchId, Ledger, LedgerError, RefundRecord, RefundState, Ref
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult};
 use crate::refund::{Method, ResultStatus, RowNote};
 
-/// How many rows of a terminal are looked up order by order before its whole listing is read:
-/// a run that looks up only a row or two (a retry, a resumed run) never reads a terminal's
-/// entire history, and a run that looks up many reads it once.
+/// With `--allow-case-variants`, how many rows of a terminal are looked up order by order before
+/// its whole listing is read: a run that looks up only a row or two (a retry, a resumed run)
+/// never reads a terminal's entire history, and a run that looks up many reads it once. Without
+/// it the listing is always read (see [`Lookups::of_order`]).
 const ORDER_BY_ORDER: u32 = 3;
 
 /// One method's list of a terminal's refunds over the window, or why it could not be read.
@@ -67,7 +69,10 @@ impl Lookups {
         let window = window(self.days);
         let (count, listing) = self.per_terminal.entry(terminal.to_owned()).or_insert((0, None));
         *count += 1;
-        if listing.is_none() && *count > ORDER_BY_ORDER {
+        // Payroc's `orderId` filter matches the id exactly, so only the terminal's listing shows
+        // an order refunded under an id that differs by letter case: while those are one order,
+        // every look-up reads the listing.
+        if listing.is_none() && (!self.allow_case_variants || *count > ORDER_BY_ORDER) {
             let client = Arc::clone(&self.client);
             let limiter = Arc::clone(&self.limiter);
             let terminal = terminal.to_owned();
@@ -141,6 +146,40 @@ pub(super) async fn order_in_both_lists(
         }
     }
     Ok(all)
+}
+
+/// Refunds Payroc lists on the terminal over `window` for an order id that differs from
+/// `order_id` only by letter case and that refunded something (not declined or returned): the
+/// same order, to a reader, under an id Payroc's exact `orderId` filter does not match. Reads the
+/// terminal's whole lists, so only for a decision a person makes (`--confirm-not-created`).
+pub(super) async fn case_variants_at_payroc(
+    client: &PayrocClient,
+    terminal: &str,
+    order_id: &str,
+    method: Method,
+    window: (time::OffsetDateTime, time::OffsetDateTime),
+) -> Result<Vec<(Method, CreatedRefund)>, SendResult> {
+    let mut variants = Vec::new();
+    for list_method in [method, method.other()] {
+        match client.find_refunds(list_method, terminal, None, window, None).await {
+            Ok(found) => variants.extend(
+                found
+                    .into_iter()
+                    .filter(|refund| {
+                        is_of_order(refund, order_id, false)
+                            && !is_of_order(refund, order_id, true)
+                            && !matches!(
+                                crate::dispatch::outcome::of_refund(list_method, refund).state,
+                                Some(RefundState::Declined | RefundState::Returned)
+                            )
+                    })
+                    .map(|refund| (list_method, refund)),
+            ),
+            Err(failure) if list_method != method && refused_by_the_terminal(&failure) => {}
+            Err(failure) => return Err(failure),
+        }
+    }
+    Ok(variants)
 }
 
 /// The window a look-up reads: the last `days` days and one ahead, for clocks that disagree, in
@@ -254,7 +293,7 @@ pub(super) fn settle_lookup(
 }
 
 /// `CD3HN88U9F, card, 4999 USD minor units, 2026-11-20`: a refund Payroc listed, in words.
-fn describe_found(method: Method, refund: &CreatedRefund) -> String {
+pub(super) fn describe_found(method: Method, refund: &CreatedRefund) -> String {
     let order = refund.order.clone().unwrap_or_default();
     format!(
         "{}, {}, {} {} minor units, made {}",

@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::dispatch::gate::{NewKey, refuse_new_key};
-use crate::dispatch::lookup::order_in_both_lists;
+use crate::dispatch::lookup::{case_variants_at_payroc, describe_found, order_in_both_lists};
 use crate::dispatch::outcome::{of_refund, state_of};
 use crate::dispatch::{DispatchError, StopReason, new_refund, sent_too_long_ago};
 use crate::input::{InputReader, ParsedRow};
@@ -379,6 +379,41 @@ pub async fn reconcile(
                     not_confirmed(&mut report, options, row.row, true, note.error.clone());
                     report.notes.insert(row.row, note);
                     continue;
+                }
+                if !options.allow_case_variants {
+                    let variants = case_variants_at_payroc(
+                        client,
+                        &record.processing_terminal_id,
+                        &record.order_id,
+                        method,
+                        window,
+                    )
+                    .await;
+                    let why = match variants {
+                        Ok(variants) if variants.is_empty() => None,
+                        Ok(variants) => Some(format!(
+                            "Payroc has a refund for an order id that differs only by letter case ({}): the same order, \
+                             so nothing more is sent. Pass --allow-case-variants if they really are different orders",
+                            variants
+                                .iter()
+                                .map(|(listed_by, refund)| describe_found(*listed_by, refund))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        )),
+                        Err(SendResult::Systemic(error)) => {
+                            report.stopped = Some(StopReason::Systemic(error));
+                            break;
+                        }
+                        Err(failure) => Some(format!(
+                            "the lookup at Payroc failed, so nothing was concluded: {}",
+                            failure.detail()
+                        )),
+                    };
+                    if let Some(why) = why {
+                        not_confirmed(&mut report, options, row.row, true, why.clone());
+                        leave_as_it_was(&mut report, progress, row.row, record.state, why);
+                        continue;
+                    }
                 }
                 report.confirmed += 1;
                 confirmed_rows.insert(row.row);
