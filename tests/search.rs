@@ -50,10 +50,10 @@ const TERMINALS: [&str; 2] = ["1234001", "1234002"];
 const APPROVING_CARDS: [&str; 3] = ["4111111111111111", "4539858876047062", "5555555555554444"];
 const DECLINING_CARDS: [&str; 3] = ["4000000000000002", "4000000000000127", "4000000000000135"];
 const ODD_CARDS: [&str; 3] = ["4000000000000119", "4000000000000143", "4000000000000150"];
-/// Bank accounts the sandbox approves (the second is returned when the batch settles), declines,
-/// and leaves pending.
+/// Bank accounts the sandbox approves (the second is returned when the batch settles), declines
+/// (the third with a `declined` status next to code `A`), and leaves pending.
 const APPROVING_ACCOUNTS: [&str; 2] = ["1234567890", "99990005"];
-const DECLINING_ACCOUNTS: [&str; 2] = ["99990002", "99990003"];
+const DECLINING_ACCOUNTS: [&str; 3] = ["99990002", "99990003", "99990007"];
 const PENDING_ACCOUNT: &str = "99990004";
 /// Card numbers spelled as people paste them into an order id or a description (at most 24
 /// characters, so a valid order id).
@@ -482,7 +482,10 @@ impl fmt::Display for Step {
                 }
             ),
             Step::Age { days } => write!(formatter, "{days} days pass (Payroc and every ledger)"),
-            Step::Settle => write!(formatter, "Payroc settles the batch"),
+            Step::Settle => write!(
+                formatter,
+                "Payroc settles the batch, and a customer's bank returns the first completed transfer"
+            ),
             Step::Clock { days } => write!(formatter, "the tool's clock is off by {days:+} days"),
             Step::RewriteDuringRun { edit, moment } => {
                 write!(formatter, "`run {INPUT}`, and the file rewritten {moment}: {edit}")
@@ -874,7 +877,18 @@ impl Sequence {
                 Outcome::default()
             }
             Step::Settle => {
-                self.sandbox.sandbox().settle();
+                let sandbox = self.sandbox.sandbox();
+                sandbox.settle();
+                // ACH returns come after settlement: one completed transfer comes back.
+                if let Some(refund) = self
+                    .sandbox
+                    .stats()
+                    .refunds
+                    .into_iter()
+                    .find(|refund| refund.method == "bank" && refund.status == "complete")
+                {
+                    sandbox.return_transfer(&refund.refund_id);
+                }
                 Outcome::default()
             }
             Step::Clock { days } => {

@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use payroc_sandbox::{RunningSandbox, SandboxConfig, Stats};
 
+/// The binary under test: this build's, or the one `REFUND_BATCH_TEST_BINARY` names — so the
+/// same tests (the search above all) can be run against a released binary or an older build to
+/// see what they find there.
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("REFUND_BATCH_TEST_BINARY")
+        .map_or_else(|| env!("CARGO_BIN_EXE_refund-batch").into(), std::path::PathBuf::from)
+}
+
 /// The API key the tests use. Distinctive, so a search of every written file can find a leak.
 pub const API_KEY: &str = "test-api-key-DO-NOT-LEAK-8c1f";
 
@@ -151,7 +159,7 @@ impl Workdir {
 
     /// [`Workdir::command`] as a plain `std::process::Command`, for tests that signal or kill it.
     pub fn std_command(&self) -> std::process::Command {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_refund-batch"));
+        let mut command = std::process::Command::new(binary());
         for (name, _) in std::env::vars() {
             if name.starts_with("REFUND_BATCH_") || name.starts_with("PAYROC_") || name == "RUST_LOG" {
                 command.env_remove(name);
