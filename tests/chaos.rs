@@ -9,29 +9,13 @@ use std::time::Duration;
 
 use payroc_sandbox::SandboxConfig;
 
+use crate::support::Seeded;
 use crate::util::{TestSandbox, Workdir, read_results, wait_while_running};
 
 /// Rows in the batch.
 const ROWS: usize = 300;
 /// SIGKILLs at least.
 const KILLS: usize = 20;
-
-/// A small seeded generator (splitmix64), so the kill moments repeat from run to run.
-struct Seeded(u64);
-
-impl Seeded {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut mixed = self.0;
-        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        mixed ^ (mixed >> 31)
-    }
-
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low)
-    }
-}
 
 fn chaos_file() -> String {
     let mut text = String::from(
@@ -87,7 +71,7 @@ fn killed_at_random_moments_every_row_is_still_refunded_exactly_once() {
         "--max-retries",
         "12",
     ];
-    let mut random = Seeded(42);
+    let mut random = Seeded::new(42);
 
     let mut kills = 0;
     let mut attempts = 0;
@@ -96,8 +80,8 @@ fn killed_at_random_moments_every_row_is_still_refunded_exactly_once() {
         // The moment of the kill, seeded: just after the k-th refund POST of this start reached
         // the sandbox (a request in flight), or just after the k-th new refund was made (its
         // answer on the way back or being recorded).
-        let nth = random.between(1, 11);
-        let after_a_creation = random.next() % 2 == 1;
+        let nth = random.between(1, 10);
+        let after_a_creation = random.next_u64() % 2 == 1;
         let before = sandbox.stats();
         let mut child = workdir
             .std_command()

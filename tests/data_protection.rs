@@ -9,6 +9,7 @@ use payroc_sandbox::SandboxConfig;
 use predicates::prelude::PredicateBooleanExt;
 use sha2::{Digest, Sha256};
 
+use crate::support::Seeded;
 use crate::util::{TestSandbox, Workdir, read_results};
 
 #[test]
@@ -82,23 +83,11 @@ fn formula_cells_are_neutralised_in_the_results_but_sent_unchanged() {
     }
 }
 
-/// A small deterministic generator (splitmix64), so the numbers repeat from run to run.
-struct Numbers(u64);
-
-impl Numbers {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut value = self.0;
-        value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        value ^ (value >> 31)
-    }
-
-    fn digits(&mut self, count: usize) -> String {
-        (0..count)
-            .map(|_| char::from(b'0' + (self.next() % 10) as u8))
-            .collect()
-    }
+/// `count` random decimal digits.
+fn digits(numbers: &mut Seeded, count: usize) -> String {
+    (0..count)
+        .map(|_| char::from(b'0' + numbers.between(0, 9) as u8))
+        .collect()
 }
 
 fn luhn_check_digit(body: &str) -> char {
@@ -175,7 +164,7 @@ fn leaks(
 #[test]
 fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
     let workdir = Workdir::new();
-    let mut numbers = Numbers(6);
+    let mut numbers = Seeded::new(6);
     let mut secrets: Vec<String> = Vec::new();
     let mut content = String::from(
         "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,account_number,routing_number,name_on_account\n",
@@ -183,7 +172,7 @@ fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
     let rows = 2_000;
     for index in 0..rows {
         if index % 2 == 0 {
-            let body = format!("45{:06}{}", index, numbers.digits(7));
+            let body = format!("45{:06}{}", index, digits(&mut numbers, 7));
             let card = format!("{body}{}", luhn_check_digit(&body));
             content.push_str(&format!(
                 "card,1234001,P{index},1.{:02},USD,Refund,{card},0929,,,\n",
@@ -191,7 +180,7 @@ fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
             ));
             secrets.push(card);
         } else {
-            let account = format!("7{:05}{}", index, numbers.digits(6));
+            let account = format!("7{:05}{}", index, digits(&mut numbers, 6));
             let first_eight = format!("{:08}", (index as u64 * 7919 + 1_234_567) % 100_000_000);
             let routing = format!("{first_eight}{}", aba_check_digit(&first_eight));
             content.push_str(&format!(

@@ -1,4 +1,6 @@
-//! Shared pieces of the seeded tests.
+//! Shared pieces of the tests: one seeded generator, and the disk model of the power-cut test.
+
+pub mod disk;
 
 /// A small seeded generator (splitmix64): the same seed gives the same numbers on every machine
 /// and every run, so a failing seed replays. Not for anything but choosing test steps and data.
