@@ -12,7 +12,14 @@ use crate::refund::Method;
 
 /// Send a day's file of Payroc unreferenced refunds exactly once, with a ledger and a results CSV.
 #[derive(Debug, Parser)]
-#[command(name = "refund-batch", version, about, long_about = None, max_term_width = 100)]
+#[command(
+    name = "refund-batch",
+    version,
+    about,
+    long_about = None,
+    max_term_width = 100,
+    after_help = crate::exit::EXIT_CODES_HELP
+)]
 pub struct Cli {
     /// Options every command shares.
     #[command(flatten)]

@@ -16,7 +16,20 @@ pub enum ExitStatus {
     Authentication = 4,
     /// The local clock is more than five minutes off Payroc's: nothing was sent. Fix the clock.
     ClockSkew = 5,
+    /// Busy, try again later: another command holds the ledger. Nothing was sent. The number is
+    /// `EX_TEMPFAIL` from `sysexits.h`, which schedulers read as "retry later".
+    TryLater = 75,
 }
+
+/// The exit codes in words, for `--help` and the man page (the README has the same table).
+pub const EXIT_CODES_HELP: &str = "Exit codes:
+  0   every row succeeded (or was already done)
+  1   finished; some rows need a person (declined, partial, returned, reversed, rejected, conflict, invalid)
+  2   usage, configuration or input error: nothing was sent
+  3   incomplete: rows are pending or unknown (interrupted, stopped early, the input changed): run again
+  4   authentication failed
+  5   this machine's clock is more than five minutes off Payroc's: nothing was sent; fix the clock
+  75  busy: another command holds the ledger; nothing was sent; try again later";
 
 impl ExitStatus {
     /// The process exit code.
@@ -49,10 +62,11 @@ mod tests {
                 ExitStatus::Usage,
                 ExitStatus::Incomplete,
                 ExitStatus::Authentication,
-                ExitStatus::ClockSkew
+                ExitStatus::ClockSkew,
+                ExitStatus::TryLater
             ]
             .map(ExitStatus::code),
-            [0, 1, 2, 3, 4, 5]
+            [0, 1, 2, 3, 4, 5, 75]
         );
         assert_eq!(ExitStatus::from_counts(0, 0), ExitStatus::Success);
         assert_eq!(ExitStatus::from_counts(0, 2), ExitStatus::NeedsReview);

@@ -468,7 +468,7 @@ fn status_reads_the_ledger_while_a_run_holds_it() {
         .args(["run", "day.csv"])
         .timeout(PATIENCE)
         .assert()
-        .code(2)
+        .code(75)
         .stderr(predicate::str::contains("in use by another refund-batch command"));
     drop(paused);
     assert_eq!(run.wait().expect("run ends").code(), Some(0));

@@ -2,7 +2,8 @@
 //! [`EXIT_PATHS`] names them, here or in the module that tests the path in depth, and
 //! `every_exit_path_has_a_test_asserting_its_code` checks that each named test exists and asserts
 //! that code. 0: every row done; 1: finished, some rows need a person; 2: refused before sending
-//! anything; 3: incomplete or failed after sending, run again; 4: authentication failed.
+//! anything; 3: incomplete or failed after sending, run again; 4: authentication failed; 5: the
+//! clock is off Payroc's; 75: busy, try later. The help text lists the same codes (checked below).
 
 use std::io::Write;
 use std::process::Stdio;
@@ -27,7 +28,6 @@ const EXIT_PATHS: &[(i32, &str, &str)] = &[
     (2, "production without --yes and stdin not a terminal", "exit_codes::exit_2_means_nothing_was_sent"),
     (2, "over --max-total", "exit_codes::exit_2_means_nothing_was_sent"),
     (2, "every bad row and column of the sample named", "end_to_end::an_invalid_file_exits_2_sends_nothing_and_names_every_bad_row_and_column"),
-    (2, "the ledger is in use by another command", "faults::a_second_run_on_the_same_ledger_is_refused"),
     (2, "a key file others can read; plain http off loopback", "data_protection::secrets_are_taken_only_from_safe_places_and_card_data_only_over_https"),
     (3, "unknown: 500 after each refund was made, --max-retries 0", "faults::rows_unknown_after_retries_run_out_are_settled_by_reconcile"),
     (3, "interrupted by SIGTERM", "faults::sigterm_stops_cleanly_writes_the_results_and_the_run_resumes"),
@@ -36,13 +36,15 @@ const EXIT_PATHS: &[(i32, &str, &str)] = &[
     (3, "the results path is a directory, after the refunds were made", "exactly_once::a_failure_after_sending_exits_3_closes_the_batch_and_the_results_can_be_written_later"),
     (4, "a wrong API key: 401", "faults::bad_credentials_stop_the_run_with_exit_4_and_nothing_sent"),
     (4, "an API key the identity service forbids: 403", "payroc_answers::a_refusal_from_the_identity_service_is_reported_in_full_with_exit_4"),
+    (5, "the local clock more than five minutes off Payroc's", "promise::a_clock_more_than_five_minutes_off_payrocs_sends_nothing_and_exits_5"),
+    (75, "the ledger is in use by another command: try later", "faults::a_second_run_on_the_same_ledger_is_refused"),
 ];
 
 const HEADER: &str = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date\n";
 
 #[test]
 fn every_exit_path_has_a_test_asserting_its_code() {
-    for code in 0..=4 {
+    for code in [0, 1, 2, 3, 4, 5, 75] {
         assert!(
             EXIT_PATHS.iter().any(|(listed, _, _)| *listed == code),
             "no path listed for exit {code}"
@@ -61,6 +63,24 @@ fn every_exit_path_has_a_test_asserting_its_code() {
         assert!(
             body.contains(&format!(".code({code})")) || body.contains(&format!("Some({code})")),
             "exit {code}, {path}: {test} does not assert exit {code}"
+        );
+    }
+}
+
+#[test]
+fn every_exit_code_is_in_the_help_and_the_readme() {
+    let help = Workdir::new().command().arg("--help").output().expect("--help");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("the README");
+    for code in [0, 1, 2, 3, 4, 5, 75] {
+        assert!(
+            help.contains(&format!("\n  {code} ")),
+            "exit {code} is not in --help:\n{help}"
+        );
+        assert!(
+            readme.contains(&format!("\n| {code} |")),
+            "exit {code} is not in the README's table"
         );
     }
 }

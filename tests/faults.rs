@@ -298,7 +298,7 @@ fn a_second_run_on_the_same_ledger_is_refused() {
     lock.try_lock().expect("the lock is free");
     workdir
         .run(&sandbox, "day.csv", &[])
-        .code(2)
+        .code(75)
         .stderr(predicate::str::contains("is in use by another refund-batch command"));
     assert_eq!(sandbox.stats().refund_posts, 0);
     drop(lock);

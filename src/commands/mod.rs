@@ -39,6 +39,19 @@ impl CommandError {
             error: error.into(),
         }
     }
+
+    /// A ledger that could not be opened: "try later" (exit 75) when another command holds it,
+    /// which a scheduler retries; otherwise a configuration error (exit 2). Nothing was sent.
+    pub fn opening_ledger(error: crate::ledger::LedgerError) -> CommandError {
+        let status = match error {
+            crate::ledger::LedgerError::Busy { .. } => ExitStatus::TryLater,
+            _ => ExitStatus::Usage,
+        };
+        CommandError {
+            status,
+            error: error.into(),
+        }
+    }
 }
 
 /// Runs the command `cli` names.

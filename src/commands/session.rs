@@ -134,7 +134,7 @@ fn open(
     terminal: &Terminal,
 ) -> Result<Session, CommandError> {
     let ledger_path = ledger_path(global.ledger.as_ref())?;
-    let mut ledger = Ledger::open(&ledger_path).map_err(CommandError::usage)?;
+    let mut ledger = Ledger::open(&ledger_path).map_err(CommandError::opening_ledger)?;
     terminal.note(&format!("ledger: {}", ledger_path.display()));
     let batch = ledger
         .begin_batch(

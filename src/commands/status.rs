@@ -74,7 +74,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
     let ledger = match Ledger::open_reader(&path) {
         Ok(ledger) => ledger,
         // An older schema: upgrade it, which needs the lock (refused while a run holds it).
-        Err(LedgerError::Corrupt { .. }) => Ledger::open(&path).map_err(CommandError::usage)?,
+        Err(LedgerError::Corrupt { .. }) => Ledger::open(&path).map_err(CommandError::opening_ledger)?,
         Err(error) => return Err(CommandError::usage(error)),
     };
     let mut file_view = None;
