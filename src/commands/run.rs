@@ -32,6 +32,15 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         .unwrap_or_else(|| results::default_path(&arguments.input.file));
     session::refuse_protected_output(global, Some(&arguments.input.file), "--results", &results_path)?;
 
+    // A missing API key is said before any question is asked (the production confirmation).
+    if environment != Environment::Sandbox || global.api_key_file.is_some() {
+        crate::commands::credentials::load_api_key(
+            global.api_key_file.as_deref(),
+            std::env::var("PAYROC_API_KEY").ok(),
+        )
+        .map_err(CommandError::usage)?;
+    }
+
     // 1. The whole file is checked before anything else happens.
     let (check, read_options) = session::check_input(&arguments.input, arguments.skip_invalid, terminal)?;
     enforce_caps(&check, &caps)?;

@@ -202,7 +202,16 @@ async fn connect(global: &GlobalArgs, connection: &ConnectionArgs) -> Result<End
             )));
         }
         (None, None, Environment::Sandbox) => {
-            let running = payroc_sandbox::spawn(([127, 0, 0, 1], 0).into(), payroc_sandbox::SandboxConfig::default())
+            // Seeded from the clock: refund ids must not repeat from one run to the next (a
+            // person comparing two days' results would take two refunds for one).
+            let seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos() as u64);
+            let config = payroc_sandbox::SandboxConfig {
+                seed,
+                ..payroc_sandbox::SandboxConfig::default()
+            };
+            let running = payroc_sandbox::spawn(([127, 0, 0, 1], 0).into(), config)
                 .await
                 .context("cannot start the embedded sandbox")
                 .map_err(CommandError::usage)?;
