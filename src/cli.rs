@@ -184,6 +184,10 @@ pub struct RunArgs {
     /// Send declined and rejected rows again, under a new idempotency key.
     #[arg(long)]
     pub retry_failed: bool,
+    /// With --retry-failed, also send rows whose card or account (for a rejected row: any detail)
+    /// did not change since they failed. Without it such a row would most likely fail again.
+    #[arg(long, requires = "retry_failed")]
+    pub retry_unchanged: bool,
     /// Confirm a production run without a terminal to ask on.
     #[arg(long)]
     pub yes: bool,

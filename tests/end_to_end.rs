@@ -227,8 +227,18 @@ fn a_changed_row_is_a_conflict_and_retry_failed_uses_the_next_key() {
         second[0]["error"]
     );
 
-    // --retry-failed sends the declined row again under a new key; the succeeded one never.
+    // --retry-failed alone does not send a declined row whose card did not change: it would be
+    // declined again. It says so, and nothing is sent.
     workdir.run(&sandbox, "day.csv", &["--retry-failed"]).code(1);
+    assert_eq!(sandbox.stats().refund_posts, posts_before);
+    let held = read_results(&workdir.path("day.results.csv"));
+    assert_eq!(held[1]["status"], "declined");
+    assert!(held[1]["error"].contains("--retry-unchanged"), "{}", held[1]["error"]);
+
+    // With --retry-unchanged it goes again under a new key; the succeeded one never.
+    workdir
+        .run(&sandbox, "day.csv", &["--retry-failed", "--retry-unchanged"])
+        .code(1);
     let third = read_results(&workdir.path("day.results.csv"));
     assert_ne!(
         third[1]["idempotency_key"], first[1]["idempotency_key"],

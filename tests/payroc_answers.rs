@@ -79,7 +79,9 @@ fn every_answer_is_read_as_payroc_writes_it_and_followed_until_final() {
 
     // A partial approval is never re-sent: a second send would refund the approved part twice.
     let posts = stats.refund_posts;
-    workdir.run(&sandbox, "outcomes.csv", &["--retry-failed"]).code(1);
+    workdir
+        .run(&sandbox, "outcomes.csv", &["--retry-failed", "--retry-unchanged"])
+        .code(1);
     let stats = sandbox.stats();
     assert_eq!(
         stats.created_per_order["card|1234001|O20261125-06"], 1,
@@ -124,7 +126,9 @@ fn every_answer_is_read_as_payroc_writes_it_and_followed_until_final() {
     // is not re-sent by itself.
     let fixed = sample("outcomes.csv").replace("99990005", "55550005");
     workdir.write("outcomes.csv", &fixed);
-    workdir.run(&sandbox, "outcomes.csv", &["--retry-failed"]).code(1);
+    workdir
+        .run(&sandbox, "outcomes.csv", &["--retry-failed", "--retry-unchanged"])
+        .code(1);
     let stats = sandbox.stats();
     assert_eq!(
         stats.created_per_order["bank|1234001|O20261125-12"], 2,

@@ -89,6 +89,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         rate,
         concurrency: arguments.concurrency,
         retry_failed: arguments.retry_failed,
+        retry_unchanged: arguments.retry_unchanged,
         batch: session.batch,
         shutdown_grace: std::time::Duration::from_millis(connection.shutdown_grace_ms),
         precheck_new_rows,

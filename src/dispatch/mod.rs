@@ -63,6 +63,9 @@ pub struct DispatchOptions {
     pub concurrency: usize,
     /// Send declined and rejected rows again under the next key generation.
     pub retry_failed: bool,
+    /// With `retry_failed`, also rows whose payment details (or, for a rejected row, any
+    /// detail) did not change (`--retry-unchanged`).
+    pub retry_unchanged: bool,
     /// The ledger batch this run records under.
     pub batch: BatchId,
     /// After a stop request, how long requests in flight may take before they are abandoned.
@@ -156,6 +159,9 @@ pub fn decide(
     }
     let same_body = record.fingerprint == prepared.fingerprint;
     if record.state.is_retryable_failure() && options.retry_failed {
+        if let Some(note) = unchanged_retry(&record, prepared, options) {
+            return Ok(Decision::Hold(note));
+        }
         if let Some(note) = refuse_new_key(
             ledger,
             prepared,
@@ -226,6 +232,37 @@ pub fn decide(
         }
         _ => Ok(Decision::Done(record)),
     }
+}
+
+/// Why a failed row is not sent again although `--retry-failed` asks: nothing that could change
+/// the answer changed. A declined or returned refund would be declined again to the same card or
+/// account, so it goes again only when its payment details changed; a rejected one only when the
+/// row changed at all. `--retry-unchanged` sends it anyway (an issuer that declined for a reason
+/// of its own, since fixed).
+fn unchanged_retry(record: &RefundRecord, prepared: &PreparedRefund, options: &DispatchOptions) -> Option<RowNote> {
+    if options.retry_unchanged {
+        return None;
+    }
+    let (unchanged, what) = match record.state {
+        RefundState::Rejected => (record.fingerprint == prepared.fingerprint, "the row"),
+        _ => (
+            record.payee_masked == prepared.payee_masked && record.method == prepared.method.as_str(),
+            "its payment details (card or account)",
+        ),
+    };
+    unchanged.then(|| RowNote {
+        status: record.state.result_status(),
+        error: format!(
+            "{}; not sent again: {what} did not change since, so it would most likely be {} again. \
+             Fix the row, or pass --retry-unchanged to send it as it is",
+            record
+                .problem_detail
+                .clone()
+                .or_else(|| record.response_message.clone())
+                .unwrap_or_else(|| record.state.to_string()),
+            record.state
+        ),
+    })
 }
 
 /// The ledger's view of a prepared row under `key`.
@@ -990,6 +1027,7 @@ mod tests {
             rate: NonZeroU32::MIN,
             concurrency: 1,
             retry_failed,
+            retry_unchanged: true,
             batch: BatchId(1),
             shutdown_grace: Duration::ZERO,
             precheck_new_rows: false,
@@ -1294,6 +1332,38 @@ mod tests {
             decide(&mut ledger, &variant, 1000, "USD", &allowing, 4).expect("decide"),
             Decision::Send(_)
         ));
+    }
+
+    #[test]
+    fn a_failed_row_is_retried_only_when_what_failed_changed_unless_asked() {
+        let (_directory, mut ledger) = ledger();
+        let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
+            panic!()
+        };
+        set_state(&mut ledger, first.id, RefundState::Declined);
+        let strict = DispatchOptions {
+            retry_unchanged: false,
+            ..options(true)
+        };
+        // The same card again: held, saying why and how to send it anyway.
+        let same = prepare(&row(1000), "sandbox", "default");
+        let Decision::Hold(note) = decide(&mut ledger, &same, 1000, "USD", &strict, 2).expect("decide") else {
+            panic!("an unchanged declined row is held")
+        };
+        assert_eq!(note.status, ResultStatus::Declined);
+        assert!(note.error.contains("--retry-unchanged"), "{}", note.error);
+        // Another card: sent under the next key.
+        let mut other_card = row(1000);
+        other_card.payee = Payee::KeyedCard {
+            card_number: "5555555555554444".to_owned().into(),
+            expiry_date: "1230".into(),
+            cardholder_name: None,
+        };
+        let other_card = prepare(&other_card, "sandbox", "default");
+        let Decision::Send(retry) = decide(&mut ledger, &other_card, 1000, "USD", &strict, 2).expect("decide") else {
+            panic!("a declined row with another card is retried")
+        };
+        assert_eq!(retry.generation, 1);
     }
 
     #[test]
