@@ -460,6 +460,7 @@ fn status_reads_the_ledger_while_a_run_holds_it() {
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
     assert!(report["file"]["rows_by_status"].is_object(), "{report}");
+    assert_eq!(report["batches"][0]["state"], "running", "{report}");
     assert!(!finished_already, "status ran while the run was still going");
     // A second writer is still refused.
     workdir
@@ -592,6 +593,15 @@ fn status_during_a_new_ledgers_first_run_then_kill_9_loses_no_record_of_a_send()
     wait_until("more refund POSTs", || sandbox.stats().refund_posts >= 12);
     run.kill().expect("kill -9");
     run.wait().expect("reaped");
+    // Once nothing holds the ledger, the killed batch reads as interrupted, not as running.
+    let status = workdir
+        .command()
+        .args(["--env", "uat", "status", "--format", "json"])
+        .timeout(PATIENCE)
+        .output()
+        .expect("status");
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(report["batches"][0]["state"], "interrupted", "{report}");
     let connection = rusqlite::Connection::open(workdir.path("ledger.sqlite")).expect("the ledger opens");
     for refund in sandbox.stats().refunds {
         let state: String = connection

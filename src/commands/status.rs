@@ -31,6 +31,9 @@ struct BatchView {
     input_sha256: String,
     environment: String,
     started_at: String,
+    /// `finished`; `running` while a command holds the ledger; `interrupted` when it ended
+    /// without finishing (killed, a power cut) and nothing holds the ledger now.
+    state: &'static str,
     finished_at: Option<String>,
     rows: Option<i64>,
     exit_code: Option<i64>,
@@ -120,6 +123,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
         sha = Some(check.sha256);
     }
     let batches = ledger.batches(sha.as_deref()).map_err(CommandError::usage)?;
+    let running = a_command_holds(ledger.path());
     let totals = ledger.totals().map_err(CommandError::usage)?;
     let report = StatusReport {
         ledger: path.display().to_string(),
@@ -131,6 +135,11 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
                 input_sha256: batch.input_sha256,
                 environment: batch.environment,
                 started_at: batch.started_at,
+                state: match (&batch.finished_at, running) {
+                    (Some(_), _) => "finished",
+                    (None, true) => "running",
+                    (None, false) => "interrupted",
+                },
                 finished_at: batch.finished_at,
                 rows: batch.rows,
                 exit_code: batch.exit_code,
@@ -166,6 +175,18 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
     Ok(ExitStatus::Success)
 }
 
+/// Whether a command holds the ledger's run lock now: an unfinished batch is then running, and
+/// otherwise it was interrupted. Tested with a shared lock taken and dropped at once, on the lock
+/// file only (never the database: see the ledger's documentation); a run starting in that instant
+/// is told the ledger is busy and to try again (exit 75).
+fn a_command_holds(ledger: &std::path::Path) -> bool {
+    let lock = &crate::ledger::side_files(ledger)[3];
+    match std::fs::File::open(lock) {
+        Ok(file) => matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
 fn write_text(out: &mut impl Write, report: &StatusReport) -> std::io::Result<()> {
     writeln!(out, "ledger: {}", report.ledger)?;
     if let Some(file) = &report.file {
@@ -195,7 +216,7 @@ fn write_text(out: &mut impl Write, report: &StatusReport) -> std::io::Result<()
                 .finished_at
                 .as_deref()
                 .map(|at| format!("finished {at}"))
-                .unwrap_or_else(|| "(not finished)".into()),
+                .unwrap_or_else(|| format!("({})", batch.state)),
             batch
                 .exit_code
                 .map(|code| code.to_string())
