@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         quiet: cli.global.quiet,
         no_progress: cli.global.no_progress,
         plain_progress_interval: Duration::from_secs(5),
+        json: cli.global.log_format == LogFormat::Json,
     });
     if let Some(path) = &config_path {
         tracing::info!(config = %path.display(), "using config file");

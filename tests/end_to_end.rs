@@ -425,3 +425,28 @@ fn against_a_separate_sandbox_process_every_row_is_sent_once() {
         );
     }
 }
+
+#[test]
+fn with_log_format_json_every_line_on_stderr_is_one_json_object() {
+    let workdir = Workdir::new();
+    workdir.write("mixed.csv", &sample("mixed.csv"));
+    workdir.write("invalid.csv", &sample("invalid.csv"));
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    for (file, code) in [("mixed.csv", 1), ("invalid.csv", 2)] {
+        let output = workdir
+            .command()
+            .args(["--log-format", "json", "-v"])
+            .args(sandbox.arguments())
+            .args(["run", file])
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(code), "{file}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.trim().is_empty(), "{file}: something was said");
+        for line in stderr.lines() {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|error| panic!("{file}: not JSON ({error}): {line}"));
+            assert!(value.is_object(), "{file}: {line}");
+        }
+    }
+}

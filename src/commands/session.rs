@@ -61,11 +61,14 @@ pub fn refuse_protected_output(
 
 /// Sets the banner that marks non-production screens.
 pub fn set_banner(terminal: &Terminal, environment: Environment) {
-    terminal.set_banner(match environment {
-        Environment::Sandbox => Some("[sandbox, no money moves]".into()),
-        Environment::Uat => Some("[uat]".into()),
-        Environment::Production => None,
-    });
+    terminal.set_banner(
+        match environment {
+            Environment::Sandbox => Some("[sandbox, no money moves]".into()),
+            Environment::Uat => Some("[uat]".into()),
+            Environment::Production => None,
+        },
+        environment.as_str(),
+    );
 }
 
 /// Checks the whole file. With invalid rows and no `skip_invalid`, prints them and returns

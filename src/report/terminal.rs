@@ -50,6 +50,21 @@ pub fn stderr_writer() -> StderrWriter {
     StderrWriter
 }
 
+/// One JSON object as a line.
+fn json_line(value: &serde_json::Value) -> String {
+    format!("{value}\n")
+}
+
+/// `1h 02m`, `3m 05s`, `12s`: time left, as people read it.
+fn eta_text(left: Duration) -> String {
+    let seconds = left.as_secs();
+    match (seconds / 3600, (seconds / 60) % 60, seconds % 60) {
+        (0, 0, seconds) => format!("{seconds}s"),
+        (0, minutes, seconds) => format!("{minutes}m {seconds:02}s"),
+        (hours, minutes, _) => format!("{hours}h {minutes:02}m"),
+    }
+}
+
 /// "1 row", "2 rows": counts in messages read as English.
 pub fn rows(count: u64) -> String {
     if count == 1 {
@@ -68,6 +83,9 @@ pub struct OutputOptions {
     pub no_progress: bool,
     /// Force the plain progress lines even on a terminal (used when stderr is not one).
     pub plain_progress_interval: Duration,
+    /// `--log-format json`: every line on stderr is one JSON object — notes, warnings, errors,
+    /// progress — so a log pipeline (or `jq`) reads all of it; no progress bar is drawn.
+    pub json: bool,
 }
 
 /// Writes everything meant for a person, to stderr.
@@ -77,6 +95,8 @@ pub struct Terminal {
     is_terminal: bool,
     /// Printed before notes so that every screen says which environment it is about.
     banner: Mutex<Option<String>>,
+    /// The environment's name, for JSON lines.
+    environment: Mutex<Option<&'static str>>,
 }
 
 impl Terminal {
@@ -86,23 +106,42 @@ impl Terminal {
             options,
             is_terminal: std::io::stderr().is_terminal(),
             banner: Mutex::new(None),
+            environment: Mutex::new(None),
         }
     }
 
-    /// Sets the prefix that marks non-production screens (`[sandbox]`, `[uat]`).
-    pub fn set_banner(&self, banner: Option<String>) {
+    /// Sets the prefix that marks non-production screens (`[sandbox]`, `[uat]`), and the
+    /// environment's name that JSON lines carry.
+    pub fn set_banner(&self, banner: Option<String>, environment: &'static str) {
         *self.banner.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = banner;
+        *self
+            .environment
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(environment);
     }
 
-    fn line(&self, text: &str) {
+    fn line(&self, level: &str, text: &str) {
         let banner = self
             .banner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let line = match banner {
-            Some(banner) => format!("{banner} {text}\n"),
-            None => format!("{text}\n"),
+        let line = if self.options.json {
+            json_line(&serde_json::json!({
+                "timestamp": crate::clock::format(crate::clock::local_now()),
+                "level": level,
+                "environment": *self.environment.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+                "message": text,
+            }))
+        } else {
+            let text = match level {
+                "warning" | "error" => format!("{level}: {text}"),
+                _ => text.to_owned(),
+            };
+            match banner {
+                Some(banner) => format!("{banner} {text}\n"),
+                None => format!("{text}\n"),
+            }
         };
         // A closed stderr has nowhere to report to; the exit code still tells.
         let _ = around_bar(|| std::io::stderr().write_all(line.as_bytes()));
@@ -111,24 +150,24 @@ impl Terminal {
     /// An informational line; hidden by `--quiet`.
     pub fn note(&self, text: &str) {
         if !self.options.quiet {
-            self.line(text);
+            self.line("info", text);
         }
     }
 
     /// A warning; always shown.
     pub fn warn(&self, text: &str) {
-        self.line(&format!("warning: {text}"));
+        self.line("warning", text);
     }
 
     /// An error; always shown.
     pub fn error(&self, text: &str) {
-        self.line(&format!("error: {text}"));
+        self.line("error", text);
     }
 
     /// Starts a progress display for `total` rows.
     pub fn progress(&self, total: u64) -> Progress {
         let show = !self.options.quiet && !self.options.no_progress;
-        let bar = (show && self.is_terminal).then(|| {
+        let bar = (show && self.is_terminal && !self.options.json).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
             let style = ProgressStyle::with_template("{prefix}{bar:30} {pos}/{len} rows  {msg}  {rate}  ETA {eta}")
                 .map(|style| {
@@ -154,7 +193,8 @@ impl Terminal {
         });
         Progress {
             bar,
-            plain: (show && !self.is_terminal).then(|| Mutex::new(Instant::now())),
+            plain: (show && (!self.is_terminal || self.options.json)).then(|| Mutex::new(Instant::now())),
+            json: self.options.json,
             interval: self.options.plain_progress_interval,
             prefix: self
                 .banner
@@ -164,9 +204,10 @@ impl Terminal {
                 .map(|banner| format!("{banner} "))
                 .unwrap_or_default(),
             total,
-            started: Instant::now(),
             counts: Default::default(),
             done: AtomicU64::new(0),
+            finished_here: AtomicU64::new(0),
+            first_finished: Mutex::new(None),
         }
     }
 }
@@ -180,9 +221,15 @@ pub struct Progress {
     /// The environment banner for plain progress lines.
     prefix: String,
     total: u64,
-    started: Instant,
     counts: [AtomicU64; ResultStatus::ALL.len()],
     done: AtomicU64,
+    /// Rows whose request (or look-up) finished in this run: the rate and the ETA come from
+    /// these alone, not from rows an earlier run finished, which take no time now.
+    finished_here: AtomicU64,
+    /// When the first of them finished.
+    first_finished: Mutex<Option<Instant>>,
+    /// One JSON object per progress line.
+    json: bool,
 }
 
 impl Progress {
@@ -198,7 +245,29 @@ impl Progress {
 
     /// A row whose request finished.
     pub fn finished(&self, state: RefundState) {
+        self.finished_here.fetch_add(1, Ordering::Relaxed);
+        self.first_finished
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert_with(Instant::now);
         self.count(state.result_status());
+    }
+
+    /// This run's pace, rows a second, from the rows it finished itself, and the time left for
+    /// the rest at that pace; `None` until two have finished.
+    fn pace(&self, done: u64) -> Option<(f64, Duration)> {
+        let finished = self.finished_here.load(Ordering::Relaxed);
+        let since = (*self
+            .first_finished
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))?;
+        let elapsed = since.elapsed().as_secs_f64();
+        if finished < 2 || elapsed <= 0.0 {
+            return None;
+        }
+        let rate = (finished - 1) as f64 / elapsed;
+        let left = self.total.saturating_sub(done) as f64 / rate;
+        Some((rate, Duration::from_secs_f64(left.min(1e9))))
     }
 
     fn count(&self, status: ResultStatus) {
@@ -214,14 +283,36 @@ impl Progress {
             let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if last.elapsed() >= self.interval {
                 *last = Instant::now();
-                let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "{}progress: {done}/{} rows, {}, {rate:.0} rows/s",
-                    self.prefix,
-                    self.total,
-                    self.counts_text()
-                );
+                let pace = self.pace(done);
+                let line = if self.json {
+                    let counts: serde_json::Map<String, serde_json::Value> = ResultStatus::ALL
+                        .iter()
+                        .zip(&self.counts)
+                        .filter(|(_, count)| count.load(Ordering::Relaxed) > 0)
+                        .map(|(status, count)| (status.as_str().to_owned(), count.load(Ordering::Relaxed).into()))
+                        .collect();
+                    json_line(&serde_json::json!({
+                        "timestamp": crate::clock::format(crate::clock::local_now()),
+                        "level": "info",
+                        "event": "progress",
+                        "done": done,
+                        "total": self.total,
+                        "counts": counts,
+                        "rows_per_second": pace.map(|(rate, _)| (rate * 10.0).round() / 10.0),
+                        "eta_seconds": pace.map(|(_, left)| left.as_secs()),
+                    }))
+                } else {
+                    let pace = pace
+                        .map(|(rate, left)| format!(", {rate:.0} rows/s, ETA {}", eta_text(left)))
+                        .unwrap_or_default();
+                    format!(
+                        "{}progress: {done}/{} rows, {}{pace}\n",
+                        self.prefix,
+                        self.total,
+                        self.counts_text()
+                    )
+                };
+                let _ = std::io::stderr().write_all(line.as_bytes());
             }
         }
     }
