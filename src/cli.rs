@@ -161,6 +161,11 @@ pub struct InputArgs {
     /// orders, so two refunds, at Payroc.
     #[arg(long)]
     pub allow_case_variants: bool,
+    /// Amounts are written with a decimal comma (`1234,56`, `1.234,56`, `1 234,56`), as many
+    /// European exports write them. Without it the point marks the fraction (`1234.56`,
+    /// `1,234.56`). Either way a thousands separator is taken only in groups of three.
+    #[arg(long)]
+    pub decimal_comma: bool,
 }
 
 /// `run`.
@@ -310,6 +315,9 @@ pub struct StatusArgs {
     /// different orders, not duplicates.
     #[arg(long, requires = "file")]
     pub allow_case_variants: bool,
+    /// The file was run with --decimal-comma: its amounts mark the fraction with a comma.
+    #[arg(long, requires = "file")]
+    pub decimal_comma: bool,
     /// Output format (on stdout).
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,

@@ -450,3 +450,32 @@ fn with_log_format_json_every_line_on_stderr_is_one_json_object() {
         }
     }
 }
+
+#[test]
+fn amounts_with_a_decimal_comma_are_read_with_the_option_and_explained_without_it() {
+    let workdir = Workdir::new();
+    workdir.write(
+        "eu.csv",
+        "method;processing_terminal_id;order_id;amount;currency;description;card_number;expiry_date\n\
+         card;1234001;EU-1;1.234,56;EUR;refund;4111111111111111;0929\n\
+         card;1234001;EU-2;12,5;EUR;refund;4111111111111111;0929\n",
+    );
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["validate", "eu.csv", "--delimiter", ";"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "row 2, column amount: \"1.234,56\" is not a plain decimal",
+        ))
+        .stderr(predicates::str::contains("with --decimal-comma this reads 1234.56"));
+    workdir
+        .run(&sandbox, "eu.csv", &["--delimiter", ";", "--decimal-comma"])
+        .code(0);
+    let amounts: Vec<i64> = sandbox.stats().refunds.iter().map(|refund| refund.amount).collect();
+    assert_eq!(amounts, [123_456, 1250]);
+    let results = read_results(&workdir.path("eu.results.csv"));
+    assert_eq!(results[0]["amount"], "1234.56");
+}

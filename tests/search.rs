@@ -1318,9 +1318,28 @@ fn every_refund_is_known_to_a_ledger(workdir: &Workdir, ledgers: &[String], stat
     }
 }
 
+/// The ledger at `path` opened from a scratch copy of its file and WAL (with the directory that
+/// holds the copy, removed when dropped): a command killed mid-write leaves a WAL that only a
+/// writable connection may recover, and the tool's own files must stay as it left them.
+fn open_copy(path: &Path) -> rusqlite::Result<(tempfile::TempDir, rusqlite::Connection)> {
+    let scratch = tempfile::tempdir().map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+    let copy = scratch.path().join("ledger.sqlite");
+    for suffix in ["", "-wal"] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = copy.as_os_str().to_owned();
+        to.push(suffix);
+        if Path::new(&from).exists() {
+            std::fs::copy(&from, &to).map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+        }
+    }
+    let connection = rusqlite::Connection::open(&copy)?;
+    Ok((scratch, connection))
+}
+
 /// Whether the file at `path` is a ledger with its tables made.
 fn has_tables(path: &Path) -> bool {
-    let Ok(connection) = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+    let Ok((_scratch, connection)) = open_copy(path) else {
         return false;
     };
     connection
@@ -1332,9 +1351,10 @@ fn has_tables(path: &Path) -> bool {
         .is_ok_and(|tables| tables == 2)
 }
 
-/// The keys the ledger at `path` records as sent or maybe sent, read without writing anything.
+/// The keys the ledger at `path` records as sent or maybe sent, read from a copy (see
+/// [`open_copy`]).
 fn sent_keys(path: &Path) -> rusqlite::Result<Vec<String>> {
-    let connection = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let (_scratch, connection) = open_copy(path)?;
     // A command killed while it made the ledger can leave it without tables: it knows nothing.
     // A file that is not a database at all fails here.
     let tables: i64 = connection.query_row(

@@ -93,6 +93,11 @@ pub fn read_options(input: &InputArgs) -> Result<ReadOptions, CommandError> {
         default_method: input.method.map(Into::into),
         delimiter,
         allow_case_variants: input.allow_case_variants,
+        decimal_mark: if input.decimal_comma {
+            crate::refund::money::DecimalMark::Comma
+        } else {
+            crate::refund::money::DecimalMark::Point
+        },
     })
 }
 

@@ -87,6 +87,11 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
             default_method: arguments.method.map(Into::into),
             delimiter: None,
             allow_case_variants: arguments.allow_case_variants,
+            decimal_mark: if arguments.decimal_comma {
+                crate::refund::money::DecimalMark::Comma
+            } else {
+                crate::refund::money::DecimalMark::Point
+            },
         };
         let check = check_file(file, options)
             .with_context(|| format!("cannot read {}", file.display()))

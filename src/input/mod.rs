@@ -173,6 +173,8 @@ pub struct ReadOptions {
     /// Off by default: they read as one order, so the file check reports the second as a
     /// duplicate (Payroc would take it as another order, so another refund).
     pub allow_case_variants: bool,
+    /// How amounts mark their fraction: `.` (default) or `,` (`--decimal-comma`).
+    pub decimal_mark: crate::refund::money::DecimalMark,
 }
 
 /// A `Read` that feeds every byte it passes through SHA-256, so the file is hashed while it is

@@ -456,7 +456,7 @@ pub(super) fn apply_column_rules(
             }
             None
         }
-        (Some(text), Some(currency)) => match money::parse_amount(&text, currency) {
+        (Some(text), Some(currency)) => match money::parse_amount_written(&text, currency, options.decimal_mark) {
             Ok(minor) => Some(minor),
             Err(error) => {
                 check.problem("amount", error.to_string());

@@ -67,11 +67,18 @@ pub enum AmountError {
     /// A leading `+` or `-`: refunds are always positive and the sign is Payroc's business.
     #[error("{0:?} has a sign (write a positive amount without + or -)")]
     Signed(String),
-    /// Anything but digits and one dot: exponents, thousands separators, currency symbols, commas.
+    /// Anything but digits and one dot (or, with `--decimal-comma`, one comma): exponents,
+    /// thousands separators that are not unambiguous, currency symbols. The hint says what the
+    /// text would read as, where a common way of writing amounts explains it.
     #[error(
-        "{0:?} is not a plain decimal (digits with at most one '.', no thousands separators, symbols or exponents)"
+        "{amount:?} is not a plain decimal (digits with at most one '.', thousands separators only as 1,234.56, no symbols or exponents){hint}"
     )]
-    NotDecimal(String),
+    NotDecimal {
+        /// The cell as written.
+        amount: String,
+        /// `" — with --decimal-comma this reads 1234.56"`, or nothing.
+        hint: String,
+    },
     /// More decimal places than the currency's minor unit has.
     #[error("{amount:?} has {places} decimal places but {currency} allows {allowed}")]
     TooManyPlaces {
@@ -110,12 +117,107 @@ pub const MAX_WHOLE_DIGITS: usize = 11;
 /// trailing zeros: `1200.0` JPY is refused, because a file that writes decimals for a currency
 /// without them was probably made for another currency), zero, and overflow.
 pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> {
+    parse_amount_written(text, currency, DecimalMark::Point)
+}
+
+/// Which character separates an amount's whole part from its fraction in a file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DecimalMark {
+    /// `1234.56`, and `1,234.56` with thousands separators (the default).
+    #[default]
+    Point,
+    /// `1234,56`, and `1.234,56` or `1 234,56` with thousands separators (`--decimal-comma`).
+    Comma,
+}
+
+/// Parses an amount written with `mark` as its decimal separator. Thousands separators are taken
+/// only where they cannot be misread: groups of exactly three digits after a first group of one
+/// to three, written with the other mark (`,` for [`DecimalMark::Point`]; `.` or a space for
+/// [`DecimalMark::Comma`]), and — with the point — only when a fraction follows, since `1,234`
+/// alone means 1.234 to half the world. Everything else is as [`parse_amount`] says.
+pub fn parse_amount_written(text: &str, currency: Currency, mark: DecimalMark) -> Result<i64, AmountError> {
     let trimmed = text.trim();
+    match plain_form(trimmed, mark) {
+        Some(plain) => parse_plain(trimmed, &plain, currency, mark),
+        None => parse_plain(trimmed, trimmed, currency, mark),
+    }
+}
+
+/// `trimmed` rewritten as digits with at most one `.`, when its thousands separators (and, with
+/// the comma, its decimal mark) follow the unambiguous rule; `None` when there is nothing to
+/// rewrite or it does not follow it.
+fn plain_form(trimmed: &str, mark: DecimalMark) -> Option<String> {
+    let (decimal, thousands): (char, &[char]) = match mark {
+        DecimalMark::Point => ('.', &[',']),
+        DecimalMark::Comma => (',', &['.', ' ', '\u{a0}', '\u{202f}']),
+    };
+    let (whole, fraction) = match trimmed.split_once(decimal) {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (trimmed, None),
+    };
+    let groups: Vec<&str> = whole.split(|c| thousands.contains(&c)).collect();
+    let grouped = groups.len() > 1
+        && (1..=3).contains(&groups[0].len())
+        && groups[1..].iter().all(|group| group.len() == 3)
+        && groups
+            .iter()
+            .all(|group| group.bytes().all(|byte| byte.is_ascii_digit()));
+    if groups.len() > 1 && !grouped {
+        return None;
+    }
+    if grouped && mark == DecimalMark::Point && fraction.is_none() {
+        return None;
+    }
+    let whole = groups.concat();
+    Some(match fraction {
+        Some(fraction) => format!("{whole}.{fraction}"),
+        None => whole,
+    })
+}
+
+/// What `trimmed`, refused as written, would read as under a common convention: the hint of an
+/// [`AmountError::NotDecimal`].
+fn hint(trimmed: &str, mark: DecimalMark) -> String {
+    let symbols: &[char] = &[
+        '$', '€', '£', '¥', '₩', '₹', 'R', 'F', 'C', 'A', 'U', 'S', 'D', 'E', 'G', 'B', 'P',
+    ];
+    let bare = trimmed.trim_matches(|c: char| symbols.contains(&c) || c.is_whitespace());
+    let other = match mark {
+        DecimalMark::Point => DecimalMark::Comma,
+        DecimalMark::Comma => DecimalMark::Point,
+    };
+    let option = match other {
+        DecimalMark::Comma => "with --decimal-comma",
+        DecimalMark::Point => "without --decimal-comma",
+    };
+    let readable = |text: &str, mark| {
+        plain_form(text, mark)
+            .filter(|plain| {
+                plain.bytes().all(|byte| byte.is_ascii_digit() || byte == b'.') && plain.matches('.').count() <= 1
+            })
+            .filter(|plain| !plain.is_empty())
+    };
+    let symbol = if bare == trimmed {
+        ""
+    } else {
+        " without the currency symbol or code (the currency column says it)"
+    };
+    match (readable(bare, mark), readable(bare, other)) {
+        (Some(plain), _) if !symbol.is_empty() => format!(" —{symbol} this reads {plain}"),
+        (_, Some(plain)) if symbol.is_empty() => format!(" — {option} this reads {plain}"),
+        (_, Some(plain)) => format!(" —{symbol} and {option} this reads {plain}"),
+        _ => String::new(),
+    }
+}
+
+fn parse_plain(trimmed: &str, plain: &str, currency: Currency, mark: DecimalMark) -> Result<i64, AmountError> {
+    let written = trimmed;
+    let trimmed = plain;
     if trimmed.is_empty() {
         return Err(AmountError::Empty);
     }
     if trimmed.starts_with(['+', '-']) {
-        return Err(AmountError::Signed(shown(trimmed)));
+        return Err(AmountError::Signed(shown(written)));
     }
     let (whole, fraction) = match trimmed.split_once('.') {
         Some((whole, fraction)) => (whole, Some(fraction)),
@@ -123,7 +225,10 @@ pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> 
     };
     let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
     if !all_digits(whole) || fraction.is_some_and(|fraction| !all_digits(fraction)) {
-        return Err(AmountError::NotDecimal(shown(trimmed)));
+        return Err(AmountError::NotDecimal {
+            amount: shown(written),
+            hint: hint(written, mark),
+        });
     }
     let significant = whole.trim_start_matches('0').len();
     if significant > MAX_WHOLE_DIGITS {
@@ -133,13 +238,13 @@ pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> 
     let exponent = currency.exponent();
     if fraction.len() > exponent as usize {
         return Err(AmountError::TooManyPlaces {
-            amount: shown(trimmed),
+            amount: shown(written),
             places: fraction.len(),
             currency,
             allowed: exponent,
         });
     }
-    let too_large = || AmountError::TooLarge(shown(trimmed));
+    let too_large = || AmountError::TooLarge(shown(written));
     let mut minor: i64 = 0;
     for digit in whole.bytes().chain(fraction.bytes()) {
         minor = minor
@@ -151,7 +256,7 @@ pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> 
     let missing_places = exponent - fraction.len() as u32;
     minor = minor.checked_mul(10_i64.pow(missing_places)).ok_or_else(too_large)?;
     if minor == 0 {
-        return Err(AmountError::Zero(shown(trimmed)));
+        return Err(AmountError::Zero(shown(written)));
     }
     Ok(minor)
 }
@@ -289,11 +394,11 @@ mod tests {
             );
         }
         for shape in [
-            "1,000.00", "1 000", "1e3", "1E3", "$5", "5$", "1.2.3", ".5", "5.", ".", "12,50", "0x10", "١٢", "NaN",
-            "inf", "1_000", "5 .00", "4.99USD",
+            "1,000", "1,00.00", "1 000", "1e3", "1E3", "$5", "5$", "1.2.3", ".5", "5.", ".", "12,50", "0x10", "١٢",
+            "NaN", "inf", "1_000", "5 .00", "4.99USD",
         ] {
             assert!(
-                matches!(parse_amount(shape, usd), Err(AmountError::NotDecimal(_))),
+                matches!(parse_amount(shape, usd), Err(AmountError::NotDecimal { .. })),
                 "{shape:?} gave {:?}",
                 parse_amount(shape, usd)
             );
@@ -358,5 +463,44 @@ mod tests {
             assert_eq!(format_amount(minor, currency), text);
         }
         assert_eq!(format_amount(-4999, currency("USD")), "-49.99");
+    }
+
+    #[test]
+    fn amounts_as_people_type_them_are_read_only_when_unambiguous_and_otherwise_explained() {
+        let usd = Currency::from_code("USD").expect("USD");
+        let comma = |text| parse_amount_written(text, usd, DecimalMark::Comma);
+        // Thousands separators with a decimal point, and everything the comma convention writes.
+        assert_eq!(parse_amount("1,234.56", usd), Ok(123_456));
+        assert_eq!(parse_amount("12,345,678.90", usd), Ok(1_234_567_890));
+        assert_eq!(comma("1.234,56"), Ok(123_456));
+        assert_eq!(comma("1 234,56"), Ok(123_456));
+        assert_eq!(comma("12,5"), Ok(1250));
+        assert_eq!(comma("1.234"), Ok(123_400));
+        assert_eq!(comma("49"), Ok(4900));
+        // Refused, saying what the text would read as.
+        let hint = |result: Result<i64, AmountError>| match result {
+            Err(AmountError::NotDecimal { hint, .. }) => hint,
+            other => panic!("refused as not a decimal: {other:?}"),
+        };
+        assert_eq!(
+            hint(parse_amount("1.234,56", usd)),
+            " — with --decimal-comma this reads 1234.56"
+        );
+        assert_eq!(
+            hint(parse_amount("12,00", usd)),
+            " — with --decimal-comma this reads 12.00"
+        );
+        assert_eq!(hint(comma("1,234.56")), " — without --decimal-comma this reads 1234.56");
+        assert_eq!(
+            hint(parse_amount("$12.00", usd)),
+            " — without the currency symbol or code (the currency column says it) this reads 12.00"
+        );
+        assert_eq!(
+            hint(parse_amount("12,00 €", usd)),
+            " — without the currency symbol or code (the currency column says it) and with --decimal-comma this reads 12.00"
+        );
+        // A group that is not three digits is not a thousands separator.
+        assert!(comma("1.23,4").is_err());
+        assert!(parse_amount("1,23.45", usd).is_err());
     }
 }
