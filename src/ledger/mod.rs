@@ -30,11 +30,12 @@
 //! transaction.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::files::{private_file, restrict_permissions, sync_directory};
 use crate::refund::{PayrocRefundId, ResultStatus};
 
 /// A batch's row in the ledger: one command over one file.
@@ -1574,15 +1575,6 @@ fn refuse_hard_links(path: &Path) -> Result<(), LedgerError> {
     Ok(())
 }
 
-/// Fsyncs the directory holding `path`, so that files created in it survive a power cut.
-fn sync_directory(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    if let Some(parent) = path.parent() {
-        File::open(parent)?.sync_all()?;
-    }
-    Ok(())
-}
-
 fn lock_path(path: &Path) -> PathBuf {
     with_suffix(path, ".lock")
 }
@@ -1603,31 +1595,6 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
-}
-
-/// Opens (creating if needed) a file readable and writable by its owner only.
-pub fn private_file(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let file = options.open(path)?;
-    restrict_permissions(path);
-    Ok(file)
-}
-
-/// Sets mode 0600 on an existing file (a file created earlier, or by SQLite, with a looser umask).
-fn restrict_permissions(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // A file that does not exist yet needs nothing; any other failure shows up when the
-        // file is used, with its path, so it is not reported twice here.
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
-    }
 }
 
 #[cfg(test)]
