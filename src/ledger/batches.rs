@@ -7,7 +7,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::records::{read_record, refund_columns};
+use super::records::read_record;
 use super::{BatchId, Ledger, LedgerError, RefundRecord, RefundState, now};
 
 /// Totals of one batch, stored when it ends.
@@ -144,11 +144,7 @@ impl Ledger {
     ) -> Result<std::collections::HashMap<u64, RefundRecord>, LedgerError> {
         let mut statement = self
             .connection
-            .prepare(concat!(
-                "SELECT ",
-                refund_columns!(),
-                " FROM refunds WHERE batch_id = ?1 AND input_row IS NOT NULL"
-            ))
+            .prepare("SELECT * FROM refunds WHERE batch_id = ?1 AND input_row IS NOT NULL")
             .map_err(|source| self.sqlite_error(source))?;
         let records: Vec<Result<RefundRecord, String>> = statement
             .query_map(params![batch], read_record)

@@ -34,8 +34,8 @@
 //!   ([`Ledger::close`]), the run lock, the hard-link refusal, syncing a new ledger to disk,
 //!   noticing a copied ledger, and the files kept beside it ([`side_files`]).
 //! - `schema.rs` and `migrations/`: the numbered migrations and applying them.
-//! - `records.rs`: [`RefundState`], [`RefundRecord`], [`RefundUpdate`], [`NewRefund`], and reading
-//!   a row of the `refunds` table.
+//! - `records.rs`: [`RefundState`], [`RefundRecord`], [`RefundUpdate`], Payroc's answer that both
+//!   carry ([`PayrocAnswer`]), [`NewRefund`], and reading a row of the `refunds` table by column name.
 //! - `refunds.rs`: what happens to a refund — insert, look-up, `sending` marks, outcomes, key
 //!   generations, reconciliation.
 //! - `batches.rs`: batches, their totals ([`BatchSummary`], [`BatchRecord`]) and the totals by
@@ -64,7 +64,7 @@ pub use batches::BatchSummary;
 #[allow(unused_imports)]
 pub use batches::{BatchRecord, TotalRow};
 pub use open::side_files;
-pub use records::{NewRefund, RefundRecord, RefundState, RefundUpdate};
+pub use records::{NewRefund, PayrocAnswer, RefundRecord, RefundState, RefundUpdate};
 #[allow(unused_imports)]
 pub use transactions::ReadSnapshot;
 

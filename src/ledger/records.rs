@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use rusqlite::ToSql;
+
 use super::{BatchId, RefundId};
 use crate::refund::{PayrocRefundId, ResultStatus};
 
@@ -140,20 +142,8 @@ pub struct RefundRecord {
     pub payee_masked: String,
     /// HTTP requests sent so far, all generations.
     pub attempts: i64,
-    /// Last HTTP status.
-    pub http_status: Option<i64>,
-    /// Payroc's `refundId`.
-    pub refund_id: Option<PayrocRefundId>,
-    /// `transactionResult.status`.
-    pub payroc_status: Option<String>,
-    /// `transactionResult.responseCode`.
-    pub response_code: Option<String>,
-    /// `transactionResult.responseMessage`.
-    pub response_message: Option<String>,
-    /// Problem `type` of an error answer.
-    pub problem_type: Option<String>,
-    /// Problem detail, or the tool's own explanation.
-    pub problem_detail: Option<String>,
+    /// What Payroc last said of the current key generation (nothing yet, for a row never sent).
+    pub answer: PayrocAnswer,
     /// When the first request of the current generation left (RFC 3339).
     pub first_sent_at: Option<String>,
     /// Last change (RFC 3339).
@@ -172,14 +162,6 @@ pub struct RefundRecord {
     pub batch_id: Option<BatchId>,
     /// Its row in that batch's file.
     pub input_row: Option<i64>,
-    /// What Payroc authorized, in positive minor units.
-    pub authorized_amount_minor: Option<i64>,
-    /// `approvalCode`.
-    pub approval_code: Option<String>,
-    /// `processorResponseCode`.
-    pub processor_response_code: Option<String>,
-    /// Warnings about Payroc's answer, `; `-joined.
-    pub notes: Option<String>,
     /// `sandbox`, `uat` or `production`.
     pub environment: String,
 }
@@ -189,9 +171,27 @@ pub struct RefundRecord {
 pub struct RefundUpdate {
     /// The new state.
     pub state: Option<RefundState>,
+    /// What Payroc said (or, for a decision without an answer, the tool's explanation in
+    /// [`PayrocAnswer::problem_detail`]). Replaces the recorded answer, except that a refund id
+    /// already recorded is kept when this has none.
+    pub answer: PayrocAnswer,
+    /// A request of this generation may have reached Payroc. Only ever turns the ledger's flag
+    /// on: once set it stays set until the next key generation.
+    pub may_have_reached: bool,
+}
+
+/// What Payroc said about a refund, in the ledger's columns: the part of a [`RefundRecord`] each
+/// answer replaces, carried there by a [`RefundUpdate`].
+///
+/// One struct, read from a row by one function ([`PayrocAnswer::read`]) and written by one
+/// ([`PayrocAnswer::bind`], with [`store_answer!`]'s assignments beside it), so a field Payroc
+/// adds is one edit here, one migration and one column of the results — not one in each of the
+/// record, the update, the reader, the writer and the reset of a new key generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PayrocAnswer {
     /// HTTP status of the last response, if any.
     pub http_status: Option<i64>,
-    /// Payroc's refund id.
+    /// Payroc's `refundId`.
     pub refund_id: Option<PayrocRefundId>,
     /// `transactionResult.status`.
     pub payroc_status: Option<String>,
@@ -199,14 +199,12 @@ pub struct RefundUpdate {
     pub response_code: Option<String>,
     /// `transactionResult.responseMessage`.
     pub response_message: Option<String>,
-    /// Problem `type`.
+    /// Problem `type` of an error answer.
     pub problem_type: Option<String>,
-    /// Problem detail / explanation.
+    /// Problem detail of an error answer, or the tool's own explanation.
     pub problem_detail: Option<String>,
-    /// A request of this generation may have reached Payroc. Only ever turns the ledger's flag
-    /// on: once set it stays set until the next key generation.
-    pub may_have_reached: bool,
-    /// `transactionResult.authorizedAmount`, as a positive number of minor units.
+    /// `transactionResult.authorizedAmount`, as a positive number of minor units (a partial
+    /// approval's is less than the amount asked).
     pub authorized_amount_minor: Option<i64>,
     /// `transactionResult.approvalCode`.
     pub approval_code: Option<String>,
@@ -215,6 +213,61 @@ pub struct RefundUpdate {
     /// Warnings about the answer (a custom field Payroc left out, a status this version does not
     /// know), joined by `; `.
     pub notes: Option<String>,
+}
+
+/// The SQL assignments that store a [`PayrocAnswer`] in its columns of `refunds`, from the named
+/// parameters [`PayrocAnswer::bind`] binds; a macro so that statements are `concat!`-ed at
+/// compile time rather than formatted on every write.
+///
+/// An answer without a refund id keeps the one already recorded (the refusal of a re-send does
+/// not erase the refund the first send made), unless `:keeps_refund_id` is false: a new key
+/// generation starts with no answer at all.
+macro_rules! store_answer {
+    () => {
+        "http_status = :http_status, refund_id = COALESCE(:refund_id, CASE WHEN :keeps_refund_id THEN refund_id END), \
+         payroc_status = :payroc_status, response_code = :response_code, response_message = :response_message, \
+         problem_type = :problem_type, problem_detail = :problem_detail, authorized_amount_minor = :authorized_amount_minor, \
+         approval_code = :approval_code, processor_response_code = :processor_response_code, notes = :notes"
+    };
+}
+pub(super) use store_answer;
+
+impl PayrocAnswer {
+    /// Reads the answer's columns of a `refunds` row, by name.
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<PayrocAnswer> {
+        Ok(PayrocAnswer {
+            http_status: row.get("http_status")?,
+            refund_id: row.get("refund_id")?,
+            payroc_status: row.get("payroc_status")?,
+            response_code: row.get("response_code")?,
+            response_message: row.get("response_message")?,
+            problem_type: row.get("problem_type")?,
+            problem_detail: row.get("problem_detail")?,
+            authorized_amount_minor: row.get("authorized_amount_minor")?,
+            approval_code: row.get("approval_code")?,
+            processor_response_code: row.get("processor_response_code")?,
+            notes: row.get("notes")?,
+        })
+    }
+
+    /// The named parameters of [`store_answer!`]: this answer, and whether a refund id already
+    /// recorded is kept when the answer has none (see there). The caller adds its statement's own.
+    pub(super) fn bind(&self, keeps_refund_id: bool) -> [(&'static str, &dyn ToSql); 12] {
+        [
+            (":http_status", &self.http_status),
+            (":refund_id", &self.refund_id),
+            (":keeps_refund_id", if keeps_refund_id { &true } else { &false }),
+            (":payroc_status", &self.payroc_status),
+            (":response_code", &self.response_code),
+            (":response_message", &self.response_message),
+            (":problem_type", &self.problem_type),
+            (":problem_detail", &self.problem_detail),
+            (":authorized_amount_minor", &self.authorized_amount_minor),
+            (":approval_code", &self.approval_code),
+            (":processor_response_code", &self.processor_response_code),
+            (":notes", &self.notes),
+        ]
+    }
 }
 
 /// What a new identity is created with.
@@ -243,19 +296,6 @@ pub struct NewRefund<'a> {
     pub needs_precheck: bool,
 }
 
-/// The columns [`read_record`] reads, as a macro so queries are `concat!`-ed at compile time
-/// rather than formatted on every look-up.
-macro_rules! refund_columns {
-    () => {
-        "id, identity, method, processing_terminal_id, order_id, generation, idempotency_key, \
-         state, fingerprint, amount_minor, currency, payee_masked, attempts, http_status, refund_id, payroc_status, \
-         response_code, response_message, problem_type, problem_detail, first_sent_at, updated_at, \
-         may_have_reached, confirmed_not_created_at, needs_precheck, created_at, batch_id, input_row, \
-         authorized_amount_minor, approval_code, processor_response_code, notes, environment"
-    };
-}
-pub(super) use refund_columns;
-
 impl RefundRecord {
     /// Says, in words, how a row (its amount, currency and masked payee) differs from what the
     /// ledger recorded for this refund.
@@ -277,45 +317,38 @@ impl RefundRecord {
     }
 }
 
+/// Reads a row of `refunds` (selected with `SELECT refunds.*`) into a record, each column by its
+/// name, so a column a migration adds shifts none of the others. A state this version does not
+/// know is the inner `Err`: a corrupt ledger, which the caller reports with the ledger's path.
 pub(super) fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RefundRecord, String>> {
-    let state: String = row.get(7)?;
+    let state: String = row.get("state")?;
     let Some(state) = RefundState::parse(&state) else {
         return Ok(Err(format!("unknown refund state {state:?}")));
     };
     Ok(Ok(RefundRecord {
-        id: row.get(0)?,
-        identity: row.get(1)?,
-        method: row.get(2)?,
-        processing_terminal_id: row.get(3)?,
-        order_id: row.get(4)?,
-        generation: row.get(5)?,
-        idempotency_key: row.get(6)?,
+        id: row.get("id")?,
+        identity: row.get("identity")?,
+        method: row.get("method")?,
+        processing_terminal_id: row.get("processing_terminal_id")?,
+        order_id: row.get("order_id")?,
+        generation: row.get("generation")?,
+        idempotency_key: row.get("idempotency_key")?,
         state,
-        fingerprint: row.get(8)?,
-        amount_minor: row.get(9)?,
-        currency: row.get(10)?,
-        payee_masked: row.get(11)?,
-        attempts: row.get(12)?,
-        http_status: row.get(13)?,
-        refund_id: row.get(14)?,
-        payroc_status: row.get(15)?,
-        response_code: row.get(16)?,
-        response_message: row.get(17)?,
-        problem_type: row.get(18)?,
-        problem_detail: row.get(19)?,
-        first_sent_at: row.get(20)?,
-        updated_at: row.get(21)?,
-        may_have_reached: row.get(22)?,
-        confirmed_not_created_at: row.get(23)?,
-        needs_precheck: row.get(24)?,
-        created_at: row.get(25)?,
-        batch_id: row.get(26)?,
-        input_row: row.get(27)?,
-        authorized_amount_minor: row.get(28)?,
-        approval_code: row.get(29)?,
-        processor_response_code: row.get(30)?,
-        notes: row.get(31)?,
-        environment: row.get(32)?,
+        fingerprint: row.get("fingerprint")?,
+        amount_minor: row.get("amount_minor")?,
+        currency: row.get("currency")?,
+        payee_masked: row.get("payee_masked")?,
+        attempts: row.get("attempts")?,
+        answer: PayrocAnswer::read(row)?,
+        first_sent_at: row.get("first_sent_at")?,
+        updated_at: row.get("updated_at")?,
+        may_have_reached: row.get("may_have_reached")?,
+        confirmed_not_created_at: row.get("confirmed_not_created_at")?,
+        needs_precheck: row.get("needs_precheck")?,
+        created_at: row.get("created_at")?,
+        batch_id: row.get("batch_id")?,
+        input_row: row.get("input_row")?,
+        environment: row.get("environment")?,
     }))
 }
 

@@ -6,9 +6,9 @@
 //! and records a person's confirmation that nothing was created. The ledger's triggers refuse a
 //! second live refund of one order whatever the code above asks (see the migrations).
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, ToSql, params};
 
-use super::records::{read_record, refund_columns};
+use super::records::{PayrocAnswer, read_record, store_answer};
 use super::{
     AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundState, RefundUpdate,
     first_send_name, now,
@@ -24,11 +24,7 @@ impl Ledger {
     pub fn find_order(&self, identity: &str, legacy_identity: &str) -> Result<Option<RefundRecord>, LedgerError> {
         let mut statement = self
             .connection
-            .prepare_cached(concat!(
-                "SELECT ",
-                refund_columns!(),
-                " FROM refunds WHERE identity IN (?1, ?2) ORDER BY identity = ?1 DESC LIMIT 1"
-            ))
+            .prepare_cached("SELECT * FROM refunds WHERE identity IN (?1, ?2) ORDER BY identity = ?1 DESC LIMIT 1")
             .map_err(|source| self.sqlite_error(source))?;
         let record = statement
             .query_row(params![identity, legacy_identity], read_record)
@@ -94,13 +90,7 @@ impl Ledger {
             currency: refund.currency.to_owned(),
             payee_masked: refund.payee_masked.to_owned(),
             attempts: 0,
-            http_status: None,
-            refund_id: None,
-            payroc_status: None,
-            response_code: None,
-            response_message: None,
-            problem_type: None,
-            problem_detail: None,
+            answer: PayrocAnswer::default(),
             first_sent_at: None,
             updated_at: time.clone(),
             may_have_reached: false,
@@ -109,10 +99,6 @@ impl Ledger {
             created_at: time,
             batch_id: Some(batch),
             input_row: i64::try_from(row).ok(),
-            authorized_amount_minor: None,
-            approval_code: None,
-            processor_response_code: None,
-            notes: None,
             environment: refund.environment.to_owned(),
         })
     }
@@ -120,7 +106,7 @@ impl Ledger {
     fn find_by_id(&self, id: RefundId) -> Result<RefundRecord, LedgerError> {
         let mut statement = self
             .connection
-            .prepare_cached(concat!("SELECT ", refund_columns!(), " FROM refunds WHERE id = ?1"))
+            .prepare_cached("SELECT * FROM refunds WHERE id = ?1")
             .map_err(|source| self.sqlite_error(source))?;
         let record = statement
             .query_row(params![id], read_record)
@@ -148,29 +134,37 @@ impl Ledger {
         confirmed_at: Option<&str>,
     ) -> Result<RefundRecord, LedgerError> {
         let time = now();
+        let input_row = row as i64;
+        let no_answer = PayrocAnswer::default();
+        let mut parameters: Vec<(&str, &dyn ToSql)> = vec![
+            (":id", &id),
+            (":generation", &generation),
+            (":key", &key),
+            (":fingerprint", &refund.fingerprint),
+            (":amount_minor", &refund.amount_minor),
+            (":currency", &refund.currency),
+            (":payee_masked", &refund.payee_masked),
+            (":updated_at", &time),
+            (":batch_id", &batch),
+            (":input_row", &input_row),
+            (":confirmed_at", &confirmed_at),
+            (":method", &refund.method),
+            (":needs_precheck", &refund.needs_precheck),
+        ];
+        // A new generation starts with no answer, not even the refund id of the last one.
+        parameters.extend(no_answer.bind(false));
         self.write(|connection| {
             connection.execute(
-                "UPDATE refunds SET generation = ?2, idempotency_key = ?3, state = 'pending', fingerprint = ?4, amount_minor = ?5, \
-                 currency = ?6, payee_masked = ?7, http_status = NULL, refund_id = NULL, payroc_status = NULL, response_code = NULL, \
-                 response_message = NULL, problem_type = NULL, problem_detail = NULL, first_sent_at = NULL, updated_at = ?8, \
-                 batch_id = ?9, input_row = ?10, may_have_reached = 0, confirmed_not_created_at = ?11, \
-                 authorized_amount_minor = NULL, approval_code = NULL, processor_response_code = NULL, notes = NULL, \
-                 method = ?12, needs_precheck = ?13 WHERE id = ?1",
-                params![
-                    id,
-                    generation,
-                    key,
-                    refund.fingerprint,
-                    refund.amount_minor,
-                    refund.currency,
-                    refund.payee_masked,
-                    time,
-                    batch,
-                    row as i64,
-                    confirmed_at,
-                    refund.method,
-                    refund.needs_precheck
-                ],
+                concat!(
+                    "UPDATE refunds SET generation = :generation, idempotency_key = :key, state = 'pending', \
+                     fingerprint = :fingerprint, amount_minor = :amount_minor, currency = :currency, \
+                     payee_masked = :payee_masked, first_sent_at = NULL, updated_at = :updated_at, batch_id = :batch_id, \
+                     input_row = :input_row, may_have_reached = 0, confirmed_not_created_at = :confirmed_at, \
+                     method = :method, needs_precheck = :needs_precheck, ",
+                    store_answer!(),
+                    " WHERE id = :id"
+                ),
+                parameters.as_slice(),
             )?;
             connection.execute(
                 "INSERT INTO keys (refund_id, generation, idempotency_key, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -248,32 +242,24 @@ impl Ledger {
         retries: i64,
     ) -> Result<(), LedgerError> {
         let time = now();
+        let state = outcome.state.map(RefundState::as_str);
+        let mut parameters: Vec<(&str, &dyn ToSql)> = vec![
+            (":id", &id),
+            (":state", &state),
+            (":updated_at", &time),
+            (":retries", &retries),
+            (":may_have_reached", &outcome.may_have_reached),
+        ];
+        parameters.extend(outcome.answer.bind(true));
         self.write(|connection| {
             connection
-                .prepare_cached(
-                    "UPDATE refunds SET state = COALESCE(?2, state), http_status = ?3, refund_id = COALESCE(?4, refund_id), \
-                     payroc_status = ?5, response_code = ?6, response_message = ?7, problem_type = ?8, problem_detail = ?9, \
-                     updated_at = ?10, attempts = attempts + ?11, may_have_reached = MAX(may_have_reached, ?12), \
-                     authorized_amount_minor = ?13, approval_code = ?14, processor_response_code = ?15, notes = ?16 WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    outcome.state.map(RefundState::as_str),
-                    outcome.http_status,
-                    outcome.refund_id,
-                    outcome.payroc_status,
-                    outcome.response_code,
-                    outcome.response_message,
-                    outcome.problem_type,
-                    outcome.problem_detail,
-                    time,
-                    retries,
-                    outcome.may_have_reached,
-                    outcome.authorized_amount_minor,
-                    outcome.approval_code,
-                    outcome.processor_response_code,
-                    outcome.notes
-                ])?;
+                .prepare_cached(concat!(
+                    "UPDATE refunds SET state = COALESCE(:state, state), updated_at = :updated_at, \
+                     attempts = attempts + :retries, may_have_reached = MAX(may_have_reached, :may_have_reached), ",
+                    store_answer!(),
+                    " WHERE id = :id"
+                ))?
+                .execute(parameters.as_slice())?;
             if let Some(attempt) = attempt {
                 connection
                     .prepare_cached(
@@ -283,10 +269,10 @@ impl Ledger {
                     .execute(params![
                         attempt,
                         time,
-                        outcome.http_status,
-                        outcome.state.map(RefundState::as_str),
-                        outcome.problem_detail.as_deref().or(outcome.response_message.as_deref()),
-                        outcome.refund_id
+                        outcome.answer.http_status,
+                        state,
+                        outcome.answer.problem_detail.as_deref().or(outcome.answer.response_message.as_deref()),
+                        outcome.answer.refund_id
                     ])?;
             }
             Ok(())
@@ -304,7 +290,7 @@ impl Ledger {
         let time = now();
         let detail = format!(
             "reconciled: {}",
-            outcome.problem_detail.as_deref().unwrap_or("found at Payroc")
+            outcome.answer.problem_detail.as_deref().unwrap_or("found at Payroc")
         );
         self.in_one_group(|ledger| {
             ledger.write(|connection| {
@@ -316,10 +302,10 @@ impl Ledger {
                         id,
                         batch,
                         time,
-                        outcome.http_status,
+                        outcome.answer.http_status,
                         outcome.state.map(RefundState::as_str),
                         detail,
-                        outcome.refund_id
+                        outcome.answer.refund_id
                     ],
                 )
             })?;
@@ -395,16 +381,14 @@ impl Ledger {
     ) -> Result<Vec<(RefundRecord, Option<String>)>, LedgerError> {
         let mut statement = self
             .connection
-            .prepare_cached(concat!(
-                "SELECT ",
-                refund_columns!(),
-                ", (SELECT input_path FROM batches WHERE batches.id = refunds.batch_id) FROM refunds \
-                 WHERE environment = ?1 AND processing_terminal_id = ?2 AND lower(order_id) = lower(?3) AND id IS NOT ?4 ORDER BY id"
-            ))
+            .prepare_cached(
+                "SELECT refunds.*, (SELECT input_path FROM batches WHERE batches.id = refunds.batch_id) AS batch_input_path \
+                 FROM refunds WHERE environment = ?1 AND processing_terminal_id = ?2 AND lower(order_id) = lower(?3) AND id IS NOT ?4 ORDER BY id",
+            )
             .map_err(|source| self.sqlite_error(source))?;
         let rows: Vec<(Result<RefundRecord, String>, Option<String>)> = statement
             .query_map(params![environment, processing_terminal_id, order_id, except], |row| {
-                Ok((read_record(row)?, row.get(33)?))
+                Ok((read_record(row)?, row.get("batch_input_path")?))
             })
             .and_then(Iterator::collect)
             .map_err(|source| self.sqlite_error(source))?;
@@ -462,16 +446,22 @@ mod tests {
         assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundState::Sending);
         let outcome = RefundUpdate {
             state: Some(RefundState::Succeeded),
-            http_status: Some(201),
-            refund_id: Some(PayrocRefundId("CD3HN88U9F".into())),
-            response_code: Some("A".into()),
+            answer: PayrocAnswer {
+                http_status: Some(201),
+                refund_id: Some(PayrocRefundId("CD3HN88U9F".into())),
+                response_code: Some("A".into()),
+                ..PayrocAnswer::default()
+            },
             ..RefundUpdate::default()
         };
         ledger.record(record.id, Some(attempt), &outcome, 0).unwrap();
         let done = ledger.find("id-1").unwrap().unwrap();
         assert_eq!(done.state, RefundState::Succeeded);
         assert_eq!(done.attempts, 1);
-        assert_eq!(done.refund_id.as_ref().map(PayrocRefundId::as_str), Some("CD3HN88U9F"));
+        assert_eq!(
+            done.answer.refund_id.as_ref().map(PayrocRefundId::as_str),
+            Some("CD3HN88U9F")
+        );
         assert!(done.first_sent_at.is_some());
         let trail: i64 = ledger
             .connection
@@ -548,6 +538,49 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM keys", [], |row| row.get(0))
             .unwrap();
         assert_eq!(keys, 2);
+    }
+
+    /// Every field of Payroc's answer is stored and read back by name; an answer without a refund
+    /// id keeps the one recorded, and a new key generation starts with no answer at all.
+    #[test]
+    fn an_answer_keeps_its_refund_id_until_the_next_generation() {
+        let (_directory, mut ledger) = temporary_ledger();
+        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
+        let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        let answer = PayrocAnswer {
+            http_status: Some(201),
+            refund_id: Some(PayrocRefundId("CD3HN88U9F".into())),
+            payroc_status: Some("ready".into()),
+            response_code: Some("D".into()),
+            response_message: Some("DECLINED".into()),
+            problem_type: Some("declined".into()),
+            problem_detail: Some("the bank said no".into()),
+            authorized_amount_minor: Some(0),
+            approval_code: Some("A1B2C3".into()),
+            processor_response_code: Some("05".into()),
+            notes: Some("a note".into()),
+        };
+        let declined = |answer| RefundUpdate {
+            state: Some(RefundState::Declined),
+            answer,
+            ..RefundUpdate::default()
+        };
+        ledger.record(record.id, None, &declined(answer.clone()), 0).unwrap();
+        assert_eq!(ledger.find("id-1").unwrap().unwrap().answer, answer);
+        let without_id = PayrocAnswer {
+            http_status: Some(400),
+            ..PayrocAnswer::default()
+        };
+        ledger.record(record.id, None, &declined(without_id), 0).unwrap();
+        let kept = ledger.find("id-1").unwrap().unwrap().answer;
+        assert_eq!(
+            (kept.http_status, kept.refund_id.as_ref(), kept.notes.as_ref()),
+            (Some(400), answer.refund_id.as_ref(), None)
+        );
+        let next = ledger
+            .next_generation(record.id, 1, "key-1", &new_refund("id-1", "key-1"), batch, 2, None)
+            .unwrap();
+        assert_eq!(next.answer, PayrocAnswer::default());
     }
 
     /// The ledger itself refuses a second live refund of one order and a new key for a refund

@@ -389,22 +389,23 @@ fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&R
     // Amounts are what the ledger sent when it sent something.
     line.amount = major_units(record.amount_minor, currency);
     line.currency = record.currency.clone();
-    line.refund_id = record.refund_id.as_ref().map(ToString::to_string).unwrap_or_default();
-    line.payroc_status = optional(&record.payroc_status);
-    line.response_code = optional(&record.response_code);
-    line.response_message = optional(&record.response_message);
-    line.approval_code = optional(&record.approval_code);
-    line.processor_response_code = optional(&record.processor_response_code);
-    line.authorized_amount = record
+    let answer = &record.answer;
+    line.refund_id = answer.refund_id.as_ref().map(ToString::to_string).unwrap_or_default();
+    line.payroc_status = optional(&answer.payroc_status);
+    line.response_code = optional(&answer.response_code);
+    line.response_message = optional(&answer.response_message);
+    line.approval_code = optional(&answer.approval_code);
+    line.processor_response_code = optional(&answer.processor_response_code);
+    line.authorized_amount = answer
         .authorized_amount_minor
         .map(|minor| major_units(minor, currency))
         .unwrap_or_default();
-    line.http_status = record.http_status.map(|status| status.to_string()).unwrap_or_default();
+    line.http_status = answer.http_status.map(|status| status.to_string()).unwrap_or_default();
     line.error = note
         .map(|note| note.error.clone())
-        .or_else(|| record.problem_detail.clone())
+        .or_else(|| answer.problem_detail.clone())
         .unwrap_or_default();
-    line.notes = optional(&record.notes);
+    line.notes = optional(&answer.notes);
     line.idempotency_key = record.idempotency_key.clone();
     line.attempts = record.attempts.to_string();
     line.payee = record.payee_masked.clone();
