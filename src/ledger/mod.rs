@@ -36,8 +36,10 @@
 //! - `schema.rs` and `migrations/`: the numbered migrations and applying them.
 //! - `records.rs`: [`RefundState`], [`RefundRecord`], [`RefundUpdate`], Payroc's answer that both
 //!   carry ([`PayrocAnswer`]), [`NewRefund`], and reading a row of the `refunds` table by column name.
-//! - `refunds.rs`: what happens to a refund — insert, look-up, `sending` marks, outcomes, key
-//!   generations, reconciliation.
+//! - `refunds.rs`: what happens to a refund on its way to Payroc — insert, look-up, `sending`
+//!   marks, outcomes, key generations.
+//! - `reconciliation.rs`: settling refunds from what Payroc holds (`reconcile`), a person's
+//!   confirmation that nothing was created, and the other records of an order.
 //! - `batches.rs`: batches, their totals ([`BatchSummary`], [`BatchRecord`]) and the totals by
 //!   state ([`TotalRow`]) that `status` shows.
 //! - `transactions.rs`: single writes, group commits and read snapshots ([`ReadSnapshot`]).
@@ -45,6 +47,7 @@
 
 mod batches;
 mod open;
+mod reconciliation;
 mod records;
 mod refunds;
 mod schema;
