@@ -8,7 +8,8 @@
 //!
 //! What it never holds: a full card number, CVV, account or routing number, API key, bearer token,
 //! or an unkeyed hash of any of those. The payee is kept masked and the request body only as a
-//! fingerprint of its masked form (the request body builder makes it). The file is created with mode 0600.
+//! fingerprint of its masked form (the request body builder makes it). The file, its lock and its
+//! SQLite side files are mode 0600 ([`crate::files`], which the results CSV uses too).
 //!
 //! Durability: WAL with `synchronous=FULL`, so every commit of refunds — above all each group of
 //! `sending` marks — is fsynced before the call returns, and a power cut loses none of them. The
@@ -17,6 +18,12 @@
 //! after the file is created (a file whose directory entry was never synced can vanish in a power
 //! cut; SQLite does the same for the WAL it creates), and a clean close checkpoints the WAL into
 //! the main file and truncates it, so the main file alone is complete.
+//!
+//! The process never opens a second descriptor on the database file, not even to sync it or read
+//! its identity: POSIX locks belong to the process, so closing any other descriptor on the file
+//! would drop the locks SQLite holds, and a reader (`status`) closing its connection could then
+//! checkpoint and delete the WAL a run is still appending to. A new ledger is synced through
+//! SQLite (a checkpoint under `synchronous=FULL`), and a copied ledger is noticed by `stat`.
 //!
 //! One writer at a time: a run holds an OS lock on `<canonical path>.lock` for its whole life.
 //! Readers (`status`) open the ledger without that lock and read a consistent snapshot through
@@ -27,7 +34,7 @@
 //! Writes are grouped (see [`Ledger::begin_group`]): the dispatcher commits once per group of rows.
 //!
 //! Schema changes are numbered migrations tracked in SQLite's `user_version`, applied in one
-//! transaction.
+//! transaction. Rows are read by column name, so a column a migration adds shifts no other.
 //!
 //! Layout, one file per job:
 //! - `open.rs`: opening ([`Ledger::open`], [`Ledger::open_reader`]) and closing
