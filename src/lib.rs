@@ -12,6 +12,9 @@
 //!    answer, in Payroc's words, becomes a ledger state through one table (`dispatch::outcome`).
 //! 3. `report` writes one line per input row from the ledger, atomically, and owns the terminal.
 //!
+//! `files` holds what `ledger` and `report` share of the file system: files created 0600, and
+//! the atomic replace (temporary file, fsync, rename, directory fsync).
+//!
 //! The face is [`cli`] (parsing), [`config`] (the config file), [`commands`] (one module per
 //! command, the API key, Ctrl-C) and [`exit`] (the exit codes). Only those, and what `main` needs
 //! to set up the terminal, are public: the pipeline's parts are this crate's own. The local
@@ -27,6 +30,7 @@ pub mod exit;
 pub mod report;
 
 mod dispatch;
+mod files;
 mod input;
 mod ledger;
 mod payroc;

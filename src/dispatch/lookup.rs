@@ -16,7 +16,7 @@ use std::sync::Arc;
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
 
-use crate::ledger::{BatchId, Ledger, LedgerError, RefundRecord, RefundState, RefundUpdate};
+use crate::ledger::{BatchId, Ledger, LedgerError, PayrocAnswer, RefundRecord, RefundState, RefundUpdate};
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult};
 use crate::refund::{Method, ResultStatus, RowNote};
 
@@ -264,27 +264,29 @@ pub(super) fn settle_lookup(
                         && order.order_id.as_deref() == Some(&record.order_id)
                 }) =>
         {
-            RefundUpdate {
-                http_status: Some(200),
-                problem_detail: Some(format!(
-                    "found at Payroc before sending ({}): this order was already refunded, so it was not sent again",
-                    describe_found(*found_method, refund)
-                )),
-                ..outcome.clone()
-            }
+            let mut outcome = outcome.clone();
+            outcome.answer.http_status = Some(200);
+            outcome.answer.problem_detail = Some(format!(
+                "found at Payroc before sending ({}): this order was already refunded, so it was not sent again",
+                describe_found(*found_method, refund)
+            ));
+            outcome
         }
         several => RefundUpdate {
             state: Some(RefundState::Conflict),
-            http_status: Some(200),
-            problem_detail: Some(format!(
-                "Payroc already has {} for this order ({}); one order is one refund, so this row was not sent. A different refund needs a different order_id",
-                if several.len() == 1 { "a refund" } else { "refunds" },
-                several
-                    .iter()
-                    .map(|(method, refund, _)| describe_found(*method, refund))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )),
+            answer: PayrocAnswer {
+                http_status: Some(200),
+                problem_detail: Some(format!(
+                    "Payroc already has {} for this order ({}); one order is one refund, so this row was not sent. A different refund needs a different order_id",
+                    if several.len() == 1 { "a refund" } else { "refunds" },
+                    several
+                        .iter()
+                        .map(|(method, refund, _)| describe_found(*method, refund))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+                ..PayrocAnswer::default()
+            },
             ..RefundUpdate::default()
         },
     };

@@ -878,7 +878,7 @@ impl Dispatcher<'_> {
                     tracing::debug!(
                         refund = %row.record.id,
                         state = outcome.state.map(RefundState::as_str),
-                        http_status = outcome.http_status,
+                        http_status = outcome.answer.http_status,
                         requests = sent.requests,
                         "refund finished"
                     );

@@ -19,7 +19,7 @@
 //!   less than asked), approval and processor codes, and notes — a custom field Payroc left out,
 //!   a status this version does not know, an authorized amount that is not whole minor units.
 
-use crate::ledger::{RefundState, RefundUpdate};
+use crate::ledger::{PayrocAnswer, RefundState, RefundUpdate};
 use crate::payroc::answer::TransactionResult;
 use crate::payroc::{CreatedRefund, SendReport, SendResult};
 use crate::refund::{Method, PayrocRefundId};
@@ -58,12 +58,14 @@ pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Ref
             let http_status = Some(i64::from(status));
             let proves_nothing = |why: String| RefundUpdate {
                 state: Some(RefundState::Unknown),
-                http_status,
-                problem_detail: Some(format!(
-                    "{why}, which proves nothing: the refund may or may not exist. Run `refund-batch reconcile` on this file"
-                )),
+                answer: PayrocAnswer {
+                    http_status,
+                    problem_detail: Some(format!(
+                        "{why}, which proves nothing: the refund may or may not exist. Run `refund-batch reconcile` on this file"
+                    )),
+                    ..PayrocAnswer::default()
+                },
                 may_have_reached: true,
-                ..RefundUpdate::default()
             };
             let Some(refund) = refund else {
                 return proves_nothing(format!(
@@ -80,10 +82,10 @@ pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Ref
                 ));
             }
             let mut outcome = RefundUpdate {
-                http_status,
                 may_have_reached: true,
                 ..of_refund(method, refund)
             };
+            outcome.answer.http_status = http_status;
             // Payroc processes the refund but leaves out custom fields whose names are not set
             // up in its portal: the refund still counts, and the row says which were dropped.
             let kept: Vec<&str> = refund
@@ -123,11 +125,13 @@ pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Ref
             };
             RefundUpdate {
                 state: Some(state),
-                http_status: Some(i64::from(*http_status)),
-                problem_type: problem_type.clone(),
-                problem_detail: Some(detail),
+                answer: PayrocAnswer {
+                    http_status: Some(i64::from(*http_status)),
+                    problem_type: problem_type.clone(),
+                    problem_detail: Some(detail),
+                    ..PayrocAnswer::default()
+                },
                 may_have_reached: reached_before,
-                ..RefundUpdate::default()
             }
         }
         SendResult::GaveUp {
@@ -137,18 +141,22 @@ pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Ref
         } => RefundUpdate {
             // Only a refund none of whose requests could have reached Payroc goes back to pending.
             state: Some(unfinished_state(reached_before || *maybe_reached)),
-            http_status: http_status.map(i64::from),
-            problem_detail: Some(detail.clone()),
+            answer: PayrocAnswer {
+                http_status: http_status.map(i64::from),
+                problem_detail: Some(detail.clone()),
+                ..PayrocAnswer::default()
+            },
             may_have_reached: reached_before || *maybe_reached,
-            ..RefundUpdate::default()
         },
         // A 401 (or no token at all) means Payroc did not process *that* request; an earlier one
         // may have been, and then the row is unknown.
         SendResult::Systemic(error) => RefundUpdate {
             state: Some(unfinished_state(reached_before)),
-            problem_detail: Some(error.to_string()),
+            answer: PayrocAnswer {
+                problem_detail: Some(error.to_string()),
+                ..PayrocAnswer::default()
+            },
             may_have_reached: reached_before,
-            ..RefundUpdate::default()
         },
     }
 }
@@ -188,14 +196,17 @@ pub fn of_refund(method: Method, refund: &CreatedRefund) -> RefundUpdate {
     }
     let mut outcome = RefundUpdate {
         state: Some(state),
-        // Payroc's id is 10 characters, never a number to hide; kept exact so lookups match it.
-        refund_id: refund.refund_id.clone().map(PayrocRefundId),
-        payroc_status: result.status.clone(),
-        response_code: result.response_code.clone(),
-        response_message: result.response_message.clone(),
-        approval_code: result.approval_code.clone(),
-        processor_response_code: result.processor_response_code.clone(),
-        authorized_amount_minor,
+        answer: PayrocAnswer {
+            // Payroc's id is 10 characters, never a number to hide; kept exact so lookups match it.
+            refund_id: refund.refund_id.clone().map(PayrocRefundId),
+            payroc_status: result.status.clone(),
+            response_code: result.response_code.clone(),
+            response_message: result.response_message.clone(),
+            approval_code: result.approval_code.clone(),
+            processor_response_code: result.processor_response_code.clone(),
+            authorized_amount_minor,
+            ..PayrocAnswer::default()
+        },
         ..RefundUpdate::default()
     };
     add_notes(&mut outcome, notes);
@@ -206,9 +217,9 @@ fn add_notes(outcome: &mut RefundUpdate, notes: Vec<String>) {
     if notes.is_empty() {
         return;
     }
-    let mut all: Vec<String> = outcome.notes.take().into_iter().collect();
+    let mut all: Vec<String> = outcome.answer.notes.take().into_iter().collect();
     all.extend(notes);
-    outcome.notes = Some(all.join("; "));
+    outcome.answer.notes = Some(all.join("; "));
 }
 
 /// The state a `transactionResult` means: one reading for card and bank alike, in two steps.
@@ -529,7 +540,10 @@ mod tests {
             assert_eq!(outcome.state, Some(state), "{name}");
             assert_eq!(outcome.may_have_reached, flag, "{name}: may_have_reached");
             if state == Unknown {
-                assert!(outcome.problem_detail.is_some(), "{name}: an unknown row says why");
+                assert!(
+                    outcome.answer.problem_detail.is_some(),
+                    "{name}: an unknown row says why"
+                );
             }
         }
     }
@@ -537,9 +551,9 @@ mod tests {
     #[test]
     fn a_refusal_that_proves_nothing_keeps_payrocs_answer_in_the_error() {
         let outcome = of_send(&report(refused(403, "forbidden"), false), sent(&[]), true);
-        let detail = outcome.problem_detail.unwrap_or_default();
+        let detail = outcome.answer.problem_detail.unwrap_or_default();
         assert!(detail.contains("HTTP 403") && detail.contains("refused"), "{detail}");
-        assert_eq!(outcome.http_status, Some(403));
+        assert_eq!(outcome.answer.http_status, Some(403));
     }
 
     #[test]
@@ -561,10 +575,10 @@ mod tests {
             false,
         );
         assert_eq!(outcome.state, Some(RefundState::Partial));
-        assert_eq!(outcome.authorized_amount_minor, Some(2500));
-        assert_eq!(outcome.approval_code.as_deref(), Some("A1B2C3"));
-        assert_eq!(outcome.processor_response_code.as_deref(), Some("10"));
-        let notes = outcome.notes.unwrap_or_default();
+        assert_eq!(outcome.answer.authorized_amount_minor, Some(2500));
+        assert_eq!(outcome.answer.approval_code.as_deref(), Some("A1B2C3"));
+        assert_eq!(outcome.answer.processor_response_code.as_deref(), Some("10"));
+        let notes = outcome.answer.notes.unwrap_or_default();
         assert!(
             notes.contains("\"costCentre\"") && !notes.contains("batchRow"),
             "{notes}"
@@ -576,8 +590,8 @@ mod tests {
         .expect("a refund");
         let outcome = of_refund(Method::Bank, &bank);
         assert_eq!(outcome.state, Some(RefundState::Queued));
-        assert_eq!(outcome.authorized_amount_minor, None);
-        let notes = outcome.notes.unwrap_or_default();
+        assert_eq!(outcome.answer.authorized_amount_minor, None);
+        let notes = outcome.answer.notes.unwrap_or_default();
         assert!(notes.contains("\"admin\"") && notes.contains("-12.5"), "{notes}");
     }
 
@@ -686,12 +700,16 @@ mod tests {
             ..CreatedRefund::default()
         };
         let notes = of_refund(Method::Bank, &refund("admin", Some("A")))
+            .answer
             .notes
             .unwrap_or_default();
         assert!(notes.contains("\"admin\"") && notes.contains("\"A\""), "{notes}");
         let declined = of_refund(Method::Bank, &refund("declined", Some("A")));
         assert_eq!(declined.state, Some(RefundState::Declined));
-        assert_eq!(declined.notes, None);
-        assert_eq!(of_refund(Method::Card, &refund("pending", Some("E"))).notes, None);
+        assert_eq!(declined.answer.notes, None);
+        assert_eq!(
+            of_refund(Method::Card, &refund("pending", Some("E"))).answer.notes,
+            None
+        );
     }
 }

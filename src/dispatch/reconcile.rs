@@ -36,7 +36,7 @@ use crate::dispatch::lookup::{case_variants_at_payroc, describe_found, order_in_
 use crate::dispatch::outcome::{of_refund, state_of};
 use crate::dispatch::{DispatchError, StopReason, new_refund, sent_too_long_ago};
 use crate::input::{InputReader, ParsedRow};
-use crate::ledger::{BatchId, Ledger, RefundRecord, RefundState, RefundUpdate};
+use crate::ledger::{BatchId, Ledger, PayrocAnswer, RefundRecord, RefundState, RefundUpdate};
 use crate::payroc::body::prepare;
 use crate::payroc::{PayrocClient, SendResult};
 use crate::refund::{Method, ResultStatus, RowNote};
@@ -192,6 +192,7 @@ pub async fn reconcile(
         let method = Method::parse(&record.method).unwrap_or(row.method);
         if options.refresh
             && let Some(refund_id) = record
+                .answer
                 .refund_id
                 .clone()
                 .filter(|_| may_still_change(method, &record, options.return_window, now))
@@ -206,10 +207,8 @@ pub async fn reconcile(
             report.refreshed += 1;
             match client.get_refund(method, refund_id.as_str()).await {
                 Ok(refund) => {
-                    let outcome = RefundUpdate {
-                        http_status: Some(200),
-                        ..of_refund(method, &refund)
-                    };
+                    let mut outcome = of_refund(method, &refund);
+                    outcome.answer.http_status = Some(200);
                     let state = outcome.state.unwrap_or(RefundState::Unknown);
                     if state != record.state {
                         report.changed += 1;
@@ -310,10 +309,8 @@ pub async fn reconcile(
         let window_text = format!("{} and {}", format_day(window.0), format_day(window.1));
         match (matching.as_slice(), others.as_slice()) {
             ([refund], []) => {
-                let outcome = RefundUpdate {
-                    http_status: Some(200),
-                    ..of_refund(method, refund)
-                };
+                let mut outcome = of_refund(method, refund);
+                outcome.answer.http_status = Some(200);
                 not_confirmed(
                     &mut report,
                     options,
@@ -359,9 +356,12 @@ pub async fn reconcile(
                 );
                 let outcome = RefundUpdate {
                     state: Some(RefundState::Pending),
-                    problem_detail: Some(format!(
-                        "Payroc lists no refund for this order between {window_text}: it was never created. The next run sends it with the same key"
-                    )),
+                    answer: PayrocAnswer {
+                        problem_detail: Some(format!(
+                            "Payroc lists no refund for this order between {window_text}: it was never created. The next run sends it with the same key"
+                        )),
+                        ..PayrocAnswer::default()
+                    },
                     ..RefundUpdate::default()
                 };
                 ledger.record_reconciliation(record.id, options.batch, &outcome)?;
@@ -437,9 +437,11 @@ pub async fn reconcile(
                 );
                 let outcome = RefundUpdate {
                     state: Some(RefundState::Unknown),
-                    problem_detail: Some(detail),
+                    answer: PayrocAnswer {
+                        problem_detail: Some(detail),
+                        ..PayrocAnswer::default()
+                    },
                     may_have_reached: record.may_have_reached,
-                    ..RefundUpdate::default()
                 };
                 ledger.record_reconciliation(record.id, options.batch, &outcome)?;
                 progress.finished(RefundState::Unknown);
@@ -530,7 +532,7 @@ pub fn may_still_change(
     return_window: time::Duration,
     now: OffsetDateTime,
 ) -> bool {
-    let status = record.payroc_status.as_deref();
+    let status = record.answer.payroc_status.as_deref();
     match record.state {
         RefundState::Queued | RefundState::Partial => true,
         RefundState::Succeeded => match method {

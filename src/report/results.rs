@@ -6,12 +6,12 @@
 //! and a crash never leaves a torn one. Cells a spreadsheet would run as a formula are neutralised.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::files;
 use crate::input::{InputError, InputReader, ParsedRow};
-use crate::ledger::{Ledger, LedgerError, private_file};
+use crate::ledger::{Ledger, LedgerError};
 use crate::refund::key::Identity;
 use crate::refund::money::{Currency, format_amount};
 use crate::refund::redaction::redact_digit_runs;
@@ -216,38 +216,15 @@ pub fn write(
     ledger: &Ledger,
     context: &ResultsContext<'_>,
 ) -> Result<Tally, ResultsError> {
-    let directory = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "results.csv".into());
-    let temporary = directory.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let io_error = |source| ResultsError::Io {
         path: path.to_owned(),
         source,
     };
-    let file = private_file(&temporary).map_err(io_error)?;
-    file.set_len(0).map_err(io_error)?;
-    let written = write_rows(BufWriter::new(file), path, input, ledger, context).and_then(|(tally, buffered)| {
-        let file = buffered.into_inner().map_err(|error| io_error(error.into_error()))?;
-        file.sync_all().map_err(io_error)?;
-        fs::rename(&temporary, path).map_err(io_error)?;
-        // The rename is durable only once the directory is: else a power cut can bring back
-        // the old results (or none).
-        #[cfg(unix)]
-        fs::File::open(directory)
-            .and_then(|directory| directory.sync_all())
-            .map_err(io_error)?;
-        Ok(tally)
-    });
-    if written.is_err() {
-        // Leave no half-written temporary file behind; the error says what failed.
-        let _ = fs::remove_file(&temporary);
-    }
-    written
+    files::write_atomically(
+        path,
+        |output| write_rows(output, path, input, ledger, context),
+        io_error,
+    )
 }
 
 /// Counts what the results would say without writing a file (for `status FILE`).
@@ -412,22 +389,23 @@ fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&R
     // Amounts are what the ledger sent when it sent something.
     line.amount = major_units(record.amount_minor, currency);
     line.currency = record.currency.clone();
-    line.refund_id = record.refund_id.as_ref().map(ToString::to_string).unwrap_or_default();
-    line.payroc_status = optional(&record.payroc_status);
-    line.response_code = optional(&record.response_code);
-    line.response_message = optional(&record.response_message);
-    line.approval_code = optional(&record.approval_code);
-    line.processor_response_code = optional(&record.processor_response_code);
-    line.authorized_amount = record
+    let answer = &record.answer;
+    line.refund_id = answer.refund_id.as_ref().map(ToString::to_string).unwrap_or_default();
+    line.payroc_status = optional(&answer.payroc_status);
+    line.response_code = optional(&answer.response_code);
+    line.response_message = optional(&answer.response_message);
+    line.approval_code = optional(&answer.approval_code);
+    line.processor_response_code = optional(&answer.processor_response_code);
+    line.authorized_amount = answer
         .authorized_amount_minor
         .map(|minor| major_units(minor, currency))
         .unwrap_or_default();
-    line.http_status = record.http_status.map(|status| status.to_string()).unwrap_or_default();
+    line.http_status = answer.http_status.map(|status| status.to_string()).unwrap_or_default();
     line.error = note
         .map(|note| note.error.clone())
-        .or_else(|| record.problem_detail.clone())
+        .or_else(|| answer.problem_detail.clone())
         .unwrap_or_default();
-    line.notes = optional(&record.notes);
+    line.notes = optional(&answer.notes);
     line.idempotency_key = record.idempotency_key.clone();
     line.attempts = record.attempts.to_string();
     line.payee = record.payee_masked.clone();

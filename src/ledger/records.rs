@@ -1,0 +1,383 @@
+//! What the ledger holds of one refund: its state, its record, and the updates an answer makes.
+//!
+//! The dispatcher reads a [`RefundRecord`] to decide whether a row still needs sending,
+//! [`crate::dispatch::outcome`] turns Payroc's answer into a [`RefundUpdate`], and the results
+//! and `status` read records back. A row of the `refunds` table becomes a record here and
+//! nowhere else ([`read_record`]).
+
+use std::fmt;
+
+use rusqlite::ToSql;
+
+use super::{BatchId, RefundId};
+use crate::refund::{PayrocRefundId, ResultStatus};
+
+/// Where a refund stands. Stored as its lower-case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefundState {
+    /// Known, never sent (or proven never created).
+    Pending,
+    /// Committed just before a request left; its outcome is not recorded yet.
+    Sending,
+    /// Payroc approved it (`responseCode` A; a bank transfer submitted to the ACH network).
+    Succeeded,
+    /// Payroc approved less than was asked (`responseCode` P). Never re-sent: a second send would
+    /// refund the approved part twice. Needs a person.
+    Partial,
+    /// Payroc accepted it for later processing (`responseCode` E, or an answer this version does
+    /// not know). Not a definite failure, so never retried.
+    Queued,
+    /// Payroc declined it (`responseCode` D, R or C). Final unless retried on purpose.
+    Declined,
+    /// A bank transfer the customer's bank returned after it was submitted: nothing was refunded.
+    /// Sent again only on purpose (`--retry-failed`, after the bank details are fixed).
+    Returned,
+    /// Reversed after approval (status `reversal`). Never re-sent automatically: needs a person.
+    Reversed,
+    /// Payroc refused the request (400, 403, 406, 415). Final unless retried on purpose.
+    Rejected,
+    /// Payroc says the key was used for a different request (409), or the file changed. Needs a person.
+    Conflict,
+    /// The request may have reached Payroc but no definite answer came back. Re-sent with the same
+    /// key on the next run, or settled by `reconcile`.
+    Unknown,
+}
+
+impl RefundState {
+    /// Every state, in the order summaries list them.
+    pub const ALL: [RefundState; 11] = [
+        RefundState::Succeeded,
+        RefundState::Partial,
+        RefundState::Queued,
+        RefundState::Declined,
+        RefundState::Returned,
+        RefundState::Reversed,
+        RefundState::Rejected,
+        RefundState::Conflict,
+        RefundState::Unknown,
+        RefundState::Sending,
+        RefundState::Pending,
+    ];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Pending => "pending",
+            RefundState::Sending => "sending",
+            RefundState::Succeeded => "succeeded",
+            RefundState::Partial => "partial",
+            RefundState::Queued => "queued",
+            RefundState::Declined => "declined",
+            RefundState::Returned => "returned",
+            RefundState::Reversed => "reversed",
+            RefundState::Rejected => "rejected",
+            RefundState::Conflict => "conflict",
+            RefundState::Unknown => "unknown",
+        }
+    }
+
+    /// Parses a stored name; unknown text is a corrupt ledger, not a default.
+    pub fn parse(text: &str) -> Option<RefundState> {
+        RefundState::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+
+    /// A definite failure that `run --retry-failed` may send again under the next key generation.
+    pub fn is_retryable_failure(self) -> bool {
+        matches!(
+            self,
+            RefundState::Declined | RefundState::Rejected | RefundState::Returned
+        )
+    }
+
+    /// How the results CSV names this state: a row left `sending` by a crash is `unknown` there,
+    /// because it may or may not have reached Payroc.
+    pub fn result_status(self) -> ResultStatus {
+        match self {
+            RefundState::Pending => ResultStatus::Pending,
+            RefundState::Sending | RefundState::Unknown => ResultStatus::Unknown,
+            RefundState::Succeeded => ResultStatus::Succeeded,
+            RefundState::Partial => ResultStatus::Partial,
+            RefundState::Queued => ResultStatus::Queued,
+            RefundState::Declined => ResultStatus::Declined,
+            RefundState::Returned => ResultStatus::Returned,
+            RefundState::Reversed => ResultStatus::Reversed,
+            RefundState::Rejected => ResultStatus::Rejected,
+            RefundState::Conflict => ResultStatus::Conflict,
+        }
+    }
+}
+
+impl fmt::Display for RefundState {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// Everything the ledger knows about one refund identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRecord {
+    /// Row id in the `refunds` table.
+    pub id: RefundId,
+    /// [`crate::refund::key::Identity::ledger_id`].
+    pub identity: String,
+    /// `card` or `bank`.
+    pub method: String,
+    /// The terminal.
+    pub processing_terminal_id: String,
+    /// The order id.
+    pub order_id: String,
+    /// Key generation in use.
+    pub generation: u32,
+    /// The key of that generation.
+    pub idempotency_key: String,
+    /// Current state.
+    pub state: RefundState,
+    /// Fingerprint of the masked body last sent (or to be sent).
+    pub fingerprint: String,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// Currency code.
+    pub currency: String,
+    /// Masked payee.
+    pub payee_masked: String,
+    /// HTTP requests sent so far, all generations.
+    pub attempts: i64,
+    /// What Payroc last said of the current key generation (nothing yet, for a row never sent).
+    pub answer: PayrocAnswer,
+    /// When the first request of the current generation left (RFC 3339).
+    pub first_sent_at: Option<String>,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// Whether a request of the current generation may have reached Payroc without a definite
+    /// answer. While true, a refusal is never proof that nothing was created.
+    pub may_have_reached: bool,
+    /// When a person confirmed that Payroc has no refund for this order (`reconcile
+    /// --confirm-not-created`), if ever.
+    pub confirmed_not_created_at: Option<String>,
+    /// The order must be looked up at Payroc before the first send (first seen by a new ledger).
+    pub needs_precheck: bool,
+    /// When the ledger first saw this refund (RFC 3339).
+    pub created_at: String,
+    /// The batch that last touched it.
+    pub batch_id: Option<BatchId>,
+    /// Its row in that batch's file.
+    pub input_row: Option<i64>,
+    /// `sandbox`, `uat` or `production`.
+    pub environment: String,
+}
+
+/// The fields an answer (or a decision) sets on a refund.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefundUpdate {
+    /// The new state.
+    pub state: Option<RefundState>,
+    /// What Payroc said (or, for a decision without an answer, the tool's explanation in
+    /// [`PayrocAnswer::problem_detail`]). Replaces the recorded answer, except that a refund id
+    /// already recorded is kept when this has none.
+    pub answer: PayrocAnswer,
+    /// A request of this generation may have reached Payroc. Only ever turns the ledger's flag
+    /// on: once set it stays set until the next key generation.
+    pub may_have_reached: bool,
+}
+
+/// What Payroc said about a refund, in the ledger's columns: the part of a [`RefundRecord`] each
+/// answer replaces, carried there by a [`RefundUpdate`].
+///
+/// One struct, read from a row by one function ([`PayrocAnswer::read`]) and written by one
+/// ([`PayrocAnswer::bind`], with [`store_answer!`]'s assignments beside it), so a field Payroc
+/// adds is one edit here, one migration and one column of the results — not one in each of the
+/// record, the update, the reader, the writer and the reset of a new key generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PayrocAnswer {
+    /// HTTP status of the last response, if any.
+    pub http_status: Option<i64>,
+    /// Payroc's `refundId`.
+    pub refund_id: Option<PayrocRefundId>,
+    /// `transactionResult.status`.
+    pub payroc_status: Option<String>,
+    /// `transactionResult.responseCode`.
+    pub response_code: Option<String>,
+    /// `transactionResult.responseMessage`.
+    pub response_message: Option<String>,
+    /// Problem `type` of an error answer.
+    pub problem_type: Option<String>,
+    /// Problem detail of an error answer, or the tool's own explanation.
+    pub problem_detail: Option<String>,
+    /// `transactionResult.authorizedAmount`, as a positive number of minor units (a partial
+    /// approval's is less than the amount asked).
+    pub authorized_amount_minor: Option<i64>,
+    /// `transactionResult.approvalCode`.
+    pub approval_code: Option<String>,
+    /// `transactionResult.processorResponseCode`.
+    pub processor_response_code: Option<String>,
+    /// Warnings about the answer (a custom field Payroc left out, a status this version does not
+    /// know), joined by `; `.
+    pub notes: Option<String>,
+}
+
+/// The SQL assignments that store a [`PayrocAnswer`] in its columns of `refunds`, from the named
+/// parameters [`PayrocAnswer::bind`] binds; a macro so that statements are `concat!`-ed at
+/// compile time rather than formatted on every write.
+///
+/// An answer without a refund id keeps the one already recorded (the refusal of a re-send does
+/// not erase the refund the first send made), unless `:keeps_refund_id` is false: a new key
+/// generation starts with no answer at all.
+macro_rules! store_answer {
+    () => {
+        "http_status = :http_status, refund_id = COALESCE(:refund_id, CASE WHEN :keeps_refund_id THEN refund_id END), \
+         payroc_status = :payroc_status, response_code = :response_code, response_message = :response_message, \
+         problem_type = :problem_type, problem_detail = :problem_detail, authorized_amount_minor = :authorized_amount_minor, \
+         approval_code = :approval_code, processor_response_code = :processor_response_code, notes = :notes"
+    };
+}
+pub(super) use store_answer;
+
+impl PayrocAnswer {
+    /// Reads the answer's columns of a `refunds` row, by name.
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<PayrocAnswer> {
+        Ok(PayrocAnswer {
+            http_status: row.get("http_status")?,
+            refund_id: row.get("refund_id")?,
+            payroc_status: row.get("payroc_status")?,
+            response_code: row.get("response_code")?,
+            response_message: row.get("response_message")?,
+            problem_type: row.get("problem_type")?,
+            problem_detail: row.get("problem_detail")?,
+            authorized_amount_minor: row.get("authorized_amount_minor")?,
+            approval_code: row.get("approval_code")?,
+            processor_response_code: row.get("processor_response_code")?,
+            notes: row.get("notes")?,
+        })
+    }
+
+    /// The named parameters of [`store_answer!`]: this answer, and whether a refund id already
+    /// recorded is kept when the answer has none (see there). The caller adds its statement's own.
+    pub(super) fn bind(&self, keeps_refund_id: bool) -> [(&'static str, &dyn ToSql); 12] {
+        [
+            (":http_status", &self.http_status),
+            (":refund_id", &self.refund_id),
+            (":keeps_refund_id", if keeps_refund_id { &true } else { &false }),
+            (":payroc_status", &self.payroc_status),
+            (":response_code", &self.response_code),
+            (":response_message", &self.response_message),
+            (":problem_type", &self.problem_type),
+            (":problem_detail", &self.problem_detail),
+            (":authorized_amount_minor", &self.authorized_amount_minor),
+            (":approval_code", &self.approval_code),
+            (":processor_response_code", &self.processor_response_code),
+            (":notes", &self.notes),
+        ]
+    }
+}
+
+/// What a new identity is created with.
+pub struct NewRefund<'a> {
+    /// Identity string.
+    pub identity: &'a str,
+    /// `sandbox`, `uat` or `production`.
+    pub environment: &'a str,
+    /// `card` / `bank`.
+    pub method: &'a str,
+    /// Terminal.
+    pub processing_terminal_id: &'a str,
+    /// Order id.
+    pub order_id: &'a str,
+    /// Generation-0 key.
+    pub idempotency_key: &'a str,
+    /// Masked-body fingerprint.
+    pub fingerprint: &'a str,
+    /// Minor units.
+    pub amount_minor: i64,
+    /// Currency code.
+    pub currency: &'a str,
+    /// Masked payee.
+    pub payee_masked: &'a str,
+    /// Look the order up at Payroc before the first send (see [`RefundRecord::needs_precheck`]).
+    pub needs_precheck: bool,
+}
+
+impl RefundRecord {
+    /// Says, in words, how a row (its amount, currency and masked payee) differs from what the
+    /// ledger recorded for this refund.
+    pub fn describe_change(&self, amount_minor: i64, currency: &str, payee_masked: &str) -> String {
+        let mut changes = Vec::new();
+        if self.amount_minor != amount_minor || self.currency != currency {
+            changes.push(format!(
+                "amount was {} {} minor units, now {} {}",
+                self.amount_minor, self.currency, amount_minor, currency
+            ));
+        }
+        if self.payee_masked != payee_masked {
+            changes.push(format!("payee was {}, now {}", self.payee_masked, payee_masked));
+        }
+        if changes.is_empty() {
+            changes.push("another field such as the description, card, customer or custom fields differs".into());
+        }
+        changes.join("; ")
+    }
+}
+
+/// Reads a row of `refunds` (selected with `SELECT refunds.*`) into a record, each column by its
+/// name, so a column a migration adds shifts none of the others. A state this version does not
+/// know is the inner `Err`: a corrupt ledger, which the caller reports with the ledger's path.
+pub(super) fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RefundRecord, String>> {
+    let state: String = row.get("state")?;
+    let Some(state) = RefundState::parse(&state) else {
+        return Ok(Err(format!("unknown refund state {state:?}")));
+    };
+    Ok(Ok(RefundRecord {
+        id: row.get("id")?,
+        identity: row.get("identity")?,
+        method: row.get("method")?,
+        processing_terminal_id: row.get("processing_terminal_id")?,
+        order_id: row.get("order_id")?,
+        generation: row.get("generation")?,
+        idempotency_key: row.get("idempotency_key")?,
+        state,
+        fingerprint: row.get("fingerprint")?,
+        amount_minor: row.get("amount_minor")?,
+        currency: row.get("currency")?,
+        payee_masked: row.get("payee_masked")?,
+        attempts: row.get("attempts")?,
+        answer: PayrocAnswer::read(row)?,
+        first_sent_at: row.get("first_sent_at")?,
+        updated_at: row.get("updated_at")?,
+        may_have_reached: row.get("may_have_reached")?,
+        confirmed_not_created_at: row.get("confirmed_not_created_at")?,
+        needs_precheck: row.get("needs_precheck")?,
+        created_at: row.get("created_at")?,
+        batch_id: row.get("batch_id")?,
+        input_row: row.get("input_row")?,
+        environment: row.get("environment")?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_classify() {
+        for state in RefundState::ALL {
+            assert_eq!(RefundState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(RefundState::parse("done"), None);
+        assert!(RefundState::Declined.is_retryable_failure());
+        assert!(RefundState::Rejected.is_retryable_failure());
+        for never in [
+            RefundState::Succeeded,
+            RefundState::Queued,
+            RefundState::Unknown,
+            RefundState::Conflict,
+            RefundState::Sending,
+        ] {
+            assert!(!never.is_retryable_failure(), "{never}");
+        }
+        assert_eq!(RefundState::Sending.result_status(), ResultStatus::Unknown);
+        for state in RefundState::ALL {
+            if state != RefundState::Sending {
+                assert_eq!(state.result_status().as_str(), state.as_str(), "one name per state");
+            }
+        }
+    }
+}
