@@ -256,9 +256,10 @@ fn unchanged_retry(record: &RefundRecord, prepared: &PreparedRefund, options: &D
             "{}; not sent again: {what} did not change since, so it would most likely be {} again. \
              Fix the row, or pass --retry-unchanged to send it as it is",
             record
+                .answer
                 .problem_detail
                 .clone()
-                .or_else(|| record.response_message.clone())
+                .or_else(|| record.answer.response_message.clone())
                 .unwrap_or_else(|| record.state.to_string()),
             record.state
         ),
