@@ -174,9 +174,14 @@ pub struct RunArgs {
     /// The file and how to read it.
     #[command(flatten)]
     pub input: InputArgs,
-    /// Where to write the results CSV. Default: `<input stem>.results.csv` beside the input.
+    /// Where to write the results CSV. Default: `<input stem>.results.csv` beside the input;
+    /// `-` writes it to stdout.
     #[arg(long, value_name = "PATH")]
     pub results: Option<PathBuf>,
+    /// Start the results CSV with a UTF-8 byte-order mark, so Excel shows `€` and `–` as written
+    /// (other readers and scripts are better without it, so it is off by default).
+    #[arg(long, env = "REFUND_BATCH_RESULTS_BOM")]
+    pub results_bom: bool,
     /// Requests per second at most.
     #[arg(long, env = "REFUND_BATCH_RATE", default_value_t = 20)]
     pub rate: u32,
@@ -260,9 +265,14 @@ pub struct ReconcileArgs {
     /// The file and how to read it.
     #[command(flatten)]
     pub input: InputArgs,
-    /// Where to write the results CSV. Default: `<input stem>.results.csv` beside the input.
+    /// Where to write the results CSV. Default: `<input stem>.results.csv` beside the input;
+    /// `-` writes it to stdout.
     #[arg(long, value_name = "PATH")]
     pub results: Option<PathBuf>,
+    /// Start the results CSV with a UTF-8 byte-order mark, so Excel shows `€` and `–` as written
+    /// (other readers and scripts are better without it, so it is off by default).
+    #[arg(long, env = "REFUND_BATCH_RESULTS_BOM")]
+    pub results_bom: bool,
     /// Also look up `queued` rows, to see whether Payroc has settled them.
     #[arg(long)]
     pub include_queued: bool,
@@ -321,6 +331,9 @@ pub struct StatusArgs {
     /// Output format (on stdout).
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,
+    /// With --write-results: start the CSV with a UTF-8 byte-order mark (for Excel).
+    #[arg(long, requires = "write_results")]
+    pub results_bom: bool,
     /// Write the file's results CSV from the ledger to PATH (needs FILE): for when a run could
     /// not write them.
     #[arg(long, value_name = "PATH", requires = "file")]

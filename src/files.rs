@@ -1,8 +1,9 @@
 //! The two ways the tool creates files on disk, shared by the ledger and the results writer.
 //!
-//! Both write files that may hold what a finance team would not share: the ledger (masked payees,
-//! Payroc's answers) and its lock and side files, and the results CSV. Each is created with mode
-//! 0600 ([`private_file`]) so it never exists readable by anyone else, whatever the umask.
+//! The ledger and its lock and side files hold every key and the history of what was refunded:
+//! each is created with mode 0600 ([`private_file`]) so it never exists readable by anyone else,
+//! whatever the umask. The results CSV holds masked payees only and is meant to be opened by a
+//! colleague on a shared folder, so it is created as the umask allows.
 //!
 //! Files that replace an earlier version (the results CSV) are written whole or not at all
 //! ([`write_atomically`]): to a temporary file beside the target, fsynced, renamed over it, and
@@ -71,7 +72,9 @@ pub(crate) fn write_atomically<T, E>(
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| "results.csv".into());
     let temporary = directory_of(path).join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let file = private_file(&temporary).map_err(&io_error)?;
+    // Created as the umask allows (0666 less the umask), unlike the ledger: the results CSV holds
+    // masked payees only, and a colleague on a shared folder must be able to open it.
+    let file = File::create(&temporary).map_err(&io_error)?;
     file.set_len(0).map_err(&io_error)?;
     let written = contents(BufWriter::new(file)).and_then(|(value, buffered)| {
         let file = buffered.into_inner().map_err(|error| io_error(error.into_error()))?;
@@ -127,7 +130,11 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            // As the umask allows: the same mode as any file created here.
+            let plain = directory.path().join("plain");
+            File::create(&plain).unwrap();
+            let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), mode(&plain));
         }
     }
 }

@@ -253,12 +253,7 @@ fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for name in [
-            "ledger.sqlite",
-            "ledger.sqlite-wal",
-            "ledger.sqlite-shm",
-            "numbers.results.csv",
-        ] {
+        for name in ["ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"] {
             let path = workdir.path(name);
             // SQLite removes the WAL and shared-memory files when the last connection closes.
             if (name.ends_with("-wal") || name.ends_with("-shm")) && !path.exists() {
@@ -267,6 +262,13 @@ fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
             let mode = std::fs::metadata(&path).expect("file exists").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{name}");
         }
+        // The results hold masked payees only and follow the umask, to be shared.
+        let results = std::fs::metadata(workdir.path("numbers.results.csv"))
+            .expect("results")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(results, crate::util::umask_mode(&workdir), "numbers.results.csv");
     }
 }
 

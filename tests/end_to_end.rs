@@ -329,13 +329,18 @@ fn no_secret_reaches_any_file_or_output() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for name in ["ledger.sqlite", "card.results.csv", "bank.results.csv"] {
-            let mode = std::fs::metadata(workdir.path(name))
+        let mode = |name: &str| {
+            std::fs::metadata(workdir.path(name))
                 .expect("file exists")
                 .permissions()
                 .mode()
-                & 0o777;
-            assert_eq!(mode, 0o600, "{name}");
+                & 0o777
+        };
+        // The ledger holds every key and the history: its owner's only. The results hold masked
+        // payees and follow the umask, so a colleague on a shared folder can open them.
+        assert_eq!(mode("ledger.sqlite"), 0o600);
+        for name in ["card.results.csv", "bank.results.csv"] {
+            assert_eq!(mode(name), crate::util::umask_mode(&workdir), "{name}");
         }
     }
 }
@@ -478,4 +483,25 @@ fn amounts_with_a_decimal_comma_are_read_with_the_option_and_explained_without_i
     assert_eq!(amounts, [123_456, 1250]);
     let results = read_results(&workdir.path("eu.results.csv"));
     assert_eq!(results[0]["amount"], "1234.56");
+}
+
+#[test]
+fn results_go_to_stdout_with_a_dash_and_start_with_a_bom_on_request() {
+    let workdir = Workdir::new();
+    workdir.write("mixed.csv", &sample("mixed.csv"));
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    let output = workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["run", "mixed.csv", "--results", "-"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(stdout.starts_with("row,method,"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 6, "a header and five rows: {stdout}");
+    assert!(!workdir.path("-").exists(), "no file named -");
+    workdir.run(&sandbox, "mixed.csv", &["--results-bom"]).code(1);
+    let bytes = std::fs::read(workdir.path("mixed.results.csv")).expect("results");
+    assert!(bytes.starts_with("\u{feff}row,".as_bytes()));
 }

@@ -231,6 +231,18 @@ pub fn read_results(path: &Path) -> Vec<std::collections::HashMap<String, String
         .collect()
 }
 
+/// The mode a file created in `workdir` gets under this process's umask (which the binary
+/// inherits): what a file the tool does not make private should have.
+#[cfg(unix)]
+pub fn umask_mode(workdir: &Workdir) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = workdir.path(".umask-probe");
+    std::fs::File::create(&probe).expect("create a probe file");
+    let mode = std::fs::metadata(&probe).expect("probe").permissions().mode() & 0o777;
+    std::fs::remove_file(&probe).expect("remove the probe");
+    mode
+}
+
 /// The repository's sample file `name`.
 pub fn sample(name: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(name)).expect("sample file")

@@ -95,5 +95,11 @@ pub async fn reconcile(
             crate::report::terminal::rows(report.confirmed)
         ));
     }
-    session.finish(Some(results_path), &report.notes, report.stopped.as_ref(), terminal)
+    session.finish(
+        Some(results_path),
+        arguments.results_bom,
+        &report.notes,
+        report.stopped.as_ref(),
+        terminal,
+    )
 }

@@ -129,7 +129,13 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         (sent, 0) => format!("sent {}", rows(sent)),
         (sent, done) => format!("sent {}; {} already done in the ledger", rows(sent), rows(done)),
     });
-    let status = session.finish(Some(results_path), &report.notes, report.stopped.as_ref(), terminal)?;
+    let status = session.finish(
+        Some(results_path),
+        arguments.results_bom,
+        &report.notes,
+        report.stopped.as_ref(),
+        terminal,
+    )?;
     if let Some(changed) = report.input_changed {
         return Err(CommandError {
             status: ExitStatus::Incomplete,

@@ -269,6 +269,7 @@ impl Session {
     pub fn finish(
         mut self,
         results_path: Option<PathBuf>,
+        results_bom: bool,
         notes: &HashMap<u64, RowNote>,
         stopped: Option<&StopReason>,
         terminal: &Terminal,
@@ -282,6 +283,7 @@ impl Session {
             skip_rows: &self.check.duplicate_rows,
             batch: Some(self.batch),
             validated_rows: self.check.rows,
+            bom: results_bom,
         };
         // A file whose header changed since it was validated is read no more: every row is
         // then written from what the ledger recorded of it.

@@ -106,6 +106,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
             skip_rows: &check.duplicate_rows,
             batch: None,
             validated_rows: check.rows,
+            bom: arguments.results_bom,
         };
         let tally = match &arguments.write_results {
             Some(results_path) => {

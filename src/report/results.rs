@@ -202,6 +202,9 @@ pub struct ResultsContext<'a> {
     /// The batch of the command writing the results, if it is one that sends: a row the input
     /// file no longer holds as it was validated is then written from what this batch recorded.
     pub batch: Option<crate::ledger::BatchId>,
+    /// Start the file with a UTF-8 byte-order mark, so Excel reads `€` and `–` as written
+    /// (`--results-bom`).
+    pub bom: bool,
     /// How many data rows the validated file had (rows the file gained since are not reported:
     /// they were never validated).
     pub validated_rows: u64,
@@ -220,6 +223,13 @@ pub fn write(
         path: path.to_owned(),
         source,
     };
+    if path == Path::new("-") {
+        // `--results -`: the CSV is the command's data, on stdout (messages stay on stderr).
+        let stdout = std::io::stdout().lock();
+        let (tally, mut stdout) = write_rows(stdout, path, input, ledger, context)?;
+        stdout.flush().map_err(io_error)?;
+        return Ok(tally);
+    }
     files::write_atomically(
         path,
         |output| write_rows(output, path, input, ledger, context),
@@ -248,6 +258,10 @@ fn write_rows<W: Write>(
         source,
     };
     let _snapshot = ledger.read_snapshot()?;
+    let mut output = output;
+    if context.bom {
+        output.write_all("\u{feff}".as_bytes()).map_err(io_error)?;
+    }
     let mut writer = csv::Writer::from_writer(output);
     let mut tally = Tally::default();
     let mut wrote_any = false;
