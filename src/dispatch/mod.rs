@@ -20,10 +20,19 @@
 //! left their state back, and waits for the requests in flight; the rows never taken stay as they
 //! were and the next run resumes them.
 
+mod decision;
 pub mod gate;
 mod lookup;
 pub mod outcome;
+mod pace;
+pub mod progress;
 pub mod reconcile;
+mod streak;
+
+pub(crate) use decision::new_refund;
+pub use decision::{Decision, decide, sent_too_long_ago};
+use pace::{DOZE_LIMIT, GROUP_PERIOD, Pace};
+use streak::{FailureStreak, run_stopping_failure};
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -37,18 +46,13 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use crate::input::{InputError, InputReader, ParsedRow};
-use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundRecord, RefundState};
+use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, RefundRecord, RefundState};
 use crate::payroc::alarm::Alarm;
-use crate::payroc::body::{PreparedRefund, prepare};
+use crate::payroc::body::prepare;
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
-use crate::refund::{Method, ResultStatus, RowNote};
-use crate::report::terminal::Progress;
-use gate::{NewKey, refuse_new_key};
+use crate::refund::{Method, RowNote};
 use lookup::{LookupVerdict, settle_lookup};
-
-/// Rows older than this since their first send are not re-sent blindly: Payroc forgets keys
-/// after 7 days, so a re-send could refund again. They must be reconciled first.
-pub const BLIND_RESEND_LIMIT: Duration = Duration::from_secs(6 * 24 * 60 * 60);
+pub use progress::ProgressReport;
 
 /// How the dispatcher runs.
 #[derive(Debug, Clone)]
@@ -121,186 +125,6 @@ pub enum DispatchError {
     Input(#[from] InputError),
 }
 
-/// What to do with one valid row.
-#[derive(Debug)]
-pub enum Decision {
-    /// Send it with this record's key.
-    Send(RefundRecord),
-    /// Already finished in the ledger.
-    Done(RefundRecord),
-    /// Do not send; show this in the results.
-    Hold(RowNote),
-}
-
-/// Decides what to do with `prepared` (row `row`) given what the ledger knows. Creates the
-/// ledger record for a new identity and moves to the next generation when asked to retry.
-pub fn decide(
-    ledger: &mut Ledger,
-    prepared: &PreparedRefund,
-    amount_minor: i64,
-    currency: &str,
-    options: &DispatchOptions,
-    row: u64,
-) -> Result<Decision, LedgerError> {
-    let Some(mut record) = ledger.find_order(&prepared.ledger_id, &prepared.legacy_ledger_id)? else {
-        if let Some(note) = refuse_new_key(ledger, prepared, None, NewKey::FirstSend, options.allow_case_variants)? {
-            return Ok(Decision::Hold(note));
-        }
-        let key = prepared.identity.key(0).to_string();
-        let mut refund = new_refund(prepared, &key, amount_minor, currency);
-        refund.needs_precheck = options.precheck_new_rows;
-        let record = ledger.insert(&refund, options.batch, row)?;
-        return Ok(Decision::Send(record));
-    };
-    if record.state == RefundState::Sending && !record.may_have_reached {
-        // Left `sending` by a crash: its request may have left before the crash.
-        ledger.mark_may_have_reached(record.id)?;
-        record.may_have_reached = true;
-    }
-    let same_body = record.fingerprint == prepared.fingerprint;
-    if record.state.is_retryable_failure() && options.retry_failed {
-        if let Some(note) = unchanged_retry(&record, prepared, options) {
-            return Ok(Decision::Hold(note));
-        }
-        if let Some(note) = refuse_new_key(
-            ledger,
-            prepared,
-            Some(&record),
-            NewKey::RetryFailed,
-            options.allow_case_variants,
-        )? {
-            return Ok(Decision::Hold(note));
-        }
-        let generation = record.generation + 1;
-        let key = prepared.identity.key(generation).to_string();
-        let mut refund = new_refund(prepared, &key, amount_minor, currency);
-        // Another ledger or host may have refunded the order meanwhile: a new key is only sent
-        // after Payroc was asked, unless the user switched lookups off.
-        refund.needs_precheck = options.precheck_enabled;
-        let record = ledger.next_generation(record.id, generation, &key, &refund, options.batch, row, None)?;
-        return Ok(Decision::Send(record));
-    }
-    if !same_body {
-        let change = record.describe_change(amount_minor, currency, &prepared.payee_masked);
-        let note = if record.state.is_retryable_failure() {
-            RowNote {
-                status: record.state.result_status(),
-                error: format!(
-                    "this refund was {} and the row has changed since ({change}); to send the corrected row use --retry-failed",
-                    record.state
-                ),
-            }
-        } else if record.method != prepared.method.as_str() {
-            let file = match record.batch_id {
-                Some(batch) => ledger.batch_input_path(batch)?,
-                None => None,
-            };
-            RowNote {
-                status: ResultStatus::Conflict,
-                error: format!(
-                    "the ledger already has a refund for this order by {}: row {} of {} ({}, key {}); \
-                     one order is one refund, so this row is not sent. A different refund needs a different order_id",
-                    record.method,
-                    record.input_row.map_or_else(|| "?".to_owned(), |row| row.to_string()),
-                    file.as_deref().unwrap_or("an earlier file"),
-                    record.state.result_status(),
-                    record.idempotency_key
-                ),
-            }
-        } else {
-            RowNote {
-                status: ResultStatus::Conflict,
-                error: format!(
-                    "the ledger already has this refund ({}, key {}) with different details ({change}); \
-                     it is not sent again. A different refund needs a different order_id",
-                    record.state.result_status(),
-                    record.idempotency_key
-                ),
-            }
-        };
-        return Ok(Decision::Hold(note));
-    }
-    match record.state {
-        RefundState::Pending | RefundState::Sending | RefundState::Unknown => {
-            if sent_too_long_ago(&record) {
-                return Ok(Decision::Hold(RowNote {
-                    status: ResultStatus::Unknown,
-                    error: "first sent more than 6 days ago and Payroc keeps keys for 7: not re-sent blindly. Run `refund-batch reconcile` on this file".into(),
-                }));
-            }
-            Ok(Decision::Send(record))
-        }
-        _ => Ok(Decision::Done(record)),
-    }
-}
-
-/// Why a failed row is not sent again although `--retry-failed` asks: nothing that could change
-/// the answer changed. A declined or returned refund would be declined again to the same card or
-/// account, so it goes again only when its payment details changed; a rejected one only when the
-/// row changed at all. `--retry-unchanged` sends it anyway (an issuer that declined for a reason
-/// of its own, since fixed).
-fn unchanged_retry(record: &RefundRecord, prepared: &PreparedRefund, options: &DispatchOptions) -> Option<RowNote> {
-    if options.retry_unchanged {
-        return None;
-    }
-    let (unchanged, what) = match record.state {
-        RefundState::Rejected => (record.fingerprint == prepared.fingerprint, "the row"),
-        _ => (
-            record.payee_masked == prepared.payee_masked && record.method == prepared.method.as_str(),
-            "its payment details (card or account)",
-        ),
-    };
-    unchanged.then(|| RowNote {
-        status: record.state.result_status(),
-        error: format!(
-            "{}; not sent again: {what} did not change since, so it would most likely be {} again. \
-             Fix the row, or pass --retry-unchanged to send it as it is",
-            record
-                .answer
-                .problem_detail
-                .clone()
-                .or_else(|| record.answer.response_message.clone())
-                .unwrap_or_else(|| record.state.to_string()),
-            record.state
-        ),
-    })
-}
-
-/// The ledger's view of a prepared row under `key`.
-pub(crate) fn new_refund<'a>(
-    prepared: &'a PreparedRefund,
-    key: &'a str,
-    amount_minor: i64,
-    currency: &'a str,
-) -> NewRefund<'a> {
-    NewRefund {
-        identity: &prepared.ledger_id,
-        environment: &prepared.identity.environment,
-        method: prepared.method.as_str(),
-        processing_terminal_id: &prepared.identity.processing_terminal_id,
-        order_id: &prepared.identity.order_id,
-        idempotency_key: key,
-        fingerprint: &prepared.fingerprint,
-        amount_minor,
-        currency,
-        payee_masked: &prepared.payee_masked,
-        needs_precheck: false,
-    }
-}
-
-/// Whether a refund was first sent longer ago than Payroc can be trusted to remember its key.
-pub fn sent_too_long_ago(record: &RefundRecord) -> bool {
-    let Some(first_sent) = &record.first_sent_at else {
-        return false;
-    };
-    let Ok(first_sent) = time::OffsetDateTime::parse(first_sent, &time::format_description::well_known::Rfc3339) else {
-        // An unreadable time is treated as old: the cautious reading.
-        return true;
-    };
-    let age = crate::clock::now() - first_sent;
-    age > time::Duration::try_from(BLIND_RESEND_LIMIT).unwrap_or(time::Duration::MAX)
-}
-
 /// One finished task: a refund sent, or an order looked up before its first send.
 enum Finished {
     /// The refund's request (with its retries) ended.
@@ -330,70 +154,6 @@ impl Finished {
     }
 }
 
-/// How many consecutive refunds giving up the same way mean "the API is down": stop and leave
-/// the rest for the next run instead of burning every row's retries.
-const REPEATED_FAILURE_LIMIT: u32 = 10;
-
-/// How many consecutive refunds rejected for a reason that is about the account, not the row
-/// (a terminal without the capability, a forbidden call), stop the run: every other row would
-/// be rejected the same way and need `--retry-failed` once the account is fixed.
-const SYSTEMIC_REJECTION_LIMIT: u32 = 5;
-
-/// Problem types that are about the account or the integration rather than one row.
-const SYSTEMIC_PROBLEM_TYPES: [&str; 4] = [
-    "capabilities-missing",
-    "forbidden",
-    "not-acceptable",
-    "unsupported-media-type",
-];
-
-/// Counts consecutive failures of one kind, to notice when the whole run is failing.
-#[derive(Default)]
-struct FailureStreak {
-    kind: Option<String>,
-    count: u32,
-}
-
-/// The kind of failure a result is, with how many in a row stop the run and its detail, if
-/// it is one that can stop the run: no answer at all, or a refusal about the account.
-fn run_stopping_failure(result: &SendResult) -> Option<(String, u32, &str)> {
-    match result {
-        SendResult::GaveUp { detail, .. } => Some(("no answer".to_owned(), REPEATED_FAILURE_LIMIT, detail)),
-        SendResult::Refused {
-            http_status,
-            problem_type,
-            detail,
-        } => {
-            let kind = problem_type.clone().unwrap_or_default();
-            let systemic = SYSTEMIC_PROBLEM_TYPES.iter().any(|suffix| kind.ends_with(suffix)) || *http_status == 403;
-            systemic.then_some((kind, SYSTEMIC_REJECTION_LIMIT, detail.as_str()))
-        }
-        _ => None,
-    }
-}
-
-impl FailureStreak {
-    /// Records one result and returns the reason to stop, if the streak has become systemic.
-    fn observe(&mut self, result: &SendResult) -> Option<StopReason> {
-        let Some((kind, limit, detail)) = run_stopping_failure(result) else {
-            *self = FailureStreak::default();
-            return None;
-        };
-        if self.kind.as_deref() == Some(kind.as_str()) {
-            self.count += 1;
-        } else {
-            self.kind = Some(kind);
-            self.count = 1;
-        }
-        (self.count >= limit).then(|| {
-            StopReason::Repeated(format!(
-                "{} refunds in a row failed the same way, so the rest were not sent (they stay pending: fix the cause and run again). The last: {detail}",
-                self.count
-            ))
-        })
-    }
-}
-
 /// Rows decided ahead of sending, at most: enough to fill a group, few enough that a stop
 /// leaves little decided-but-unsent behind (those stay `pending`, which is harmless).
 const READ_AHEAD: usize = 512;
@@ -401,32 +161,6 @@ const READ_AHEAD: usize = 512;
 /// Rows read per pass when none of them needs sending (a re-run of a finished batch), so that
 /// a stop request is still noticed between passes.
 const SCAN_CHUNK: usize = 4096;
-
-/// How far ahead rows are marked `sending`: each commit marks the rows the rate limiter will
-/// let go in the next [`GROUP_PERIOD`], and they then leave one permit at a time without a
-/// commit of their own. Outcomes that came back in the meantime share that commit too.
-///
-/// A second: at the default rate of 20/s a commit (an fsync and a few WAL pages, the costliest
-/// thing the tool does per group) then serves 16 rows (twice the default concurrency) instead of
-/// the 5 a quarter second held: about a seventh less CPU per row at that pace, measured. At hundreds
-/// of rows a second the group is bounded by twice the concurrency well inside the second anyway.
-///
-/// The price of marking ahead: after a crash, a row marked but not yet sent counts as "may
-/// have reached Payroc" like any row found `sending` (so a later refusal of it reads `unknown`,
-/// never a new key) — at most this period's worth of rows, and never more than twice the
-/// concurrency. On a clean stop, marked rows that were never sent go back to what they were, in
-/// one commit. An outcome waits at most this long for its commit.
-const GROUP_PERIOD: Duration = Duration::from_millis(1000);
-
-/// The longest wait for a permit the dispatcher spends dozing (see
-/// [`crate::payroc::retry::doze_until`]): a tick at the default rate ([`LONGEST_TICK`]) and its
-/// lateness, with room. Longer waits (a permit more than 150 ms away: rates under about 7/s,
-/// unless the wait began late) park in the reactor as before, so a stop request or a request
-/// under way is never held back longer than this by one doze.
-const DOZE_LIMIT: Duration = Duration::from_millis(150);
-
-/// The most rows one commit marks, whatever the rate.
-const GROUP_ROWS_LIMIT: usize = 256;
 
 /// A row decided and ready to be sent.
 struct ReadyRow {
@@ -446,67 +180,6 @@ enum Scheduled {
     Send { row: ReadyRow, attempt: AttemptId },
     /// First seen by a new ledger: look the order up before sending it.
     Lookup(ReadyRow),
-}
-
-/// How requests are paced.
-///
-/// Commits and sends are paced apart. A commit (an fsync) happens once per [`GROUP_PERIOD`],
-/// or when the marked rows run out: it records the outcomes that came back and marks the next
-/// group `sending`. Sends wake the dispatcher once per `tick_rows` permits — [`TICK`] of rate,
-/// a pair at rates that give two within [`LONGEST_TICK`], one at rates lower still — and cost
-/// no commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Pace {
-    /// Permits a send wake-up waits for (fewer when fewer rows are marked or slots are free).
-    tick_rows: u32,
-    /// The limiter's burst: a tick's permits plus [`TICK_LATENESS`] of rate, so that a tick
-    /// that wakes late (the timer's granularity, a commit) finds the permits it missed still
-    /// there instead of losing them. The price: over any window of W seconds at most
-    /// rate·W + burst requests start, e.g. 512 in a second at --rate 500, 23 at --rate 20.
-    burst: NonZeroU32,
-    /// Rows one commit marks `sending`: [`GROUP_PERIOD`] of rate, at least one, at most
-    /// [`GROUP_ROWS_LIMIT`] and twice the concurrency.
-    group_rows: usize,
-}
-
-/// The time a send wake-up's permits take to accrue at the run's rate.
-const TICK: Duration = Duration::from_millis(20);
-
-/// How late a tick may wake without losing permits (see [`Pace::burst`]).
-const TICK_LATENESS: Duration = Duration::from_millis(5);
-
-/// The longest a send wake-up waits to gather a pair of permits, at rates too low to fill a
-/// [`TICK`].
-///
-/// Why pairs: at the default rate of 20/s a wake-up per permit is one every 50 ms, and each
-/// wake-up of an idle process runs its code cold — on a virtual machine tens of microseconds of
-/// CPU before any work, and the row's work at several times its warm cost. Two rows sent per
-/// wake-up (and their two answers, which come back together) share that: measured at --rate 20
-/// over a 50 ms API, about a fifth less CPU per row and 1.4 context switches per row instead of
-/// 2.3. The rate is unchanged; the price is one more request in the limiter's burst (23 in any
-/// second at --rate 20, was 22). A hundred milliseconds: below 20/s a pair would take longer than
-/// that to gather, and a slow rate is usually asked for to spread requests out, not to bunch them.
-const LONGEST_TICK: Duration = Duration::from_millis(100);
-
-impl Pace {
-    fn new(rate: NonZeroU32, concurrency: usize) -> Pace {
-        let slots = u32::try_from(concurrency).unwrap_or(u32::MAX).max(1);
-        let permits_in = |period: Duration| {
-            let permits = u128::from(rate.get()) * period.as_millis() / 1000;
-            u32::try_from(permits).unwrap_or(u32::MAX)
-        };
-        let tick_rows = permits_in(TICK).max(permits_in(LONGEST_TICK).min(2)).clamp(1, slots);
-        let burst = (tick_rows + permits_in(TICK_LATENESS).max(1)).clamp(2, slots.saturating_mul(2).max(2));
-        let group_rows = usize::try_from(permits_in(GROUP_PERIOD)).unwrap_or(usize::MAX);
-        // Never more marked than two rounds of requests in flight: when the concurrency, not
-        // the rate, is the limit (a slow API), a marked row must not wait long to leave.
-        let rounds = usize::try_from(slots).unwrap_or(usize::MAX).saturating_mul(2);
-        Pace {
-            tick_rows,
-            burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
-            group_rows: group_rows.clamp(1, GROUP_ROWS_LIMIT).min(rounds),
-        }
-    }
 }
 
 /// What woke the dispatcher.
@@ -538,7 +211,7 @@ pub async fn dispatch(
     skip_rows: &std::collections::HashSet<u64>,
     client: Arc<PayrocClient>,
     options: &DispatchOptions,
-    progress: &Progress,
+    progress: &dyn ProgressReport,
     shutdown: watch::Receiver<bool>,
 ) -> (DispatchReport, Result<(), DispatchError>) {
     let pace = Pace::new(options.rate, options.concurrency);
@@ -589,7 +262,7 @@ struct Dispatcher<'run> {
     skip_rows: &'run std::collections::HashSet<u64>,
     client: Arc<PayrocClient>,
     options: &'run DispatchOptions,
-    progress: &'run Progress,
+    progress: &'run dyn ProgressReport,
     pace: Pace,
     limiter: Arc<RequestLimiter>,
     /// What the dispatcher sleeps on until the limiter's next permit (see [`Alarm`]).
@@ -988,397 +661,5 @@ async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ledger::RefundId;
-    use crate::ledger::RefundUpdate;
-    use crate::refund::money::Currency;
-    use crate::refund::{Customer, Method, Payee, RefundRow};
-
-    fn row(amount_minor: i64) -> RefundRow {
-        RefundRow {
-            row: 2,
-            method: Method::Card,
-            processing_terminal_id: "1234001".into(),
-            order_id: "R1".into(),
-            amount_minor,
-            currency: Currency::from_code("USD").expect("USD is known"),
-            description: "Refund".into(),
-            channel: "moto",
-            operator: None,
-            payee: Payee::KeyedCard {
-                card_number: "4111111111111111".into(),
-                expiry_date: "0929".into(),
-                cardholder_name: None,
-            },
-            customer: Customer::default(),
-            ip_address: None,
-            custom_fields: Vec::new(),
-        }
-    }
-
-    fn options(retry_failed: bool) -> DispatchOptions {
-        DispatchOptions {
-            environment: "sandbox".into(),
-            namespace: "default".into(),
-            rate: NonZeroU32::MIN,
-            concurrency: 1,
-            retry_failed,
-            retry_unchanged: true,
-            batch: BatchId(1),
-            shutdown_grace: Duration::ZERO,
-            precheck_new_rows: false,
-            precheck_enabled: true,
-            precheck_days: 90,
-            allow_case_variants: false,
-            doze: false,
-        }
-    }
-
-    /// A ledger (in a temp dir kept alive by the caller) with one batch.
-    fn ledger() -> (tempfile::TempDir, Ledger) {
-        let directory = tempfile::tempdir().expect("temp dir");
-        let mut ledger = Ledger::open(&directory.path().join("ledger.sqlite")).expect("open ledger");
-        ledger.begin_batch("file.csv", "sha", "sandbox", "run").expect("batch");
-        (directory, ledger)
-    }
-
-    fn decide_row(ledger: &mut Ledger, amount_minor: i64, retry_failed: bool) -> Decision {
-        let row = row(amount_minor);
-        let prepared = prepare(&row, "sandbox", "default");
-        decide(
-            ledger,
-            &prepared,
-            row.amount_minor,
-            "USD",
-            &options(retry_failed),
-            row.row,
-        )
-        .expect("decide")
-    }
-
-    fn set_state(ledger: &mut Ledger, id: RefundId, state: RefundState) {
-        ledger
-            .record(
-                id,
-                None,
-                &RefundUpdate {
-                    state: Some(state),
-                    ..RefundUpdate::default()
-                },
-                0,
-            )
-            .expect("record");
-    }
-
-    #[test]
-    fn sends_wake_per_twenty_milliseconds_of_rate_or_per_pair_and_commits_mark_a_second() {
-        let pace = |rate: u32, concurrency: usize| {
-            let pace = Pace::new(NonZeroU32::new(rate).expect("positive"), concurrency);
-            (pace.tick_rows, pace.burst.get(), pace.group_rows)
-        };
-        assert_eq!(pace(500, 64), (10, 12, 128));
-        assert_eq!(
-            pace(20, 8),
-            (2, 3, 16),
-            "the default rate: a pair of sends per wake-up, a commit per 16 rows"
-        );
-        assert_eq!(
-            pace(50, 8),
-            (2, 3, 16),
-            "a pair until twenty milliseconds of rate hold more"
-        );
-        assert_eq!(
-            pace(19, 8),
-            (1, 2, 16),
-            "a pair would take longer than 100 ms to gather"
-        );
-        assert_eq!(pace(20, 1), (1, 2, 2), "never more than the slots");
-        assert_eq!(pace(5, 8), (1, 2, 5), "a second of rate when that is fewer");
-        assert_eq!(pace(1, 1), (1, 2, 1));
-        assert_eq!(
-            pace(100_000, 64),
-            (64, 128, 128),
-            "never more than the free slots at once, nor marks for more than two rounds of them"
-        );
-        assert_eq!(pace(100_000, 1_000), (1_000, 1_500, GROUP_ROWS_LIMIT));
-        assert_eq!(pace(500, 8), (8, 10, 16), "a slow API: the concurrency is the limit");
-    }
-
-    #[test]
-    fn a_new_row_is_sent_with_generation_zero() {
-        let (_directory, mut ledger) = ledger();
-        let Decision::Send(record) = decide_row(&mut ledger, 1000, false) else {
-            panic!("a new row is sent")
-        };
-        assert_eq!((record.generation, record.state), (0, RefundState::Pending));
-        // The golden key of (sandbox, 1234001, R1) at generation 0, computed independently of
-        // this crate.
-        assert_eq!(record.idempotency_key, "96ddfeda-0903-4f91-9422-879837030b51");
-    }
-
-    #[test]
-    fn unfinished_rows_are_sent_again_with_the_same_key() {
-        for state in [RefundState::Pending, RefundState::Sending, RefundState::Unknown] {
-            let (_directory, mut ledger) = ledger();
-            let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
-                panic!()
-            };
-            set_state(&mut ledger, first.id, state);
-            let Decision::Send(again) = decide_row(&mut ledger, 1000, true) else {
-                panic!("{state} is re-sent")
-            };
-            assert_eq!(again.idempotency_key, first.idempotency_key, "{state}: same key");
-            assert_eq!(again.generation, 0);
-        }
-    }
-
-    #[test]
-    fn finished_rows_are_never_sent_again_and_only_failures_are_retried_on_request() {
-        for state in [
-            RefundState::Succeeded,
-            RefundState::Queued,
-            RefundState::Conflict,
-            RefundState::Declined,
-            RefundState::Rejected,
-        ] {
-            let (_directory, mut ledger) = ledger();
-            let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
-                panic!()
-            };
-            set_state(&mut ledger, first.id, state);
-            assert!(
-                matches!(decide_row(&mut ledger, 1000, false), Decision::Done(_)),
-                "{state} without --retry-failed"
-            );
-            match decide_row(&mut ledger, 1000, true) {
-                Decision::Send(retry) => {
-                    assert!(state.is_retryable_failure(), "{state} must never be retried");
-                    assert_eq!(retry.generation, 1);
-                    assert_eq!(
-                        retry.idempotency_key, "3483c0ce-3b1d-447d-9f4b-eedf1952cce6",
-                        "a retry gets the generation-1 key"
-                    );
-                }
-                Decision::Done(_) => assert!(!state.is_retryable_failure(), "{state} should be retried"),
-                Decision::Hold(note) => panic!("{state}: unexpected hold {note:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn a_changed_row_is_a_conflict_unless_a_failure_is_retried() {
-        let (_directory, mut ledger) = ledger();
-        let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
-            panic!()
-        };
-        set_state(&mut ledger, first.id, RefundState::Succeeded);
-        let Decision::Hold(note) = decide_row(&mut ledger, 1200, true) else {
-            panic!("a changed succeeded row is held")
-        };
-        assert_eq!(note.status, ResultStatus::Conflict);
-        assert!(
-            note.error.contains("amount was 1000 USD minor units, now 1200 USD"),
-            "{}",
-            note.error
-        );
-
-        let (_directory, mut ledger) = self::ledger();
-        let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
-            panic!()
-        };
-        set_state(&mut ledger, first.id, RefundState::Declined);
-        let Decision::Hold(note) = decide_row(&mut ledger, 1200, false) else {
-            panic!()
-        };
-        assert_eq!(note.status, ResultStatus::Declined);
-        assert!(note.error.contains("--retry-failed"), "{}", note.error);
-        let Decision::Send(retry) = decide_row(&mut ledger, 1200, true) else {
-            panic!("the corrected row is sent")
-        };
-        assert_eq!((retry.generation, retry.amount_minor), (1, 1200));
-    }
-
-    #[test]
-    fn a_row_left_sending_may_have_reached_payroc_and_is_never_retried_under_a_new_key() {
-        let (_directory, mut ledger) = ledger();
-        let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
-            panic!()
-        };
-        ledger.mark_sending(&first, BatchId(1)).expect("mark sending");
-        // The next run finds it `sending` (a crash): it is re-sent with the same key, flagged.
-        let Decision::Send(again) = decide_row(&mut ledger, 1000, true) else {
-            panic!("a sending row is re-sent")
-        };
-        assert!(again.may_have_reached);
-        assert_eq!(again.idempotency_key, first.idempotency_key);
-        assert!(
-            ledger
-                .find(&first.identity)
-                .expect("find")
-                .expect("exists")
-                .may_have_reached
-        );
-        // A rejected row whose generation may have reached Payroc is never given a new key.
-        set_state(&mut ledger, first.id, RefundState::Rejected);
-        let Decision::Hold(note) = decide_row(&mut ledger, 1000, true) else {
-            panic!("held, not retried")
-        };
-        assert_eq!(note.status, ResultStatus::Unknown);
-    }
-
-    fn bank_row(amount_minor: i64) -> RefundRow {
-        let mut bank = row(amount_minor);
-        bank.method = Method::Bank;
-        bank.payee = Payee::Ach {
-            account_number: "1234567890".into(),
-            routing_number: "011000015".into(),
-            name_on_account: "Grace Hopper".into(),
-            account_type: None,
-            sec_code: None,
-        };
-        bank
-    }
-
-    #[test]
-    fn an_order_is_one_refund_whatever_the_method_or_namespace() {
-        let (_directory, mut ledger) = ledger();
-        let Decision::Send(card) = decide_row(&mut ledger, 1000, false) else {
-            panic!()
-        };
-        set_state(&mut ledger, card.id, RefundState::Succeeded);
-        // The same order by bank is the same record: its details changed, so it is held.
-        let bank = prepare(&bank_row(1000), "sandbox", "default");
-        assert_eq!(bank.identity.key(0).to_string(), card.idempotency_key);
-        for retry_failed in [false, true] {
-            let Decision::Hold(note) =
-                decide(&mut ledger, &bank, 1000, "USD", &options(retry_failed), 3).expect("decide")
-            else {
-                panic!("the same order by bank is held")
-            };
-            assert_eq!(note.status, ResultStatus::Conflict, "{}", note.error);
-        }
-        // Under another namespace it is the same order, already done.
-        let other_namespace = prepare(&row(1000), "sandbox", "team-b");
-        assert!(matches!(
-            decide(&mut ledger, &other_namespace, 1000, "USD", &options(true), 2).expect("decide"),
-            Decision::Done(_)
-        ));
-        // A declined refund refunded nothing: the order may go another way, on request only,
-        // under the next key of the same order, and then the card row is the one in conflict.
-        set_state(&mut ledger, card.id, RefundState::Declined);
-        assert!(matches!(
-            decide(&mut ledger, &bank, 1000, "USD", &options(false), 3).expect("decide"),
-            Decision::Hold(_)
-        ));
-        let Decision::Send(by_bank) = decide(&mut ledger, &bank, 1000, "USD", &options(true), 3).expect("decide")
-        else {
-            panic!("a declined order is retried by bank on request")
-        };
-        assert_eq!(
-            (by_bank.id, by_bank.generation, by_bank.method.as_str()),
-            (card.id, 1, "bank")
-        );
-        assert_eq!(by_bank.idempotency_key, bank.identity.key(1).to_string());
-        set_state(&mut ledger, card.id, RefundState::Succeeded);
-        let card_again = prepare(&row(1000), "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &card_again, 1000, "USD", &options(true), 2).expect("decide")
-        else {
-            panic!("the fixed card row is held: the order was refunded by bank")
-        };
-        assert_eq!(note.status, ResultStatus::Conflict);
-    }
-
-    #[test]
-    fn an_earlier_versions_record_of_the_order_under_another_method_holds_it() {
-        let (_directory, mut ledger) = ledger();
-        let card = prepare(&row(1000), "sandbox", "default");
-        // As an earlier version recorded it: under its method and namespace, with a v1 key.
-        let legacy_key = crate::refund::key::legacy_v1_key(&card.identity, "default", "card", 0).to_string();
-        let mut refund = new_refund(&card, &legacy_key, 1000, "USD");
-        refund.identity = &card.legacy_ledger_id;
-        let legacy = ledger.insert(&refund, BatchId(1), 2).expect("insert");
-        // The same row finds it and keeps its key.
-        let Decision::Send(again) = decide(&mut ledger, &card, 1000, "USD", &options(false), 2).expect("decide") else {
-            panic!("the pending legacy row is sent")
-        };
-        assert_eq!(
-            (again.id, again.idempotency_key.as_str()),
-            (legacy.id, legacy_key.as_str())
-        );
-        set_state(&mut ledger, legacy.id, RefundState::Unknown);
-        let bank = prepare(&bank_row(1000), "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &bank, 1000, "USD", &options(true), 3).expect("decide") else {
-            panic!("the order by bank is held while the card refund may exist")
-        };
-        assert!(note.error.contains("by card"), "{}", note.error);
-        // A letter-case variant of the order is the same order unless allowed.
-        let mut variant = row(1000);
-        variant.order_id = variant.order_id.to_lowercase();
-        let variant = prepare(&variant, "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &variant, 1000, "USD", &options(false), 4).expect("decide")
-        else {
-            panic!("a case variant is held")
-        };
-        assert!(note.error.contains("letter case"), "{}", note.error);
-        let allowing = DispatchOptions {
-            allow_case_variants: true,
-            ..options(false)
-        };
-        assert!(matches!(
-            decide(&mut ledger, &variant, 1000, "USD", &allowing, 4).expect("decide"),
-            Decision::Send(_)
-        ));
-    }
-
-    #[test]
-    fn a_failed_row_is_retried_only_when_what_failed_changed_unless_asked() {
-        let (_directory, mut ledger) = ledger();
-        let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
-            panic!()
-        };
-        set_state(&mut ledger, first.id, RefundState::Declined);
-        let strict = DispatchOptions {
-            retry_unchanged: false,
-            ..options(true)
-        };
-        // The same card again: held, saying why and how to send it anyway.
-        let same = prepare(&row(1000), "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &same, 1000, "USD", &strict, 2).expect("decide") else {
-            panic!("an unchanged declined row is held")
-        };
-        assert_eq!(note.status, ResultStatus::Declined);
-        assert!(note.error.contains("--retry-unchanged"), "{}", note.error);
-        // Another card: sent under the next key.
-        let mut other_card = row(1000);
-        other_card.payee = Payee::KeyedCard {
-            card_number: "5555555555554444".to_owned().into(),
-            expiry_date: "1230".into(),
-            cardholder_name: None,
-        };
-        let other_card = prepare(&other_card, "sandbox", "default");
-        let Decision::Send(retry) = decide(&mut ledger, &other_card, 1000, "USD", &strict, 2).expect("decide") else {
-            panic!("a declined row with another card is retried")
-        };
-        assert_eq!(retry.generation, 1);
-    }
-
-    #[test]
-    fn a_row_first_sent_over_six_days_ago_is_held_for_reconcile() {
-        let (_directory, mut ledger) = ledger();
-        let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
-            panic!()
-        };
-        ledger.mark_sending(&first, BatchId(1)).expect("mark sending");
-        let mut record = ledger.find(&first.identity).expect("find").expect("exists");
-        assert!(!sent_too_long_ago(&record));
-        record.first_sent_at = Some("2020-01-01T00:00:00.000Z".into());
-        assert!(sent_too_long_ago(&record));
-        record.first_sent_at = Some("not a time".into());
-        assert!(sent_too_long_ago(&record), "an unreadable time is treated as old");
     }
 }

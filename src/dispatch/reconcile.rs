@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::dispatch::ProgressReport;
 use crate::dispatch::gate::{NewKey, refuse_new_key};
 use crate::dispatch::lookup::{case_variants_at_payroc, describe_found, order_in_both_lists};
 use crate::dispatch::outcome::{of_refund, state_of};
@@ -40,7 +41,6 @@ use crate::ledger::{BatchId, Ledger, PayrocAnswer, RefundRecord, RefundState, Re
 use crate::payroc::body::prepare;
 use crate::payroc::{PayrocClient, SendResult};
 use crate::refund::{Method, ResultStatus, RowNote};
-use crate::report::terminal::Progress;
 
 /// How reconciliation runs.
 #[derive(Debug, Clone)]
@@ -143,7 +143,7 @@ pub async fn reconcile(
     skip_rows: &HashSet<u64>,
     client: &PayrocClient,
     options: &ReconcileOptions,
-    progress: &Progress,
+    progress: &dyn ProgressReport,
 ) -> Result<ReconcileReport, DispatchError> {
     let mut report = ReconcileReport::default();
     let now = crate::clock::now();
@@ -510,7 +510,13 @@ fn not_confirmed(report: &mut ReconcileReport, options: &ReconcileOptions, row: 
 }
 
 /// A row the lookup could not settle keeps its state; the note says why.
-fn leave_as_it_was(report: &mut ReconcileReport, progress: &Progress, row: u64, state: RefundState, error: String) {
+fn leave_as_it_was(
+    report: &mut ReconcileReport,
+    progress: &dyn ProgressReport,
+    row: u64,
+    state: RefundState,
+    error: String,
+) {
     report.notes.insert(
         row,
         RowNote {

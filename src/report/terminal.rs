@@ -232,19 +232,16 @@ pub struct Progress {
     json: bool,
 }
 
-impl Progress {
-    /// A row the ledger already had finished.
-    pub fn already_done(&self, state: RefundState) {
+impl crate::dispatch::ProgressReport for Progress {
+    fn already_done(&self, state: RefundState) {
         self.count(state.result_status());
     }
 
-    /// A row held back (conflict, or too old to re-send blindly).
-    pub fn held(&self, status: ResultStatus) {
+    fn held(&self, status: ResultStatus) {
         self.count(status);
     }
 
-    /// A row whose request finished.
-    pub fn finished(&self, state: RefundState) {
+    fn finished(&self, state: RefundState) {
         self.finished_here.fetch_add(1, Ordering::Relaxed);
         self.first_finished
             .lock()
@@ -252,7 +249,9 @@ impl Progress {
             .get_or_insert_with(Instant::now);
         self.count(state.result_status());
     }
+}
 
+impl Progress {
     /// This run's pace, rows a second, from the rows it finished itself, and the time left for
     /// the rest at that pace; `None` until two have finished.
     fn pace(&self, done: u64) -> Option<(f64, Duration)> {
