@@ -282,3 +282,45 @@ fn a_copied_ledger_vouches_for_nothing_the_original_sent_after_the_copy() {
     assert_eq!(sandbox.stats().refunds.len(), 2, "no second refund of CP-2");
     assert_at_most_one_refund_per_order(&sandbox.stats());
 }
+
+#[test]
+fn a_backup_copied_back_over_the_ledger_vouches_for_nothing_sent_since() {
+    let workdir = Workdir::new();
+    workdir.write(
+        "day1.csv",
+        &format!("{HEADER}card,1234001,BK-1,3.00,USD,refund,4111111111111111,0929,,,\n"),
+    );
+    workdir.write(
+        "day2.csv",
+        &format!("{HEADER}card,1234001,BK-2,4.00,USD,refund,4111111111111111,0929,,,\n"),
+    );
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    let run = |file: &str| workdir.run(&sandbox, file, &[]);
+    run("day1.csv").code(0);
+    // An old ledger, which vouches for what Payroc holds; last night's backup of it.
+    let connection = rusqlite::Connection::open(workdir.path("ledger.sqlite")).expect("ledger");
+    connection
+        .execute(
+            "UPDATE meta SET value = '2020-01-01T00:00:00.000Z' WHERE name = 'first_send_at:uat'",
+            [],
+        )
+        .expect("age the ledger's first send");
+    drop(connection);
+    std::fs::copy(workdir.path("ledger.sqlite"), workdir.path("backup.sqlite")).expect("back up");
+    run("day2.csv")
+        .code(0)
+        .stderr(predicate::str::contains("looked up at Payroc").not());
+    sandbox.sandbox().age(8);
+    // The backup is copied back in place (the same inode, as `cp` does): it never saw BK-2.
+    std::fs::write(
+        workdir.path("ledger.sqlite"),
+        std::fs::read(workdir.path("backup.sqlite")).expect("read the backup"),
+    )
+    .expect("restore in place");
+    age_ledger(&workdir.path("ledger.sqlite"), 8);
+    run("day2.csv")
+        .code(0)
+        .stderr(predicate::str::contains("copied, moved or restored"))
+        .stderr(predicate::str::contains("looked up at Payroc"));
+    assert_eq!(sandbox.stats().refunds.len(), 2, "no second refund of BK-2");
+}

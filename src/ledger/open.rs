@@ -19,6 +19,9 @@ use crate::files::{private_file, restrict_permissions, sync_directory};
 /// The `meta` entry naming the file the ledger was last used as (see `Ledger::notice_copy`).
 const FILE_IDENTITY: &str = "file_identity";
 
+/// The `meta` entry holding the token its lock file holds too (see `Ledger::notice_copy`).
+const TOKEN: &str = "open_token";
+
 /// `device:inode:canonical path` of the ledger file, or `None` where the platform has no inodes.
 fn file_identity(path: &Path) -> Option<String> {
     #[cfg(unix)]
@@ -161,33 +164,72 @@ impl Ledger {
     /// or replaced. Such a file knows nothing of what the original sent after the copy was made,
     /// so it vouches for no environment any more: its record of first sends is cleared, and rows
     /// it has never seen are looked up at Payroc again (`--precheck auto`) until it has recorded
-    /// sends of its own for long enough. The file is known by its device, inode and canonical
-    /// path, read with `stat` (never by opening it: see [`Ledger::open`]).
+    /// sends of its own for long enough.
+    ///
+    /// Two marks tell: the file's device, inode and canonical path (read with `stat`, never by
+    /// opening it: see [`Ledger::open`]), which a copy or a move changes; and a token, new at every
+    /// open, kept both in the ledger and in its lock file beside it, which a backup copied back
+    /// over the file in place (`cp`, same inode) does not change: the old file carries an old
+    /// token, the lock file the newest. A lost or deleted lock file reads as a replaced ledger too,
+    /// which costs only look-ups.
     fn notice_copy(&mut self) -> Result<(), LedgerError> {
-        let Some(identity) = file_identity(&self.path) else {
-            return Ok(());
-        };
-        let recorded = self.meta(FILE_IDENTITY)?;
-        if recorded.as_deref() == Some(identity.as_str()) {
-            return Ok(());
-        }
-        let copied = recorded.is_some();
+        let identity = file_identity(&self.path);
+        let recorded_identity = self.meta(FILE_IDENTITY)?;
+        let recorded_token = self.meta(TOKEN)?;
+        let lock_token = self.read_lock_token();
+        let moved = matches!((&recorded_identity, &identity), (Some(recorded), Some(now)) if recorded != now);
+        let restored = recorded_token.is_some() && recorded_token != lock_token;
+        let replaced = moved || restored;
+        let token = uuid::Uuid::new_v4().to_string();
         self.write(|connection| {
-            if copied {
+            if replaced {
                 connection.execute("DELETE FROM meta WHERE name LIKE 'first_send_at:%'", [])?;
             }
-            connection.execute(
+            let mut set = connection.prepare_cached(
                 "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![FILE_IDENTITY, identity],
-            )
+            )?;
+            if let Some(identity) = &identity {
+                set.execute(params![FILE_IDENTITY, identity])?;
+            }
+            set.execute(params![TOKEN, token])?;
+            Ok(())
         })?;
-        if copied {
+        // After the ledger's commit: a crash between the two leaves them different, which reads
+        // as a replaced ledger and costs only look-ups.
+        self.write_lock_token(&token);
+        if replaced {
             tracing::warn!(
                 "this ledger file was copied, moved or restored since it was last used: it vouches for nothing it did \
                  not send itself, so orders it has not seen are looked up at Payroc before they are sent"
             );
         }
         Ok(())
+    }
+
+    /// The token the lock file holds (see [`Ledger::notice_copy`]), if any.
+    fn read_lock_token(&self) -> Option<String> {
+        use std::io::{Read, Seek};
+        let mut lock = self._lock.as_ref()?;
+        let mut text = String::new();
+        lock.seek(std::io::SeekFrom::Start(0)).ok()?;
+        lock.take(64).read_to_string(&mut text).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_owned())
+    }
+
+    /// Writes `token` into the lock file. Not synced: a token lost in a crash reads as a replaced
+    /// ledger at the next open, the cautious reading.
+    fn write_lock_token(&self, token: &str) {
+        use std::io::{Seek, Write};
+        if let Some(mut lock) = self._lock.as_ref() {
+            let written = lock
+                .set_len(0)
+                .and_then(|()| lock.seek(std::io::SeekFrom::Start(0)))
+                .and_then(|_| lock.write_all(token.as_bytes()));
+            if let Err(error) = written {
+                tracing::warn!("could not write the ledger's lock file: {error}");
+            }
+        }
     }
 
     /// Ends a clean run: checkpoints the WAL into the main file and truncates it, so the main
