@@ -426,3 +426,71 @@ fn a_card_number_written_with_separators_in_any_cell_is_refused_and_never_writte
         assert!(!holds_the_card(bytes), "the card number is in {name}");
     }
 }
+
+/// Whether `text`, read with full-width digits as digits and every other character that is not
+/// a digit dropped, holds the card number: any spelling of it at all.
+fn holds_the_card_in_any_spelling(bytes: &[u8]) -> bool {
+    let digits: String = String::from_utf8_lossy(bytes)
+        .chars()
+        .filter_map(|character| match character {
+            '0'..='9' => Some(character),
+            '\u{ff10}'..='\u{ff19}' => char::from_u32(u32::from(character) - 0xff10 + u32::from('0')),
+            _ => None,
+        })
+        .collect();
+    digits.contains("4539858876047062")
+}
+
+#[test]
+fn a_card_number_in_any_spelling_is_refused_in_ids_and_never_written() {
+    const SPELLINGS: [&str; 6] = [
+        "4539_8588_7604_7062",
+        "4539x8588x7604x7062",
+        "45-39-85-88-76-04-70-62",
+        "4539 -  8588-7604-7062",
+        "\u{ff14}\u{ff15}\u{ff13}\u{ff19}\u{ff18}\u{ff15}\u{ff18}\u{ff18}\u{ff17}\u{ff16}\u{ff10}\u{ff14}\u{ff17}\u{ff10}\u{ff16}\u{ff12}",
+        "4539:8588:7604:7062",
+    ];
+    let workdir = Workdir::new();
+    let mut content = String::from(
+        "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date,4539_8588_7604_7062\n",
+    );
+    content.push_str("card,1234001,ANY-0,1.00,USD,Refund,4111111111111111,0929,\n");
+    for spelled in SPELLINGS {
+        content.push_str(&format!(
+            "card,1234001,{spelled},1.00,USD,Refund,4111111111111111,0929,\n"
+        ));
+    }
+    content.push_str(&format!(
+        "card,{},ANY-9,1.00,USD,Refund,4111111111111111,0929,\n",
+        SPELLINGS[0]
+    ));
+    content.push_str(&format!(
+        "card,1234001,ANY-10,1.00,{},Refund,4111111111111111,0929,\n",
+        SPELLINGS[2]
+    ));
+    workdir.write("any.csv", &content);
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    let run = workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["-vv", "run", "any.csv", "--skip-invalid"])
+        .assert()
+        .code(1);
+    let results = read_results(&workdir.path("any.results.csv"));
+    assert_eq!(results.iter().filter(|line| line["status"] == "invalid").count(), 8);
+    assert_eq!(sandbox.stats().refunds.len(), 1, "only the clean row was sent");
+    let output = run.get_output();
+    let mut searched = vec![
+        ("stdout".to_owned(), output.stdout.clone()),
+        ("stderr".to_owned(), output.stderr.clone()),
+    ];
+    for (path, bytes) in workdir.all_files() {
+        if !path.ends_with("any.csv") {
+            searched.push((path.display().to_string(), bytes));
+        }
+    }
+    for (name, bytes) in &searched {
+        assert!(!holds_the_card_in_any_spelling(bytes), "the card number is in {name}");
+    }
+}

@@ -324,3 +324,76 @@ fn a_backup_copied_back_over_the_ledger_vouches_for_nothing_sent_since() {
         .stderr(predicate::str::contains("looked up at Payroc"));
     assert_eq!(sandbox.stats().refunds.len(), 2, "no second refund of BK-2");
 }
+
+#[test]
+fn ids_that_read_alike_in_any_script_or_case_are_one_order_or_refused() {
+    let workdir = Workdir::new();
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    // Accented letters, precomposed or with a combining accent: refused, naming the character.
+    workdir.write(
+        "accents.csv",
+        &format!(
+            "{HEADER}card,1234001,\u{c9}T\u{c9}-42,3.00,USD,refund,4111111111111111,0929,,,\n\
+             card,1234001,CAFE\u{301}-7,3.00,USD,refund,4111111111111111,0929,,,\n"
+        ),
+    );
+    workdir
+        .run(&sandbox, "accents.csv", &[])
+        .code(2)
+        .stderr(predicate::str::contains("U+00C9"))
+        .stderr(predicate::str::contains("U+0301"));
+    // A terminal id in another letter case, in a later file: the same order, held.
+    workdir.write(
+        "upper.csv",
+        &format!("{HEADER}card,TERM-A,TC-1,3.00,USD,refund,4111111111111111,0929,,,\n"),
+    );
+    workdir.write(
+        "lower.csv",
+        &format!("{HEADER}card,term-a,TC-1,3.00,USD,refund,4111111111111111,0929,,,\n"),
+    );
+    workdir.run(&sandbox, "upper.csv", &[]).code(0);
+    workdir.run(&sandbox, "lower.csv", &[]).code(1);
+    assert_eq!(sandbox.stats().refunds.len(), 1, "one refund");
+    let line = &read_results(&workdir.path("lower.results.csv"))[0];
+    assert_eq!(line["status"], "conflict");
+    assert!(line["error"].contains("letter case"), "{line:?}");
+}
+
+#[test]
+fn no_output_replaces_the_key_or_config_file_or_lies_about_another_environment() {
+    let workdir = Workdir::new();
+    workdir.write("day.csv", &card_rows(2));
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    let key_file = workdir.write("api.key", crate::util::API_KEY);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    workdir
+        .command()
+        .env_remove("PAYROC_API_KEY")
+        .args(["--api-key-file", "api.key"])
+        .args(sandbox.arguments())
+        .args(["run", "day.csv", "--results", "api.key"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("the API key file"));
+    assert_eq!(workdir.read("api.key"), crate::util::API_KEY);
+    workdir.write("refund-batch.toml", "rate = 50\n");
+    workdir
+        .run(&sandbox, "day.csv", &["--results", "refund-batch.toml"])
+        .code(2)
+        .stderr(predicate::str::contains("the config file"));
+    assert_eq!(workdir.read("refund-batch.toml"), "rate = 50\n");
+    assert_eq!(sandbox.stats().refund_posts, 0);
+    // Run in uat, then asked for its results without --env (the sandbox): refused, not all pending.
+    workdir.run(&sandbox, "day.csv", &[]).code(0);
+    workdir
+        .command()
+        .args(["status", "day.csv", "--write-results", "again.csv"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("pass --env uat"));
+    assert!(!workdir.path("again.csv").exists());
+}

@@ -41,7 +41,7 @@ fn a_schema_2_ledger_upgrades_in_place_and_keeps_every_refund() {
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .expect("version");
-    assert_eq!(version, 6, "upgraded to the current schema");
+    assert_eq!(version, 7, "upgraded to the current schema");
     let (keys, generations): (i64, i64) = connection
         .query_row(
             "SELECT (SELECT COUNT(*) FROM keys), (SELECT SUM(generation + 1) FROM refunds)",

@@ -55,7 +55,21 @@ pub fn refuse_protected_output(
     output: &Path,
 ) -> Result<(), CommandError> {
     let ledger_path = ledger_path(global.ledger.as_ref())?;
-    let protected = protect::protected_files(input, &ledger_path);
+    let mut protected = protect::protected_files(input, &ledger_path);
+    // The files the tool reads its settings and its key from, which a results CSV written over
+    // would break for every later run.
+    if let Some(key_file) = &global.api_key_file {
+        protected.push(protect::Protected {
+            what: "the API key file",
+            path: key_file.clone(),
+        });
+    }
+    if let Some(config) = crate::config::locate(global.config.clone()) {
+        protected.push(protect::Protected {
+            what: "the config file",
+            path: config,
+        });
+    }
     protect::refuse_protected(option, output, &protected).map_err(CommandError::usage)
 }
 

@@ -96,6 +96,27 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
         let check = check_file(file, options)
             .with_context(|| format!("cannot read {}", file.display()))
             .map_err(CommandError::usage)?;
+        // Rows are the ledger's only under the environment they were run in: read under another,
+        // every row would look never sent.
+        let environment = global.environment.as_str();
+        let runs = ledger.batches(Some(&check.sha256)).map_err(CommandError::usage)?;
+        if !runs.is_empty() && !runs.iter().any(|batch| batch.environment == environment) {
+            let mut others: Vec<&str> = runs.iter().map(|batch| batch.environment.as_str()).collect();
+            others.sort_unstable();
+            others.dedup();
+            let message = format!(
+                "{} was run with --env {}, not {environment}: pass --env {} to see its rows",
+                file.display(),
+                others.join(" and --env "),
+                others[0]
+            );
+            if arguments.write_results.is_some() {
+                return Err(CommandError::usage(anyhow::anyhow!(
+                    "{message}; no results were written (under --env {environment} every row would read as never sent)"
+                )));
+            }
+            terminal.warn(&message);
+        }
         let input = check.reopen(file, options).map_err(CommandError::usage)?;
         let notes = HashMap::new();
         let context = ResultsContext {

@@ -49,7 +49,7 @@ pub fn report_check(check: &FileCheck, terminal: &Terminal) {
     if !check.unknown_columns.is_empty() {
         terminal.warn(&format!(
             "ignoring unknown column(s): {}",
-            check.unknown_columns.join(", ")
+            crate::refund::redaction::redact_digit_runs(&check.unknown_columns.join(", "))
         ));
     }
     for problem in &check.problems {

@@ -68,17 +68,19 @@ pub fn refuse_new_key(
             file.as_deref().unwrap_or("an earlier file"),
             other.created_at.get(..10).unwrap_or(&other.created_at),
         );
-        if other.order_id != identity.order_id {
+        if other.order_id != identity.order_id || other.processing_terminal_id != identity.processing_terminal_id {
             if allow_case_variants {
                 continue;
             }
             return Ok(Some(RowNote {
                 status: ResultStatus::Conflict,
                 error: format!(
-                    "order id {:?} differs only by letter case from {:?}, which the ledger already has ({where_it_is}, {}); \
+                    "terminal {:?} and order id {:?} differ only by letter case from {:?} and {:?}, which the ledger already has ({where_it_is}, {}); \
                      Payroc would take them for two orders, so this would be a second refund. \
                      Pass --allow-case-variants if they really are different orders",
+                    identity.processing_terminal_id,
                     identity.order_id,
+                    other.processing_terminal_id,
                     other.order_id,
                     other.state.result_status(),
                 ),

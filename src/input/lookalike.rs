@@ -5,8 +5,8 @@
 //! Refused in `processing_terminal_id` and `order_id`: control and format characters (Unicode
 //! categories Cc and Cf: zero-width spaces and joiners, bidi marks and overrides, the byte order
 //! mark, the soft hyphen…), other invisible fillers and variation selectors, every space but the
-//! ASCII one, and the dashes and minus signs that look like `-`. Letters from other scripts are
-//! not refused (an id may be written in any script).
+//! ASCII one, and the dashes and minus signs that look like `-`, each named. Every other
+//! non-ASCII character is refused too, by the row check, as not plain ASCII.
 //!
 //! The names come from a table here, so no Unicode name database is needed: the characters a
 //! person is likely to meet are named, the rest described by kind.

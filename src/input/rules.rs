@@ -280,11 +280,19 @@ impl RowCheck<'_> {
         }
     }
 
-    /// The masked form of the first card number in the cell at `index`, if it holds one.
+    /// The masked form of the first card number in the cell at `index`, if it holds one. The id
+    /// columns are held to the stricter rule of
+    /// [`crate::refund::redaction::id_hides_a_card_number`]: they are stored and echoed.
     fn holds_card_number(&self, index: usize) -> Option<String> {
         // A cell too long or not UTF-8 is refused for that by `cell_at`, and never read.
         let bytes = self.record.get(index).filter(|bytes| bytes.len() <= MAX_CELL_BYTES)?;
         let text = std::str::from_utf8(bytes).ok()?;
+        let is_id = ["processing_terminal_id", "order_id"]
+            .iter()
+            .any(|column| self.columns.position(column) == Some(index));
+        if is_id && crate::refund::redaction::id_hides_a_card_number(text) {
+            return Some(masked(text.chars().filter(char::is_ascii_digit)));
+        }
         let found = card_numbers(text).into_iter().next()?;
         Some(masked(text[found].chars()))
     }
@@ -316,6 +324,22 @@ impl RowCheck<'_> {
             self.problem(
                 column,
                 format!("contains {name} at position {position}; ids must not hold invisible or look-alike characters"),
+            );
+            return None;
+        }
+        // Only ASCII: a letter such as É can be written as one character or as E and a combining
+        // accent, which look the same and are different bytes, and its letter case folds by rules
+        // no two systems share — so two ids that read as one order could be two at Payroc.
+        if let Some((position, character)) = value.chars().enumerate().find(|(_, character)| !character.is_ascii()) {
+            self.problem(
+                column,
+                format!(
+                    "contains U+{:04X} {character:?} at position {}; ids must be plain ASCII letters, digits and \
+                     punctuation: a non-ASCII letter can be written in ways that look alike but differ, so one \
+                     order could become two at Payroc",
+                    u32::from(character),
+                    position + 1
+                ),
             );
             return None;
         }

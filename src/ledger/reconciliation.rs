@@ -84,7 +84,7 @@ impl Ledger {
         self.find_by_id(id)
     }
 
-    /// The other records the ledger holds for an order — same environment and terminal, the
+    /// The other records the ledger holds for an order — same environment, the terminal and the
     /// order id in any letter case (the caller decides what a case variant means) — except
     /// `except`, each with the input file of its batch.
     pub fn same_order(
@@ -98,7 +98,7 @@ impl Ledger {
             .connection
             .prepare_cached(
                 "SELECT refunds.*, (SELECT input_path FROM batches WHERE batches.id = refunds.batch_id) AS batch_input_path \
-                 FROM refunds WHERE environment = ?1 AND processing_terminal_id = ?2 AND lower(order_id) = lower(?3) AND id IS NOT ?4 ORDER BY id",
+                 FROM refunds WHERE environment = ?1 AND lower(processing_terminal_id) = lower(?2) AND lower(order_id) = lower(?3) AND id IS NOT ?4 ORDER BY id",
             )
             .map_err(|source| self.sqlite_error(source))?;
         let rows: Vec<(Result<RefundRecord, String>, Option<String>)> = statement

@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_payroc_answers.sql"),
     include_str!("migrations/005_narrower_keys.sql"),
     include_str!("migrations/006_one_refund_per_order.sql"),
+    include_str!("migrations/007_orders_by_folded_terminal.sql"),
 ];
 
 impl Ledger {

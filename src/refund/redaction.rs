@@ -125,6 +125,154 @@ fn luhn_valid_groups(bytes: &[u8], groups: &[Range<usize>]) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// The value of a decimal digit: ASCII, or the full-width digits (`４５３９`) some keyboards
+/// and exports produce.
+fn digit_value(character: char) -> Option<u32> {
+    match character {
+        '0'..='9' => character.to_digit(10),
+        '\u{ff10}'..='\u{ff19}' => Some(u32::from(character) - 0xff10),
+        _ => None,
+    }
+}
+
+/// Card numbers in any spelling, for masking: 12–19 digits passing the Luhn check, in groups of
+/// any size (one digit or more, ASCII or full-width) joined by up to four characters that are
+/// neither letters nor digits (`4539_8588_7604_7062`, `45-39-85-88-76-04-70-62`,
+/// `4539 -  8588-7604-7062`), except where a date stands among the groups (`2024-07-02`: four
+/// digits from 19 or 20, then two and two) or an IPv4 address, and where the digits are glued to a letter and not
+/// grouped the way cards are (3–6 digits a group): an id such as `I20261123-0006`. Looser than [`card_numbers`], which decides what the reader
+/// refuses: masking a date or a phone number that happens to pass the check costs nothing, while
+/// an unmasked card number on disk is what must never happen.
+pub fn card_numbers_in_any_spelling(text: &str) -> Vec<Range<usize>> {
+    // Groups of consecutive digits: (byte start, byte end, digit values).
+    let mut groups: Vec<(usize, usize, Vec<u32>)> = Vec::new();
+    // Whether each group is joined to the one before it.
+    let mut joined: Vec<bool> = Vec::new();
+    let mut separators = 0_usize;
+    let mut broken = true;
+    for (offset, character) in text.char_indices() {
+        match digit_value(character) {
+            Some(value) => {
+                let end = offset + character.len_utf8();
+                match groups.last_mut() {
+                    Some(group) if separators == 0 && !broken && group.1 == offset => {
+                        group.1 = end;
+                        group.2.push(value);
+                    }
+                    _ => {
+                        joined.push(!broken && separators <= 4 && !groups.is_empty());
+                        groups.push((offset, end, vec![value]));
+                    }
+                }
+                separators = 0;
+                broken = false;
+            }
+            None if character.is_alphanumeric() => broken = true,
+            None => separators += 1,
+        }
+    }
+    let mut found = Vec::new();
+    let mut first = 0;
+    while first < groups.len() {
+        let mut digits: Vec<u32> = Vec::new();
+        let mut last = first;
+        let mut matched = None;
+        while last < groups.len() && (last == first || joined[last]) && digits.len() <= 19 {
+            digits.extend(&groups[last].2);
+            let is_date = |index: usize| {
+                groups.get(index..index + 3).is_some_and(|date| {
+                    date[0].2.len() == 4
+                        && matches!(date[0].2[..2], [1, 9] | [2, 0])
+                        && date[1].2.len() == 2
+                        && date[2].2.len() == 2
+                })
+            };
+            let holds_a_date = (first..=last).any(is_date);
+            // Four groups of 1–3 digits joined by dots: an IPv4 address (`192.168.100.209:443`).
+            let is_address = |index: usize| {
+                groups.get(index..index + 4).is_some_and(|address| {
+                    address.iter().all(|group| (1..=3).contains(&group.2.len()))
+                        && address.windows(2).all(|pair| &text[pair[0].1..pair[1].0] == ".")
+                })
+            };
+            let holds_a_date = holds_a_date || (first..=last).any(is_address);
+            // Glued to a letter, the digits may be part of an id (`I20261123-0006`): then only
+            // groups of 3–6, the way cards are written, count.
+            let glued = |at: Option<char>| at.is_some_and(char::is_alphanumeric);
+            let glued =
+                glued(text[..groups[first].0].chars().next_back()) || glued(text[groups[last].1..].chars().next());
+            let card_like = (first..=last).all(|index| (3..=6).contains(&groups[index].2.len()));
+            if (12..=19).contains(&digits.len()) && luhn_valid_digits(&digits) && !holds_a_date && (!glued || card_like)
+            {
+                matched = Some(last);
+            }
+            last += 1;
+        }
+        match matched {
+            Some(end) => {
+                found.push(groups[first].0..groups[end].1);
+                first = end + 1;
+            }
+            None => first += 1,
+        }
+    }
+    found
+}
+
+/// The Luhn check over `digits`.
+fn luhn_valid_digits(digits: &[u32]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(position, digit)| {
+            if position % 2 == 1 {
+                let doubled = digit * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                *digit
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Whether an id (`processing_terminal_id`, `order_id`) hides a card number however it is
+/// written: its digits alone, whatever stands between them — spaces, punctuation, letters
+/// (`4539x8588x7604x7062`) — are 12–19 long, pass the Luhn check and begin the way card numbers
+/// do (Visa 4; Mastercard 51–55 and 2221–2720; American Express 34, 37; Discover 6011, 644–649,
+/// 65; JCB 3528–3589; Diners 300–305, 36, 38; UnionPay 62). Ids are stored and echoed, so they are
+/// held to this stricter rule; the prefixes keep ids with a date in them (`R20240702-0001`) out.
+pub fn id_hides_a_card_number(id: &str) -> bool {
+    let digits: Vec<u32> = id.chars().filter_map(digit_value).collect();
+    if !(12..=19).contains(&digits.len()) || !luhn_valid_digits(&digits) {
+        return false;
+    }
+    let prefix = |count: usize| {
+        digits
+            .iter()
+            .take(count)
+            .fold(0_u32, |number, digit| number * 10 + digit)
+    };
+    matches!(prefix(1), 4)
+        || matches!(prefix(2), 34 | 36 | 37 | 38 | 51..=55 | 62 | 65)
+        || matches!(prefix(3), 300..=305 | 644..=649)
+        || matches!(prefix(4), 2221..=2720 | 3528..=3589 | 6011)
+}
+
+/// [`redact_digit_runs`] for an id cell echoed from an invalid row, which is also masked whole
+/// when [`id_hides_a_card_number`] (its digits, whatever stands between them, are a card number).
+pub fn redact_id(text: &str) -> String {
+    if id_hides_a_card_number(text) {
+        masked(
+            text.chars()
+                .filter_map(|character| digit_value(character).and_then(|value| char::from_digit(value, 10))),
+        )
+    } else {
+        redact_digit_runs(text)
+    }
+}
+
 /// How a hidden number is shown: `[redacted …7062]`, the last four of its digits.
 pub fn masked(digits: impl IntoIterator<Item = char>) -> String {
     let digits: Vec<char> = digits.into_iter().filter(char::is_ascii_digit).collect();
@@ -149,7 +297,7 @@ pub fn masked(digits: impl IntoIterator<Item = char>) -> String {
 /// alone.
 pub fn redact_digit_runs(text: &str) -> String {
     let bytes = text.as_bytes();
-    if !bytes.iter().any(u8::is_ascii_digit) {
+    if !text.chars().any(|character| digit_value(character).is_some()) {
         return text.to_owned();
     }
     let mut hidden: Vec<Range<usize>> = Vec::new();
@@ -178,6 +326,7 @@ pub fn redact_digit_runs(text: &str) -> String {
         }
     }
     hidden.extend(card_numbers(text));
+    hidden.extend(card_numbers_in_any_spelling(text));
     hidden.sort_by_key(|range| range.start);
     let mut output = String::with_capacity(text.len());
     let mut copied = 0;
@@ -319,5 +468,54 @@ mod tests {
         assert_eq!(excerpt("short", 8), "short");
         assert_eq!(excerpt("éééééééééé", 3), "ééé…");
         assert_eq!(excerpt("", 3), "");
+    }
+
+    #[test]
+    fn any_spelling_of_a_card_number_is_masked() {
+        for spelled in [
+            "4539_8588_7604_7062",
+            "4539:8588:7604:7062",
+            "4539,8588,7604,7062",
+            "4539+8588+7604+7062",
+            "4539|8588|7604|7062",
+            "4539~8588~7604~7062",
+            "4539'8588'7604'7062",
+            "45-39-85-88-76-04-70-62",
+            "4539 -  8588-7604-7062",
+            "\u{ff14}\u{ff15}\u{ff13}\u{ff19}\u{ff18}\u{ff15}\u{ff18}\u{ff18}\u{ff17}\u{ff16}\u{ff10}\u{ff14}\u{ff17}\u{ff10}\u{ff16}\u{ff12}",
+        ] {
+            let message = format!("\"{spelled}\" is not a currency");
+            let redacted = redact_digit_runs(&message);
+            assert!(redacted.contains("[redacted"), "{spelled}: {redacted}");
+            let digits: String = redacted.chars().filter(char::is_ascii_digit).collect();
+            assert!(!digits.contains("45398588"), "{spelled}: {redacted}");
+        }
+        // Ordinary text keeps its numbers.
+        assert_eq!(
+            redact_digit_runs("refund of 49.99 on 2024-07-02"),
+            "refund of 49.99 on 2024-07-02"
+        );
+    }
+
+    #[test]
+    fn an_id_hides_a_card_number_whatever_stands_between_its_digits() {
+        for id in [
+            "4539x8588x7604x7062",
+            "4539_8588_7604_7062",
+            "45-39-85-88-76-04-70-62",
+            "C4539858876047062",
+        ] {
+            assert!(id_hides_a_card_number(id), "{id}");
+        }
+        // Ids with dates in them, and numbers that fail the check or begin like no card.
+        for id in [
+            "R20240702-0001",
+            "I20261123-0001",
+            "4539858876047063",
+            "1234001",
+            "9999-2024-0702-0001",
+        ] {
+            assert!(!id_hides_a_card_number(id), "{id}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{Ledger, LedgerError};
 use crate::refund::key::Identity;
 use crate::refund::money::{Currency, format_amount};
-use crate::refund::redaction::redact_digit_runs;
+use crate::refund::redaction::{redact_digit_runs, redact_id};
 use crate::refund::{ResultStatus, RowNote};
 
 /// One line of the results CSV. The header is these field names, in this order: the one
@@ -315,8 +315,8 @@ fn write_rows<W: Write>(
                 ResultLine {
                     row: label.row,
                     method: redact_digit_runs(&label.method),
-                    processing_terminal_id: redact_digit_runs(&label.processing_terminal_id),
-                    order_id: redact_digit_runs(&label.order_id),
+                    processing_terminal_id: redact_id(&label.processing_terminal_id),
+                    order_id: redact_id(&label.order_id),
                     amount: redact_digit_runs(&label.amount),
                     currency: redact_digit_runs(&label.currency),
                     status: ResultStatus::Invalid,
