@@ -1722,13 +1722,13 @@ async fn forbidden_api_key_is_403_and_a_wrong_one_401() {
     }
 }
 
-/// Rough throughput check (not run by default):
-/// `cargo test -p payroc-sandbox --release -- --ignored --nocapture throughput`
+/// Sixteen senders at once, each with its own keys: every POST creates exactly one refund and
+/// every list finds its order. (It prints the rate it saw, for a person; nothing depends on it.
+/// `bench/run` measures speed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "timing measurement, run by hand"]
-async fn throughput() {
+async fn many_senders_at_once_each_create_one_refund() {
     let t = std::sync::Arc::new(start(SandboxConfig::default()).await);
-    let n = 4000u32;
+    let n = 400u32;
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
     for w in 0..16u32 {
@@ -1750,13 +1750,13 @@ async fn throughput() {
     println!("{n} POSTs in {secs:.2}s = {:.0} req/s", f64::from(n) / secs);
     assert_eq!(t.stats().refunds.len(), n as usize);
     let started = std::time::Instant::now();
-    for i in 0..500u32 {
+    for i in 0..100u32 {
         let r = t
             .get(&format!("/refunds?processingTerminalId=1234001&orderId=O{i}"))
             .await;
         assert_eq!(r.json["count"], 1);
     }
-    println!("500 sequential list GETs in {:.2}s", started.elapsed().as_secs_f64());
+    println!("100 sequential list GETs in {:.2}s", started.elapsed().as_secs_f64());
 }
 
 #[tokio::test]
