@@ -827,23 +827,9 @@ fn bank_payee(check: &mut RowCheck<'_>) -> Option<Payee> {
     }
 }
 
-/// The Luhn check every card number (and no typo of one digit) passes.
+/// The Luhn check every card number (and no typo of one digit) passes, over ASCII digits.
 pub(super) fn luhn_valid(digits: &str) -> bool {
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(position, byte)| {
-            let digit = u32::from(byte - b'0');
-            if position % 2 == 1 {
-                let doubled = digit * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
-            } else {
-                digit
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
+    crate::refund::redaction::luhn_valid(digits.bytes().map(|byte| u32::from(byte - b'0')))
 }
 
 /// The ABA routing number checksum: 3·(d1+d4+d7) + 7·(d2+d5+d8) + (d3+d6+d9) ≡ 0 (mod 10).

@@ -107,13 +107,27 @@ fn chains(bytes: &[u8]) -> Vec<Vec<Range<usize>>> {
 
 /// The Luhn check over the digits of `groups` read as one number.
 fn luhn_valid_groups(bytes: &[u8], groups: &[Range<usize>]) -> bool {
-    let sum: u32 = groups
-        .iter()
+    luhn_valid(
+        groups
+            .iter()
+            .flat_map(|group| bytes[group.clone()].iter())
+            .map(|byte| u32::from(byte - b'0')),
+    )
+}
+
+/// The Luhn check every card number (and no typo of one digit in it) passes, over a number's
+/// digits given most significant first: the one implementation the reader, the masking and the
+/// id rule share.
+pub fn luhn_valid<Digits>(digits: Digits) -> bool
+where
+    Digits: IntoIterator<Item = u32>,
+    Digits::IntoIter: DoubleEndedIterator,
+{
+    let sum: u32 = digits
+        .into_iter()
         .rev()
-        .flat_map(|group| bytes[group.clone()].iter().rev())
         .enumerate()
-        .map(|(position, byte)| {
-            let digit = u32::from(byte - b'0');
+        .map(|(position, digit)| {
             if position % 2 == 1 {
                 let doubled = digit * 2;
                 if doubled > 9 { doubled - 9 } else { doubled }
@@ -221,20 +235,7 @@ pub fn card_numbers_in_any_spelling(text: &str) -> Vec<Range<usize>> {
 
 /// The Luhn check over `digits`.
 fn luhn_valid_digits(digits: &[u32]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(position, digit)| {
-            if position % 2 == 1 {
-                let doubled = digit * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
-            } else {
-                *digit
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
+    luhn_valid(digits.iter().copied())
 }
 
 /// Whether an id (`processing_terminal_id`, `order_id`) hides a card number however it is
