@@ -168,10 +168,7 @@ pub(super) async fn case_variants_at_payroc(
                     .filter(|refund| {
                         is_of_order(refund, order_id, false)
                             && !is_of_order(refund, order_id, true)
-                            && !matches!(
-                                crate::dispatch::outcome::of_refund(list_method, refund).state,
-                                Some(RefundState::Declined | RefundState::Returned)
-                            )
+                            && refunded_something(list_method, refund)
                     })
                     .map(|refund| (list_method, refund)),
             ),
@@ -180,6 +177,27 @@ pub(super) async fn case_variants_at_payroc(
         }
     }
     Ok(variants)
+}
+
+/// Whether a refund Payroc listed (from the list of `listed_by`) refunded something: any that
+/// is not declined or returned. The look-up, reconcile and the case-variant check read it alike.
+pub(super) fn refunded_something(listed_by: Method, refund: &CreatedRefund) -> bool {
+    !matches!(
+        crate::dispatch::outcome::of_refund(listed_by, refund).state,
+        Some(RefundState::Declined | RefundState::Returned)
+    )
+}
+
+/// Whether a refund Payroc listed is the one `record` stands for: the same method, order id,
+/// amount and currency. The one matcher of "this refund is ours" that the look-up before a
+/// first send and reconcile share; anything else listed for the order is another refund.
+pub(super) fn is_the_records_refund(listed_by: Method, refund: &CreatedRefund, record: &RefundRecord) -> bool {
+    listed_by.as_str() == record.method
+        && refund.order.as_ref().is_some_and(|order| {
+            order.amount == Some(record.amount_minor)
+                && order.currency.as_deref() == Some(&record.currency)
+                && order.order_id.as_deref() == Some(&record.order_id)
+        })
 }
 
 /// The window a look-up reads: the last `days` days and one ahead, for clocks that disagree, in
@@ -248,21 +266,16 @@ pub(super) fn settle_lookup(
     // A declined or returned refund refunded nothing: it does not stand in the way.
     let live: Vec<(Method, CreatedRefund, RefundUpdate)> = found
         .into_iter()
-        .map(|(method, refund)| {
-            let outcome = crate::dispatch::outcome::of_refund(method, &refund);
-            (method, refund, outcome)
+        .filter(|(listed_by, refund)| refunded_something(*listed_by, refund))
+        .map(|(listed_by, refund)| {
+            let outcome = crate::dispatch::outcome::of_refund(listed_by, &refund);
+            (listed_by, refund, outcome)
         })
-        .filter(|(_, _, outcome)| !matches!(outcome.state, Some(RefundState::Declined | RefundState::Returned)))
         .collect();
     let outcome = match live.as_slice() {
         [] => return Ok(LookupVerdict::Clear),
         [(found_method, refund, outcome)]
-            if *found_method == method
-                && refund.order.as_ref().is_some_and(|order| {
-                    order.amount == Some(record.amount_minor)
-                        && order.currency.as_deref() == Some(&record.currency)
-                        && order.order_id.as_deref() == Some(&record.order_id)
-                }) =>
+            if *found_method == method && is_the_records_refund(*found_method, refund, record) =>
         {
             let mut outcome = outcome.clone();
             outcome.answer.http_status = Some(200);

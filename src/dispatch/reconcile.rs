@@ -33,8 +33,10 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::dispatch::ProgressReport;
 use crate::dispatch::gate::{NewKey, refuse_new_key};
-use crate::dispatch::lookup::{case_variants_at_payroc, describe_found, order_in_both_lists};
-use crate::dispatch::outcome::{of_refund, state_of};
+use crate::dispatch::lookup::{
+    case_variants_at_payroc, describe_found, is_the_records_refund, order_in_both_lists, refunded_something,
+};
+use crate::dispatch::outcome::of_refund;
 use crate::dispatch::{DispatchError, StopReason, new_refund, sent_too_long_ago};
 use crate::input::{InputReader, ParsedRow};
 use crate::ledger::{BatchId, Ledger, PayrocAnswer, RefundRecord, RefundState, RefundUpdate};
@@ -285,25 +287,14 @@ pub async fn reconcile(
                     .is_none_or(|id| !earlier.iter().any(|earlier| earlier.as_str() == id))
             })
             .partition(|(listed_by, refund)| {
-                *listed_by == method
-                    && refund.order.as_ref().is_some_and(|order| {
-                        order.amount == Some(record.amount_minor) && order.currency.as_deref() == Some(&record.currency)
-                    })
+                *listed_by == method && is_the_records_refund(*listed_by, refund, &record)
             });
         let matching: Vec<_> = matching.into_iter().map(|(_, refund)| refund).collect();
         // Refunds of this order, by either method, with other details that did refund
         // something: not this row's, and not something a new send should be added to.
         let others: Vec<_> = others
             .into_iter()
-            .filter(|(listed_by, refund)| {
-                !matches!(
-                    state_of(
-                        *listed_by,
-                        refund.transaction_result.as_ref().unwrap_or(&Default::default()),
-                    ),
-                    RefundState::Declined | RefundState::Returned
-                )
-            })
+            .filter(|(listed_by, refund)| refunded_something(*listed_by, refund))
             .map(|(_, refund)| refund)
             .collect();
         let window_text = format!("{} and {}", format_day(window.0), format_day(window.1));
