@@ -96,7 +96,6 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         precheck_enabled: arguments.precheck != Precheck::Never,
         precheck_days: arguments.precheck_days,
         allow_case_variants: arguments.input.allow_case_variants,
-        doze: !endpoint.served_in_process(),
     };
 
     // 3. Send.

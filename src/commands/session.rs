@@ -193,14 +193,6 @@ pub struct Endpoint {
     _sandbox: Option<payroc_sandbox::RunningSandbox>,
 }
 
-impl Endpoint {
-    /// Whether the API answering is the embedded sandbox, served by this process's own thread:
-    /// then nothing may block that thread while a request waits for its answer.
-    pub fn served_in_process(&self) -> bool {
-        self._sandbox.is_some()
-    }
-}
-
 /// Works out where requests go — explicit URLs, the Payroc environment's, or an embedded
 /// sandbox — loads the API key and builds the client.
 async fn connect(global: &GlobalArgs, connection: &ConnectionArgs) -> Result<Endpoint, CommandError> {

@@ -244,7 +244,6 @@ mod tests {
             precheck_enabled: true,
             precheck_days: 90,
             allow_case_variants: false,
-            doze: false,
         }
     }
 

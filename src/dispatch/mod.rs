@@ -13,9 +13,7 @@
 //! the governor rate limiter allows. It commits once per group (see [`Pace`]): the outcomes that
 //! came back since the last commit and the `sending` marks of the rows the limiter lets go next,
 //! together; a row is counted done only once its outcome is committed. Sends go out a tick's
-//! permits at a time (a pair at the default rate), and a short wait for the next tick sleeps the
-//! thread and reads the answers that came meanwhile when it wakes (see
-//! [`crate::payroc::retry::doze_until`]): one wake-up per tick. Stopping — Ctrl-C, or a
+//! permits at a time (a pair at the default rate), waiting on tokio's own timer. Stopping — Ctrl-C, or a
 //! systemic failure such as bad credentials — stops taking rows, gives the marked rows that never
 //! left their state back, and waits for the requests in flight; the rows never taken stay as they
 //! were and the next run resumes them.
@@ -31,7 +29,7 @@ mod streak;
 
 pub(crate) use decision::new_refund;
 pub use decision::{Decision, decide, sent_too_long_ago};
-use pace::{DOZE_LIMIT, GROUP_PERIOD, Pace};
+use pace::{GROUP_PERIOD, Pace};
 use streak::{FailureStreak, run_stopping_failure};
 
 use std::collections::HashMap;
@@ -47,7 +45,6 @@ use tokio::sync::watch;
 
 use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, RefundRecord, RefundState};
-use crate::payroc::alarm::Alarm;
 use crate::payroc::body::prepare;
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
 use crate::refund::{Method, RowNote};
@@ -83,9 +80,6 @@ pub struct DispatchOptions {
     pub precheck_days: u32,
     /// Order ids that differ only by letter case are different orders (`--allow-case-variants`).
     pub allow_case_variants: bool,
-    /// Short waits for a permit may put the whole thread to sleep (see
-    /// [`crate::payroc::retry::doze_until`]); false when the API is served by this process.
-    pub doze: bool,
 }
 
 /// What the dispatcher did.
@@ -231,8 +225,6 @@ pub async fn dispatch(
         progress,
         pace,
         limiter,
-        permit_alarm: Alarm::new(),
-        outcome_alarm: Alarm::new(),
         tasks: FuturesUnordered::new(),
         finished: Vec::new(),
         ready: std::collections::VecDeque::new(),
@@ -265,10 +257,6 @@ struct Dispatcher<'run> {
     progress: &'run dyn ProgressReport,
     pace: Pace,
     limiter: Arc<RequestLimiter>,
-    /// What the dispatcher sleeps on until the limiter's next permit (see [`Alarm`]).
-    permit_alarm: Alarm,
-    /// What it sleeps on until the outcomes waiting for a commit are due.
-    outcome_alarm: Alarm,
     tasks: FuturesUnordered<InFlight>,
     /// Requests that came back and wait for the next commit.
     finished: Vec<Finished>,
@@ -335,17 +323,7 @@ impl Dispatcher<'_> {
                 .filter(|scheduled| matches!(scheduled, Scheduled::Send { .. }))
                 .count();
             let wanted = u32::try_from(sends).unwrap_or(u32::MAX).min(self.pace.tick_rows);
-            // Dozing leaves answers unread until the permit: only with slots to spare for
-            // them, so that the concurrency is never what the doze holds back; never once the
-            // run is stopping (the grace period's deadline is a timer); and only while the
-            // token is cached, so that the requests just started are not waiting for one (as
-            // decided here: a 401 read during a doze's last yields can start a fetch that the
-            // next doze of the same wait, at most 150 ms, holds back).
-            let slots_to_spare = free / 2 >= usize::try_from(wanted).unwrap_or(usize::MAX);
-            let doze = (self.options.doze && slots_to_spare && abandon_at.is_none() && self.client.has_fresh_token())
-                .then_some(DOZE_LIMIT);
-            let (pause, limiter, alarm) = (&self.client.pause, &self.limiter, &mut self.permit_alarm);
-            let outcome_alarm = &mut self.outcome_alarm;
+            let (pause, limiter) = (&self.client.pause, &self.limiter);
             let wake = tokio::select! {
                 biased;
                 // Listened to even after a systemic stop: the person waiting may not want to.
@@ -375,11 +353,13 @@ impl Dispatcher<'_> {
                     }
                     Wake::Outcomes
                 }
-                () = outcome_alarm.sleep_until(outcomes_due.unwrap_or_else(std::time::Instant::now)),
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(
+                    outcomes_due.unwrap_or_else(std::time::Instant::now)
+                )),
                     if !self.finished.is_empty() && outcomes_due.is_some() => Wake::Outcomes,
                 // During a Retry-After pause no new request is released: they would all wait at
                 // the gate and then leave at once.
-                permits = crate::payroc::retry::permits(pause, limiter, wanted, alarm, doze),
+                permits = crate::payroc::retry::permits(pause, limiter, wanted),
                     if can_send => Wake::Permits(permits),
             };
             match wake {

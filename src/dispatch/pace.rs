@@ -21,13 +21,6 @@ use std::time::Duration;
 /// one commit. An outcome waits at most this long for its commit.
 pub(super) const GROUP_PERIOD: Duration = Duration::from_millis(1000);
 
-/// The longest wait for a permit the dispatcher spends dozing (see
-/// [`crate::payroc::retry::doze_until`]): a tick at the default rate ([`LONGEST_TICK`]) and its
-/// lateness, with room. Longer waits (a permit more than 150 ms away: rates under about 7/s,
-/// unless the wait began late) park in the reactor as before, so a stop request or a request
-/// under way is never held back longer than this by one doze.
-pub(super) const DOZE_LIMIT: Duration = Duration::from_millis(150);
-
 /// The most rows one commit marks, whatever the rate.
 const GROUP_ROWS_LIMIT: usize = 256;
 

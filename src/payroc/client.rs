@@ -143,15 +143,6 @@ impl PayrocClient {
         }
     }
 
-    /// Whether a request taking its token now would find one cached and fresh, with no fetch
-    /// under way. The dispatcher dozes only then: a request waiting for a token would read that
-    /// token, and leave, only when the doze ends, together with the next tick's requests.
-    pub fn has_fresh_token(&self) -> bool {
-        self.token
-            .try_lock()
-            .is_ok_and(|token| token.as_ref().is_some_and(|token| Instant::now() < token.refresh_at))
-    }
-
     /// Forgets `used` if it is still the cached token (after a 401), so the next caller fetches.
     async fn invalidate(&self, used: &HeaderValue) {
         let mut guard = self.token.lock().await;

@@ -5,7 +5,6 @@
 //! It knows nothing of the ledger or the dispatcher: it sends what it is given and reports what
 //! came back. Deciding what an answer means for a refund is the dispatcher's outcome table.
 
-pub mod alarm;
 pub mod answer;
 pub mod body;
 pub mod client;

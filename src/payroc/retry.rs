@@ -11,8 +11,6 @@ use reqwest::StatusCode;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::alarm::Alarm;
-
 /// How retries are paced. Every delay is configurable so tests run retries in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -135,42 +133,27 @@ impl Drop for WaitingUnderWay<'_> {
 /// a futex on every wait — a measurable share of the CPU per row when requests are sparse.)
 pub async fn permit(limiter: &RequestLimiter) {
     let _waiting = WaitingUnderWay::new(limiter);
-    take_permits(limiter, 1, &mut Alarm::on_tokio_timer(), false, None).await;
+    take_permits(limiter, 1, false).await;
 }
 
 /// Waits until `wanted` permits for new sends are free at once, past any `Retry-After` pause of
-/// `pause` and while no request under way waits for one, and takes them, sleeping on `alarm`
-/// until the moment the limiter names; returns how many it took (fewer than `wanted` only when
-/// that is more than the limiter's burst can ever hold, and at least one).
+/// `pause` and while no request under way waits for one, and takes them, sleeping on tokio's
+/// timer until the moment the limiter names; returns how many it took (fewer than `wanted` only
+/// when that is more than the limiter's burst can ever hold, and at least one).
 ///
-/// Permits taken while a pause began (an answer read at the end of a doze, say) are void, as in
-/// [`wait_turn`]: the wait starts again after the pause.
-///
-/// With `doze`, a wait no longer than it, while no request under way waits for a permit, is
-/// spent in [`doze_until`] instead of on `alarm`.
-pub async fn permits(
-    pause: &PauseGate,
-    limiter: &RequestLimiter,
-    wanted: u32,
-    alarm: &mut Alarm,
-    doze: Option<Duration>,
-) -> u32 {
+/// Permits taken while a pause began are void, as in [`wait_turn`]: the wait starts again after
+/// the pause.
+pub async fn permits(pause: &PauseGate, limiter: &RequestLimiter, wanted: u32) -> u32 {
     loop {
         pause.wait().await;
-        let taken = take_permits(limiter, wanted, alarm, true, doze).await;
+        let taken = take_permits(limiter, wanted, true).await;
         if !pause.is_active() {
             return taken;
         }
     }
 }
 
-async fn take_permits(
-    limiter: &RequestLimiter,
-    wanted: u32,
-    alarm: &mut Alarm,
-    give_way: bool,
-    doze: Option<Duration>,
-) -> u32 {
+async fn take_permits(limiter: &RequestLimiter, wanted: u32, give_way: bool) -> u32 {
     let mut wanted = NonZeroU32::new(wanted).unwrap_or(NonZeroU32::MIN);
     loop {
         if give_way {
@@ -179,53 +162,13 @@ async fn take_permits(
         match limiter.gcra.check_n(wanted) {
             Ok(Ok(())) => return wanted.get(),
             Ok(Err(not_until)) => {
-                let until = not_until.earliest_possible();
-                let short =
-                    doze.is_some_and(|limit| until.saturating_duration_since(std::time::Instant::now()) <= limit);
-                if short && limiter.waiting_under_way.load(Ordering::SeqCst) == 0 {
-                    doze_until(until).await;
-                } else {
-                    alarm.sleep_until(until).await;
-                }
+                tokio::time::sleep_until(tokio::time::Instant::from_std(not_until.earliest_possible())).await;
             }
             Err(governor::InsufficientCapacity(capacity)) => {
                 wanted = NonZeroU32::new(capacity).unwrap_or(NonZeroU32::MIN);
             }
         }
     }
-}
-
-/// Sleeps the whole thread until `until`, then lets the runtime read everything that arrived
-/// meanwhile — instead of parking in the reactor, which an answer coming back would wake.
-///
-/// Why: at a modest rate the dispatcher's only deadline is the next permit, and the answers of
-/// the requests in flight may as well be read then. Parked in the reactor, the process wakes
-/// once for the permit and again for each answer; dozing, it wakes once, at the permit, and
-/// finds the answers waiting in the sockets. On a virtual machine each wake-up of an idle
-/// process costs tens of microseconds of CPU and runs the code after it from cold caches:
-/// measured at the default rate over a 50 ms API, about a fifth less CPU per row and 1.7
-/// context switches per pair of rows instead of 2.8 (the fsyncs of the group commits among them).
-///
-/// The price, which bounds how long a doze may be: nothing else on the runtime's one thread
-/// runs during it — a stop request, a timer of a request under way, a `Retry-After` answer are
-/// all seen when it ends, at most that long late. So only the dispatcher dozes, only with free
-/// slots to spare (it needs no answer to go on), and never with an in-process sandbox, which
-/// would stop answering.
-///
-/// The yields are what make the one wake-up do everything: the first two let the connections
-/// write the requests just started before the thread sleeps (the second, those whose loopback
-/// connection the first turn opened; a connection to a remote host — its TCP and TLS round
-/// trips, a DNS answer — moves on only when each doze ends, a tick per round trip, which the
-/// slots to spare absorb); after the sleep, the first turn of the runtime polls the reactor
-/// without waiting and runs the connections it wakes, which read their answers, and the second
-/// runs whatever those woke in turn, so the caller sees the requests finished (a unit test
-/// checks the first). Without them nothing is lost, only seen one wake-up later.
-pub async fn doze_until(until: std::time::Instant) {
-    tokio::task::yield_now().await;
-    tokio::task::yield_now().await;
-    std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
-    tokio::task::yield_now().await;
-    tokio::task::yield_now().await;
 }
 
 /// Waits until a request may leave: past any `Retry-After` pause of `pause`, and with a permit
@@ -314,7 +257,6 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     /// The runtime the tool runs on: one thread, with its reactor and timer.
     fn current_thread_runtime() -> tokio::runtime::Runtime {
@@ -353,39 +295,34 @@ mod tests {
         current_thread_runtime().block_on(async {
             let limiter = fifty_a_second_with_the_first_taken();
             let order = std::sync::Mutex::new(Vec::new());
-            let mut alarm = Alarm::new();
             let resend = async {
                 permit(&limiter).await;
                 order.lock().unwrap().push("re-send");
             };
             let new_send = async {
-                permits(&PauseGate::default(), &limiter, 1, &mut alarm, None).await;
+                permits(&PauseGate::default(), &limiter, 1).await;
                 order.lock().unwrap().push("new send");
             };
-            // The re-send starts waiting first; the dispatcher's alarm would wake first (it is
-            // exact, tokio's timer rounds up to the millisecond) and take the permit.
+            // The re-send starts waiting first; both sleep until the same millisecond, and the
+            // new send gives way.
             tokio::join!(resend, new_send);
             assert_eq!(*order.lock().unwrap(), ["re-send", "new send"]);
             // Now the other way round: the new send already sleeps for the next permit when
             // the re-send starts waiting; it still must not take that permit.
             assert_eq!(
-                resend_joining_a_waiting_new_send(&limiter, &mut alarm, None).await,
+                resend_joining_a_waiting_new_send(&limiter).await,
                 ["re-send", "new send"]
             );
             assert!(!limiter.try_new_send(), "both permits were taken");
         });
     }
 
-    /// The order in which a new send already waiting for the next permit (dozing through the
-    /// wait with `doze`) and a re-send that starts waiting after it get their permits.
-    async fn resend_joining_a_waiting_new_send(
-        limiter: &RequestLimiter,
-        alarm: &mut Alarm,
-        doze: Option<Duration>,
-    ) -> Vec<&'static str> {
+    /// The order in which a new send already waiting for the next permit and a re-send that
+    /// starts waiting after it get their permits.
+    async fn resend_joining_a_waiting_new_send(limiter: &RequestLimiter) -> Vec<&'static str> {
         let order = std::sync::Mutex::new(Vec::new());
         let new_send = async {
-            permits(&PauseGate::default(), limiter, 1, alarm, doze).await;
+            permits(&PauseGate::default(), limiter, 1).await;
             order.lock().unwrap().push("new send");
         };
         let resend = async {
@@ -395,56 +332,6 @@ mod tests {
         };
         tokio::join!(new_send, resend);
         order.into_inner().unwrap()
-    }
-
-    #[test]
-    fn a_request_under_way_gets_the_next_permit_before_a_dozing_new_send() {
-        current_thread_runtime().block_on(async {
-            // The next permit is 20 ms away, within the doze limit.
-            let limiter = fifty_a_second_with_the_first_taken();
-            // The new send dozes first, the whole thread with it, and the re-send starts waiting
-            // while it does (during the doze's first yields). It still goes first.
-            let doze = Some(Duration::from_millis(150));
-            assert_eq!(
-                resend_joining_a_waiting_new_send(&limiter, &mut Alarm::new(), doze).await,
-                ["re-send", "new send"]
-            );
-        });
-    }
-
-    #[test]
-    fn after_a_doze_what_arrived_during_it_has_been_read() {
-        use tokio::io::AsyncReadExt as _;
-        current_thread_runtime().block_on(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
-            let (mut server, _) = listener.accept().expect("accept");
-            client.set_nonblocking(true).unwrap();
-            let mut client = tokio::net::TcpStream::from_std(client).expect("register");
-            // A task of its own, as hyper's connection tasks are: it waits for the answer.
-            let read = Arc::new(AtomicUsize::new(0));
-            let reader = tokio::spawn({
-                let read = Arc::clone(&read);
-                async move {
-                    let mut buffer = [0; 16];
-                    let count = client.read(&mut buffer).await.expect("read");
-                    read.store(count, Ordering::SeqCst);
-                }
-            });
-            tokio::task::yield_now().await;
-            assert_eq!(read.load(Ordering::SeqCst), 0, "nothing to read yet");
-            // The answer is in the socket when the doze begins (a write during the sleep itself
-            // would need a second thread and a timing guess); what matters to the dispatcher is
-            // the same: when the doze returns, its reader has run.
-            std::io::Write::write_all(&mut server, b"answer").expect("write");
-            doze_until(std::time::Instant::now() + Duration::from_millis(10)).await;
-            assert_eq!(
-                read.load(Ordering::SeqCst),
-                6,
-                "read within the doze's one wake-up, not at the next"
-            );
-            reader.await.expect("the reader ends");
-        });
     }
 
     #[test]
