@@ -69,8 +69,9 @@ impl From<MethodArg> for Method {
     }
 }
 
-/// Options shared by every command.
+/// Options shared by every command, listed apart from each command's own in `--help`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The ledger file. Default: the user's data directory (…/refund-batch/ledger.sqlite), so cron
     /// and manual runs share one history.
@@ -126,22 +127,54 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate FILE, then send every row not yet done and write the results CSV.
+    #[command(after_help = "Examples:
+  refund-batch run samples/mixed.csv                      a sample on the embedded sandbox
+  PAYROC_API_KEY=... refund-batch --env uat run day.csv   against Payroc's test environment
+  refund-batch --env production run day.csv --yes --max-total 5000.00:USD   cron, with a cap
+  refund-batch run day.csv --retry-failed                 send declined rows again once fixed
+  refund-batch run day.csv --results - | jq -R .          the results CSV on stdout
+
+Exit codes: 0 done, 1 rows need a person, 2 nothing sent (fix the input or options), 3 run again,
+4 authentication, 5 the clock is off Payroc's, 75 the ledger is busy (try later).")]
     Run(RunArgs),
     /// Check FILE only: send nothing, print every problem and what would be sent.
+    #[command(after_help = "Examples:
+  refund-batch validate day.csv
+  refund-batch validate export.csv --delimiter ';' --decimal-comma
+
+Exit codes: 0 every row valid, 2 some rows invalid (each named by row and column).")]
     Validate(ValidateArgs),
     /// What the ledger knows: batches, rows by status, totals by currency.
+    #[command(after_help = "Examples:
+  refund-batch status                                     every batch and the totals
+  refund-batch --env uat status day.csv --format json     one file's rows by status
+  refund-batch --env uat status day.csv --write-results day.results.csv   the results again
+
+A batch reads finished, running (a command holds the ledger) or interrupted.")]
     Status(StatusArgs),
     /// Settle rows whose outcome is unknown by looking them up at Payroc.
+    #[command(after_help = "Examples:
+  refund-batch --env uat reconcile day.csv                settle unknown rows; sends nothing
+  refund-batch --env uat reconcile day.csv --refresh      follow returns and reversals
+  refund-batch --env uat reconcile day.csv --confirm-not-created 7,12   after you checked
+
+Exit codes as for run.")]
     Reconcile(ReconcileArgs),
     /// Serve the local Payroc sandbox until stopped (prints its address on stdout).
+    #[command(after_help = "Example:
+  refund-batch sandbox --listen 127.0.0.1:0 --rate-500-after-create 0.1")]
     Sandbox(SandboxArgs),
     /// Print a shell completion script on stdout.
+    #[command(after_help = "Example:
+  refund-batch completions bash > ~/.local/share/bash-completion/completions/refund-batch")]
     Completions {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff) on stdout.
+    #[command(after_help = "Example:
+  refund-batch man > ~/.local/share/man/man1/refund-batch.1")]
     Man,
 }
 

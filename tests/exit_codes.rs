@@ -245,3 +245,35 @@ fn exit_2_means_nothing_was_sent() {
         );
     }
 }
+
+#[test]
+fn the_man_page_names_no_page_that_does_not_exist_and_every_command_has_examples() {
+    let man = Workdir::new().command().arg("man").output().expect("man");
+    let man = String::from_utf8_lossy(&man.stdout).into_owned();
+    assert!(
+        !man.contains("refund\\-batch\\-run(1)"),
+        "no page per command is installed"
+    );
+    assert!(man.contains("COMMAND: run") && man.contains("EXIT STATUS"), "{man}");
+    for command in [
+        "run",
+        "validate",
+        "status",
+        "reconcile",
+        "sandbox",
+        "completions",
+        "man",
+    ] {
+        let help = Workdir::new()
+            .command()
+            .args([command, "--help"])
+            .output()
+            .expect("help");
+        let help = String::from_utf8_lossy(&help.stdout).into_owned();
+        assert!(help.contains("Example"), "{command} --help has no example:\n{help}");
+        assert!(
+            help.contains("Global options"),
+            "{command} --help groups the global options apart"
+        );
+    }
+}

@@ -69,12 +69,37 @@ pub async fn execute(cli: Cli, terminal: &Terminal) -> Result<ExitStatus, Comman
         }
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(command)
-                .render(&mut std::io::stdout())
+            write_man_page(&command, &mut std::io::stdout())
                 .map_err(|error| CommandError::usage(anyhow::Error::new(error).context("cannot write the man page")))?;
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// One man page for the whole tool: the top-level sections, then each command's synopsis and
+/// options under a heading of its own, then the exit codes. (clap_mangen's own rendering points
+/// to a page per command, `refund-batch-run(1)`, which is not installed anywhere.)
+fn write_man_page(command: &clap::Command, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(command.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    for sub in command.get_subcommands().filter(|sub| sub.get_name() != "help") {
+        writeln!(out, ".SH \"COMMAND: {}\"", sub.get_name())?;
+        if let Some(about) = sub.get_about() {
+            writeln!(out, "{about}")?;
+        }
+        let sub_man = clap_mangen::Man::new(sub.clone().name(format!("refund-batch {}", sub.get_name())));
+        sub_man.render_synopsis_section(out)?;
+        sub_man.render_options_section(out)?;
+    }
+    writeln!(out, ".SH \"EXIT STATUS\"")?;
+    for line in crate::exit::EXIT_CODES_HELP.lines().skip(1) {
+        writeln!(out, ".br\n{}", line.trim())?;
+    }
+    man.render_version_section(out)
 }
 
 /// Read options from the input arguments.
