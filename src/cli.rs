@@ -199,6 +199,10 @@ pub struct InputArgs {
     /// `1,234.56`). Either way a thousands separator is taken only in groups of three.
     #[arg(long)]
     pub decimal_comma: bool,
+    /// Also write every problem the check finds to PATH as a CSV (row, column, problem), also when
+    /// the run is refused for them: a list to sort and work through.
+    #[arg(long, value_name = "PATH")]
+    pub errors: Option<PathBuf>,
 }
 
 /// `run`.
@@ -341,6 +345,10 @@ pub struct ValidateArgs {
     /// The file and how to read it.
     #[command(flatten)]
     pub input: InputArgs,
+    /// Output: `text` messages on stderr, or one `json` object on stdout (counts, every problem by
+    /// row and column, what would be refunded per currency).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: StatusFormat,
 }
 
 /// `status`.

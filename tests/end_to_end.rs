@@ -505,3 +505,49 @@ fn results_go_to_stdout_with_a_dash_and_start_with_a_bom_on_request() {
     let bytes = std::fs::read(workdir.path("mixed.results.csv")).expect("results");
     assert!(bytes.starts_with("\u{feff}row,".as_bytes()));
 }
+
+#[test]
+fn every_problem_is_listed_by_row_and_column_for_people_and_programs() {
+    let workdir = Workdir::new();
+    workdir.write("invalid.csv", &sample("invalid.csv"));
+    // validate --format json: one object on stdout, every problem by row and column.
+    let output = workdir
+        .command()
+        .args(["validate", "invalid.csv", "--format", "json"])
+        .output()
+        .expect("validate");
+    assert_eq!(output.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let problems = report["problems"].as_array().expect("problems");
+    assert_eq!(report["invalid"], report["rows"], "{report}");
+    assert!(
+        problems.len() >= report["rows"].as_u64().expect("rows") as usize,
+        "{report}"
+    );
+    assert!(
+        problems
+            .iter()
+            .all(|problem| problem["row"].as_u64().is_some_and(|row| row >= 2))
+    );
+    assert!(problems.iter().any(|problem| problem["column"] == "amount"), "{report}");
+    // A refused run writes the same problems as a CSV, and nothing is sent.
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir
+        .run(&sandbox, "invalid.csv", &["--errors", "problems.csv"])
+        .code(2);
+    assert_eq!(sandbox.stats().refund_posts, 0);
+    let lines = read_results(&workdir.path("problems.csv"));
+    assert_eq!(lines.len(), problems.len());
+    assert!(
+        lines
+            .iter()
+            .all(|line| !line["row"].is_empty() && !line["problem"].is_empty())
+    );
+    // Nor may it replace the input.
+    workdir
+        .command()
+        .args(["validate", "invalid.csv", "--errors", "invalid.csv"])
+        .assert()
+        .code(2);
+    assert_eq!(workdir.read("invalid.csv"), sample("invalid.csv"));
+}

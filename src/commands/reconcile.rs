@@ -24,6 +24,9 @@ pub async fn reconcile(
         .clone()
         .unwrap_or_else(|| crate::report::results::default_path(&arguments.input.file));
     session::refuse_protected_output(global, Some(&arguments.input.file), "--results", &results_path)?;
+    if let Some(errors) = &arguments.input.errors {
+        session::refuse_protected_output(global, Some(&arguments.input.file), "--errors", errors)?;
+    }
     // Invalid rows were never sent, so they are only reported, never a reason to stop.
     let (check, read_options) = session::check_input(&arguments.input, true, terminal)?;
     let connection = &arguments.connection;

@@ -31,6 +31,9 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         .clone()
         .unwrap_or_else(|| results::default_path(&arguments.input.file));
     session::refuse_protected_output(global, Some(&arguments.input.file), "--results", &results_path)?;
+    if let Some(errors) = &arguments.input.errors {
+        session::refuse_protected_output(global, Some(&arguments.input.file), "--errors", errors)?;
+    }
 
     // A missing API key is said before any question is asked (the production confirmation).
     if environment != Environment::Sandbox || global.api_key_file.is_some() {

@@ -96,6 +96,12 @@ pub fn check_input(
     // The error names the file already.
     let check = check_file(&input.file, options).map_err(CommandError::usage)?;
     report_check(&check, terminal);
+    if let Some(errors) = &input.errors {
+        crate::report::errors::write_csv(errors, &check)
+            .with_context(|| format!("cannot write the errors file {}", errors.display()))
+            .map_err(CommandError::usage)?;
+        terminal.note(&format!("problems: {}", errors.display()));
+    }
     if !check.invalid.is_empty() && !skip_invalid {
         return Err(CommandError::usage(anyhow!(
             "{} of {} invalid; nothing was sent. Fix them, or pass --skip-invalid to send the valid rows only",

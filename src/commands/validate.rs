@@ -9,14 +9,34 @@ use crate::report::terminal::{Terminal, rows};
 
 /// Checks the file and prints every problem, then what would be sent.
 pub fn validate(
-    _global: &GlobalArgs,
+    global: &GlobalArgs,
     arguments: &ValidateArgs,
     terminal: &Terminal,
 ) -> Result<ExitStatus, CommandError> {
     let options = read_options(&arguments.input)?;
     let path = &arguments.input.file;
     // The error names the file already.
+    if let Some(errors) = &arguments.input.errors {
+        crate::commands::session::refuse_protected_output(global, Some(path), "--errors", errors)?;
+    }
     let check = check_file(path, options).map_err(CommandError::usage)?;
+    if let Some(errors) = &arguments.input.errors {
+        crate::report::errors::write_csv(errors, &check).map_err(|error| {
+            CommandError::usage(anyhow::Error::new(error).context(format!("cannot write {}", errors.display())))
+        })?;
+    }
+    if arguments.format == crate::cli::StatusFormat::Json {
+        if let Err(error) = crate::report::errors::print_json(path, &check)
+            && error.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            terminal.error(&format!("cannot write the report: {error}"));
+        }
+        return Ok(if check.invalid.is_empty() {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Usage
+        });
+    }
     report_check(&check, terminal);
     if check.rows == 0 {
         // A header with no rows is a valid, empty day (nothing to refund), not an error: cron

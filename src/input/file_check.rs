@@ -32,6 +32,8 @@ pub struct FileCheck {
     pub invalid: HashMap<u64, String>,
     /// Problem lines in file order, for printing: the first [`PRINTED_PROBLEMS`] of them.
     pub problems: Vec<String>,
+    /// Every problem of every row, by row and column, for `--errors` and `--format json`.
+    pub cell_problems: Vec<crate::input::CellProblem>,
     /// How many problem lines there were in all.
     pub problem_count: u64,
     /// Rows whose cells are fine but which repeat an earlier row's identity.
@@ -165,8 +167,17 @@ pub fn check_file(path: &Path, options: ReadOptions) -> Result<FileCheck, InputE
                 )
             }
         });
+        if let Some(message) = &duplicate_message {
+            let prefix = format!("row {row_number}, column order_id: ");
+            check.cell_problems.push(crate::input::CellProblem {
+                row: row_number,
+                column: Some("order_id".to_owned()),
+                message: message.strip_prefix(&prefix).unwrap_or(message).to_owned(),
+            });
+        }
         match parsed {
             ParsedRow::Invalid { label, problems } => {
+                check.cell_problems.extend(problems.iter().cloned());
                 let mut lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
                 lines.extend(duplicate_message);
                 check.invalid.insert(label.row, lines.join("; "));

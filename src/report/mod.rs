@@ -4,6 +4,7 @@
 //! It reads the ledger and the refund types; it never reaches into the dispatcher, so how rows
 //! are reported does not depend on how they were sent.
 
+pub mod errors;
 pub mod protect;
 pub mod results;
 pub mod terminal;
