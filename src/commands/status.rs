@@ -176,7 +176,12 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
         totals: totals
             .into_iter()
             .map(|total| TotalView {
-                status: total.state.result_status().as_str().to_owned(),
+                // A row a running command is sending shows as such; left `sending` by a run
+                // that ended without an answer, it is `unknown`.
+                status: match total.state {
+                    crate::ledger::RefundState::Sending if running => "sending".to_owned(),
+                    state => state.result_status().as_str().to_owned(),
+                },
                 amount: Currency::from_code(&total.currency)
                     .map(|known| format_amount(total.amount_minor, known))
                     .unwrap_or_else(|| total.amount_minor.to_string()),
