@@ -81,7 +81,8 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
         Err(error) => return Err(CommandError::usage(error)),
     };
     let mut file_view = None;
-    let mut sha = None;
+    // The file's batches, read once: for the environment check and for the report.
+    let mut file_batches = None;
     if let Some(file) = &arguments.file {
         let options = ReadOptions {
             default_method: arguments.method.map(Into::into),
@@ -147,9 +148,12 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
                 .map(|(status, count)| (status.as_str().to_owned(), *count))
                 .collect(),
         });
-        sha = Some(check.sha256);
+        file_batches = Some(runs);
     }
-    let batches = ledger.batches(sha.as_deref()).map_err(CommandError::usage)?;
+    let batches = match file_batches {
+        Some(runs) => runs,
+        None => ledger.batches(None).map_err(CommandError::usage)?,
+    };
     let running = a_command_holds(ledger.path());
     let totals = ledger.totals().map_err(CommandError::usage)?;
     let report = StatusReport {

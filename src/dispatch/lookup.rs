@@ -26,8 +26,10 @@ use crate::refund::{Method, ResultStatus, RowNote};
 /// it the listing is always read (see [`Lookups::of_order`]).
 const ORDER_BY_ORDER: u32 = 3;
 
-/// One method's list of a terminal's refunds over the window, or why it could not be read.
-type MethodListing = Result<Arc<Vec<CreatedRefund>>, SendResult>;
+/// One method's list of a terminal's refunds over the window, by order id in lower case (ids
+/// are ASCII), or why it could not be read. Indexed once, so each row's look-up is one probe,
+/// not a pass over the terminal's whole history.
+type MethodListing = Result<Arc<HashMap<String, Vec<CreatedRefund>>>, SendResult>;
 
 /// A terminal's card and bank listings, read once and shared.
 type TerminalListing = Shared<BoxFuture<'static, Arc<[(Method, MethodListing); 2]>>>;
@@ -80,11 +82,11 @@ impl Lookups {
                 let card = client
                     .find_refunds(Method::Card, &terminal, None, window, Some(&limiter))
                     .await
-                    .map(Arc::new);
+                    .map(by_order);
                 let bank = client
                     .find_refunds(Method::Bank, &terminal, None, window, Some(&limiter))
                     .await
-                    .map(Arc::new);
+                    .map(by_order);
                 Arc::new([(Method::Card, card), (Method::Bank, bank)])
             };
             *listing = Some(read.boxed().shared());
@@ -97,9 +99,11 @@ impl Lookups {
                 let mut all = Vec::new();
                 for (list_method, listed) in lists.iter() {
                     match listed {
-                        Ok(refunds) => all.extend(
-                            refunds
-                                .iter()
+                        Ok(by_order) => all.extend(
+                            by_order
+                                .get(&wanted.to_ascii_lowercase())
+                                .into_iter()
+                                .flatten()
                                 .filter(|refund| is_of_order(refund, &wanted, allow_case_variants))
                                 .map(|refund| (*list_method, refund.clone())),
                         ),
@@ -208,6 +212,18 @@ fn window(days: u32) -> (time::OffsetDateTime, time::OffsetDateTime) {
         now - time::Duration::days(i64::from(days)),
         now + time::Duration::days(1),
     )
+}
+
+/// A terminal's listed refunds by their order id in lower case; a refund without an order id is
+/// no order's.
+fn by_order(refunds: Vec<CreatedRefund>) -> Arc<HashMap<String, Vec<CreatedRefund>>> {
+    let mut by_order: HashMap<String, Vec<CreatedRefund>> = HashMap::new();
+    for refund in refunds {
+        if let Some(id) = refund.order.as_ref().and_then(|order| order.order_id.as_deref()) {
+            by_order.entry(id.to_ascii_lowercase()).or_default().push(refund);
+        }
+    }
+    Arc::new(by_order)
 }
 
 /// Whether a listed refund is of order `wanted` (in any letter case unless case variants are

@@ -115,7 +115,7 @@ impl Ledger {
     /// header sync (at 0.1–0.7 ms each on a virtual machine's disk). [`Ledger::close`] sets
     /// `FULL` again before its checkpoint whatever happened here, since a checkpoint under `OFF`
     /// would copy and truncate the WAL without syncing the database.
-    fn write_unsynced<T>(
+    pub(super) fn write_unsynced<T>(
         &mut self,
         operation: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, LedgerError> {

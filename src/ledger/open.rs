@@ -188,7 +188,7 @@ impl Ledger {
             .flat_map(|byte| [byte >> 4, byte & 0x0f])
             .map(|nibble| char::from(b'a' + nibble))
             .collect();
-        self.write(|connection| {
+        self.write_unsynced(|connection| {
             if replaced {
                 connection.execute("DELETE FROM meta WHERE name LIKE 'first_send_at:%'", [])?;
             }
@@ -201,8 +201,10 @@ impl Ledger {
             set.execute(params![TOKEN, token])?;
             Ok(())
         })?;
-        // After the ledger's commit: a crash between the two leaves them different, which reads
-        // as a replaced ledger and costs only look-ups.
+        // Committed without an fsync of its own (the run's first synced commit, or the close's
+        // checkpoint, makes it durable), then the lock file: a crash or power cut between them,
+        // or losing either, leaves the two different, which reads as a replaced ledger and costs
+        // only look-ups.
         self.write_lock_token(&token);
         if replaced {
             tracing::warn!(
