@@ -248,8 +248,9 @@ impl InputReader {
         InputReader::open_with(path, options, true)
     }
 
-    /// Like [`InputReader::open`], without hashing the file: for passes that do not need the
-    /// digest (SHA-256 of every byte was about a tenth of each pass). `finish` then fails.
+    /// Like [`InputReader::open`], without hashing the file (as every pass after validation
+    /// reads it, see [`InputReader::open_verified`]). `finish` then fails.
+    #[cfg(test)]
     pub fn open_unhashed(path: &Path, options: ReadOptions) -> Result<InputReader, InputError> {
         InputReader::open_with(path, options, false)
     }

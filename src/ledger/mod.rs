@@ -202,29 +202,10 @@ impl Ledger {
             .map_err(|source| self.sqlite_error(source))
     }
 
-    /// Sets a fact about the ledger itself.
-    pub fn set_meta(&mut self, name: &str, value: &str) -> Result<(), LedgerError> {
-        self.write(|connection| {
-            connection.execute(
-                "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![name, value],
-            )
-        })?;
-        Ok(())
-    }
-
     /// When this ledger first recorded a send in `environment` (Payroc's time, RFC 3339), if
     /// ever: it can vouch for what Payroc holds there only since then.
     pub fn first_send_at(&self, environment: &str) -> Result<Option<String>, LedgerError> {
         self.meta(&first_send_name(environment))
-    }
-
-    /// Whether the ledger holds no refund at all: then it knows nothing of what was refunded
-    /// before, whichever command created it.
-    pub fn holds_no_refund(&self) -> Result<bool, LedgerError> {
-        self.connection
-            .query_row("SELECT NOT EXISTS (SELECT 1 FROM refunds)", [], |row| row.get(0))
-            .map_err(|source| self.sqlite_error(source))
     }
 
     /// Whether this open created the ledger file (a new machine, another user, a lost ledger).
