@@ -152,6 +152,13 @@ Exit codes: 0 every row valid, 2 some rows invalid (each named by row and column
 
 A batch reads finished, running (a command holds the ledger) or interrupted.")]
     Status(StatusArgs),
+    /// Write a file's results CSV or workbook again from the ledger; sends nothing.
+    #[command(after_help = "Examples:
+  refund-batch --env uat report day.csv --workbook day.xlsx       the day's workbook
+  refund-batch --env uat report day.csv --results day.results.csv   the results CSV again
+
+The rows are read as the ledger knows them under --env: give the environment the file was run in.")]
+    Report(ReportArgs),
     /// Settle rows whose outcome is unknown by looking them up at Payroc.
     #[command(after_help = "Examples:
   refund-batch --env uat reconcile day.csv                settle unknown rows; sends nothing
@@ -211,14 +218,9 @@ pub struct RunArgs {
     /// The file and how to read it.
     #[command(flatten)]
     pub input: InputArgs,
-    /// Where to write the results CSV. Default: `<input stem>.results.csv` beside the input;
-    /// `-` writes it to stdout.
-    #[arg(long, value_name = "PATH")]
-    pub results: Option<PathBuf>,
-    /// Start the results CSV with a UTF-8 byte-order mark, so Excel shows `€` and `–` as written
-    /// (other readers and scripts are better without it, so it is off by default).
-    #[arg(long, env = "REFUND_BATCH_RESULTS_BOM")]
-    pub results_bom: bool,
+    /// Where the results go.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Requests per second at most.
     #[arg(long, env = "REFUND_BATCH_RATE", default_value_t = 20)]
     pub rate: u32,
@@ -255,6 +257,25 @@ pub struct RunArgs {
     /// recorded sends in an environment before `--precheck auto` trusts it alone.
     #[arg(long, env = "REFUND_BATCH_PRECHECK_DAYS", default_value_t = 90)]
     pub precheck_days: u32,
+}
+
+/// Where a command that sends or settles rows writes what happened (`run`, `reconcile`).
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
+    /// Where to write the results CSV. Default: `<input stem>.results.csv` beside the input;
+    /// `-` writes it to stdout.
+    #[arg(long, value_name = "PATH")]
+    pub results: Option<PathBuf>,
+    /// Start the results CSV with a UTF-8 byte-order mark, so Excel shows `€` and `–` as written
+    /// (other readers and scripts are better without it, so it is off by default).
+    #[arg(long, env = "REFUND_BATCH_RESULTS_BOM")]
+    pub results_bom: bool,
+    /// Also write the results as an Excel workbook (.xlsx): the rows typed (amounts as numbers,
+    /// codes as text), a summary by status and currency with a chart, and the rows that need a
+    /// person with what to do. Off by default: the CSV is the record, and a scheduled run wants
+    /// one file; `refund-batch report FILE --workbook PATH` writes it from the ledger any time.
+    #[arg(long, env = "REFUND_BATCH_WORKBOOK", value_name = "PATH")]
+    pub workbook: Option<PathBuf>,
 }
 
 /// `run --precheck`.
@@ -302,14 +323,9 @@ pub struct ReconcileArgs {
     /// The file and how to read it.
     #[command(flatten)]
     pub input: InputArgs,
-    /// Where to write the results CSV. Default: `<input stem>.results.csv` beside the input;
-    /// `-` writes it to stdout.
-    #[arg(long, value_name = "PATH")]
-    pub results: Option<PathBuf>,
-    /// Start the results CSV with a UTF-8 byte-order mark, so Excel shows `€` and `–` as written
-    /// (other readers and scripts are better without it, so it is off by default).
-    #[arg(long, env = "REFUND_BATCH_RESULTS_BOM")]
-    pub results_bom: bool,
+    /// Where the results go.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Also look up `queued` rows, to see whether Payroc has settled them.
     #[arg(long)]
     pub include_queued: bool,
@@ -379,6 +395,35 @@ pub struct StatusArgs {
     /// not write them.
     #[arg(long, value_name = "PATH", requires = "file")]
     pub write_results: Option<PathBuf>,
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("outputs").required(true).multiple(true).args(["results", "workbook"]))]
+pub struct ReportArgs {
+    /// The file as it was run.
+    pub file: PathBuf,
+    /// The method for a file without a `method` column.
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+    /// Key namespace the file was run with.
+    #[arg(long, env = "REFUND_BATCH_KEY_NAMESPACE", default_value = "default")]
+    pub key_namespace: String,
+    /// The file was run with --allow-case-variants.
+    #[arg(long)]
+    pub allow_case_variants: bool,
+    /// The file was run with --decimal-comma.
+    #[arg(long)]
+    pub decimal_comma: bool,
+    /// Write the results CSV to PATH (`-`: stdout).
+    #[arg(long, value_name = "PATH")]
+    pub results: Option<PathBuf>,
+    /// Start the results CSV with a UTF-8 byte-order mark (for Excel).
+    #[arg(long, requires = "results")]
+    pub results_bom: bool,
+    /// Write the workbook (.xlsx) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub workbook: Option<PathBuf>,
 }
 
 /// `status --format`.

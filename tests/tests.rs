@@ -47,3 +47,6 @@ mod support;
 
 // A seeded random walk over sequences of user steps, with the invariants checked after each.
 mod search;
+
+// The workbook, read back with an independent reader: typed cells, totals, the rows for a person.
+mod workbook;

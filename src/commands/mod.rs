@@ -7,6 +7,7 @@
 
 pub mod credentials;
 pub mod reconcile;
+pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod session;
@@ -60,6 +61,7 @@ pub async fn execute(cli: Cli, terminal: &Terminal) -> Result<ExitStatus, Comman
         Command::Run(arguments) => run::run(&cli.global, arguments, terminal).await,
         Command::Validate(arguments) => validate::validate(&cli.global, &arguments, terminal),
         Command::Status(arguments) => status::status(&cli.global, &arguments, terminal),
+        Command::Report(arguments) => report::report(&cli.global, &arguments, terminal),
         Command::Reconcile(arguments) => reconcile::reconcile(&cli.global, arguments, terminal).await,
         Command::Sandbox(arguments) => sandbox::serve(arguments, terminal).await,
         Command::Completions { shell } => {

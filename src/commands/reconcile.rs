@@ -19,11 +19,7 @@ pub async fn reconcile(
         Some(text) => RowSelection::parse(text)
             .map_err(|message| CommandError::usage(anyhow::anyhow!("--confirm-not-created: {message}")))?,
     };
-    let results_path = arguments
-        .results
-        .clone()
-        .unwrap_or_else(|| crate::report::results::default_path(&arguments.input.file));
-    session::refuse_protected_output(global, Some(&arguments.input.file), "--results", &results_path)?;
+    let outputs = session::Outputs::of_command(global, &arguments.input.file, &arguments.output)?;
     if let Some(errors) = &arguments.input.errors {
         session::refuse_protected_output(global, Some(&arguments.input.file), "--errors", errors)?;
     }
@@ -98,11 +94,5 @@ pub async fn reconcile(
             crate::report::terminal::rows(report.confirmed)
         ));
     }
-    session.finish(
-        Some(results_path),
-        arguments.results_bom,
-        &report.notes,
-        report.stopped.as_ref(),
-        terminal,
-    )
+    session.finish(&outputs, &report.notes, report.stopped.as_ref(), terminal)
 }

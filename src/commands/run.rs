@@ -11,7 +11,6 @@ use crate::dispatch::{DispatchOptions, dispatch};
 use crate::exit::ExitStatus;
 use crate::input::file_check::FileCheck;
 use crate::refund::money::{Currency, format_amount, parse_amount};
-use crate::report::results;
 use crate::report::terminal::{Terminal, rows};
 
 /// Runs the batch.
@@ -26,11 +25,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         return Err(CommandError::usage(anyhow!("--concurrency must be at least 1")));
     }
     let caps = parse_caps(&arguments.max_total)?;
-    let results_path = arguments
-        .results
-        .clone()
-        .unwrap_or_else(|| results::default_path(&arguments.input.file));
-    session::refuse_protected_output(global, Some(&arguments.input.file), "--results", &results_path)?;
+    let outputs = session::Outputs::of_command(global, &arguments.input.file, &arguments.output)?;
     if let Some(errors) = &arguments.input.errors {
         session::refuse_protected_output(global, Some(&arguments.input.file), "--errors", errors)?;
     }
@@ -131,13 +126,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         (sent, 0) => format!("sent {}", rows(sent)),
         (sent, done) => format!("sent {}; {} already done in the ledger", rows(sent), rows(done)),
     });
-    let status = session.finish(
-        Some(results_path),
-        arguments.results_bom,
-        &report.notes,
-        report.stopped.as_ref(),
-        terminal,
-    )?;
+    let status = session.finish(&outputs, &report.notes, report.stopped.as_ref(), terminal)?;
     if let Some(changed) = report.input_changed {
         return Err(CommandError {
             status: ExitStatus::Incomplete,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use secrecy::SecretString;
 
-use crate::cli::{ConnectionArgs, Environment, GlobalArgs, InputArgs};
+use crate::cli::{ConnectionArgs, Environment, GlobalArgs, InputArgs, OutputArgs};
 use crate::commands::credentials::load_api_key;
 use crate::commands::validate::report_check;
 use crate::commands::{CommandError, ledger_path, read_options};
@@ -23,8 +23,9 @@ use crate::payroc::client::check_base_url;
 use crate::payroc::{ClientConfig, PayrocClient, RetryPolicy, SystemicError};
 use crate::refund::{ResultStatus, RowNote};
 use crate::report::protect;
-use crate::report::results::{self, ResultsContext, Tally};
+use crate::report::results::{self, LineSink, ResultsContext, Tally};
 use crate::report::terminal::{Terminal, rows};
+use crate::report::workbook::{WorkbookBuilder, WorkbookFacts};
 
 /// A checked file with its ledger open and a batch begun.
 pub struct Session {
@@ -71,6 +72,63 @@ pub fn refuse_protected_output(
         });
     }
     protect::refuse_protected(option, output, &protected).map_err(CommandError::usage)
+}
+
+/// Where a command writes the results: each path checked before anything is sent.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// The results CSV (`-`: stdout); `None` only for `report` without `--results`.
+    pub results: Option<PathBuf>,
+    /// Start the CSV with a byte-order mark.
+    pub results_bom: bool,
+    /// The workbook, when asked for.
+    pub workbook: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Checks the output paths of `run` and `reconcile` (the CSV defaulting to beside `input`).
+    pub fn of_command(global: &GlobalArgs, input: &Path, output: &OutputArgs) -> Result<Outputs, CommandError> {
+        let results = output.results.clone().unwrap_or_else(|| results::default_path(input));
+        Outputs::checked(
+            global,
+            input,
+            "--results",
+            Outputs {
+                results: Some(results),
+                results_bom: output.results_bom,
+                workbook: output.workbook.clone(),
+            },
+        )
+    }
+
+    /// Refuses, with exit 2 and before anything is sent, an output that would overwrite a file
+    /// the tool needs, a workbook on stdout, or one path given for both outputs. `results_option`
+    /// is the option the CSV's path came from, for the message.
+    pub fn checked(
+        global: &GlobalArgs,
+        input: &Path,
+        results_option: &'static str,
+        outputs: Outputs,
+    ) -> Result<Outputs, CommandError> {
+        if let Some(results) = &outputs.results {
+            refuse_protected_output(global, Some(input), results_option, results)?;
+        }
+        if let Some(workbook) = &outputs.workbook {
+            if workbook == Path::new("-") {
+                return Err(CommandError::usage(anyhow::anyhow!(
+                    "--workbook -: a workbook is a binary file, not for a terminal or a pipe; give it a path"
+                )));
+            }
+            refuse_protected_output(global, Some(input), "--workbook", workbook)?;
+            if outputs.results.as_deref() == Some(workbook.as_path()) {
+                return Err(CommandError::usage(anyhow::anyhow!(
+                    "--workbook and --results both name {}: give each its own file",
+                    workbook.display()
+                )));
+            }
+        }
+        Ok(outputs)
+    }
 }
 
 /// Sets the banner that marks non-production screens.
@@ -280,13 +338,16 @@ impl Session {
     /// when it can. The results can be written again later from the ledger alone.
     pub fn finish(
         mut self,
-        results_path: Option<PathBuf>,
-        results_bom: bool,
+        outputs: &Outputs,
         notes: &HashMap<u64, RowNote>,
         stopped: Option<&StopReason>,
         terminal: &Terminal,
     ) -> Result<ExitStatus, CommandError> {
-        let results_path = results_path.unwrap_or_else(|| results::default_path(&self.input_path));
+        let results_path = outputs
+            .results
+            .clone()
+            .unwrap_or_else(|| results::default_path(&self.input_path));
+        let results_bom = outputs.results_bom;
         let context = ResultsContext {
             environment: self.environment.as_str(),
             namespace: &self.namespace,
@@ -304,8 +365,16 @@ impl Session {
             Err(crate::input::InputError::Changed { .. }) => Ok(None),
             Err(error) => Err(anyhow::Error::from(error)),
         };
+        let mut workbook = match outputs.workbook.as_deref().map(WorkbookBuilder::new).transpose() {
+            Ok(workbook) => workbook,
+            Err(error) => {
+                terminal.error(&format!("{error}; the results CSV is written all the same"));
+                None
+            }
+        };
         let written = input.and_then(|input| {
-            results::write(&results_path, input, &self.ledger, &context).map_err(anyhow::Error::from)
+            let also = workbook.as_mut().map(|builder| builder as &mut dyn LineSink);
+            results::write(&results_path, input, &self.ledger, &context, also).map_err(anyhow::Error::from)
         });
         let tally = match written {
             Ok(tally) => tally,
@@ -343,6 +412,30 @@ impl Session {
             Some(StopReason::Systemic(SystemicError::ClockSkew(_))) => status = ExitStatus::ClockSkew,
             _ => {}
         }
+        // The workbook is a view of the CSV, saved once the CSV is in place; if it cannot be
+        // written the run still succeeded in what it did, and `report` writes it again.
+        let mut workbook_written = None;
+        if let (Some(builder), Some(path)) = (workbook, outputs.workbook.as_deref()) {
+            let facts = WorkbookFacts {
+                input: self.input_path.display().to_string(),
+                environment: self.environment.as_str().to_owned(),
+                ledger: self.ledger_path.display().to_string(),
+                batch: format!("#{} (this command)", self.batch.0),
+                written_at: crate::clock::format(crate::clock::now()),
+            };
+            match builder.save(&tally, &facts) {
+                Ok(()) => workbook_written = Some(path.to_owned()),
+                Err(error) => {
+                    terminal.error(&format!(
+                        "{error}. Write it with `refund-batch --env {} report {} --workbook PATH`",
+                        self.environment.as_str(),
+                        self.input_path.display()
+                    ));
+                    // Exit 3: running the same command again writes it (and sends nothing new).
+                    status = status.max(ExitStatus::Incomplete);
+                }
+            }
+        }
         let summary = BatchSummary {
             rows: self.check.rows,
             invalid: self.check.invalid.len() as u64,
@@ -353,7 +446,13 @@ impl Session {
             .ledger
             .finish_batch(self.batch, &summary)
             .and_then(|()| self.ledger.close());
-        print_summary(terminal, &tally, &results_path, &self.ledger_path, stopped);
+        print_summary(
+            terminal,
+            &tally,
+            (&results_path, workbook_written.as_deref()),
+            &self.ledger_path,
+            stopped,
+        );
         closed.map_err(|error| CommandError {
             status: ExitStatus::Incomplete,
             error: anyhow::Error::new(error).context(format!(
@@ -368,7 +467,7 @@ impl Session {
 fn print_summary(
     terminal: &Terminal,
     tally: &Tally,
-    results_path: &Path,
+    (results_path, workbook_path): (&Path, Option<&Path>),
     ledger_path: &Path,
     stopped: Option<&StopReason>,
 ) {
@@ -395,6 +494,9 @@ fn print_summary(
         terminal.note(&format!("accepted for later processing: {amounts}"));
     }
     terminal.note(&format!("results: {}", results_path.display()));
+    if let Some(path) = workbook_path {
+        terminal.note(&format!("workbook: {}", path.display()));
+    }
     terminal.note(&format!("ledger: {}", ledger_path.display()));
     match stopped {
         Some(StopReason::Interrupted) => terminal.warn("stopped by request; run the same command again to resume"),
@@ -402,48 +504,7 @@ fn print_summary(
         Some(StopReason::Repeated(detail)) => terminal.error(&format!("stopped early: {detail}")),
         None => {}
     }
-    for line in next_steps(tally) {
+    for line in crate::report::next_steps::for_tally(tally) {
         terminal.note(&format!("next: {line}"));
     }
-}
-
-/// What to do next, in words, one line per kind of row that needs something.
-pub fn next_steps(tally: &Tally) -> Vec<String> {
-    let count = |status| tally.count(status);
-    let kinds: [(u64, &str); 6] = [
-        (
-            tally.count_where(ResultStatus::is_unfinished),
-            "not finished (unknown or pending): run the same command again to resume; they keep their keys",
-        ),
-        (
-            count(ResultStatus::Declined) + count(ResultStatus::Rejected),
-            "declined or rejected: see the results CSV, fix what it says and run again with --retry-failed",
-        ),
-        (
-            count(ResultStatus::Returned),
-            "returned by the customer's bank: nothing was refunded; fix the bank details and run again with --retry-failed",
-        ),
-        (
-            count(ResultStatus::Partial),
-            "only partly approved (authorized_amount is what was refunded): never re-sent, as that would refund the approved part twice; refund the rest under a new order_id if it is owed",
-        ),
-        (
-            count(ResultStatus::Reversed),
-            "reversed after approval: nothing was refunded; find out why before refunding again under a new order_id",
-        ),
-        (
-            count(ResultStatus::Conflict),
-            "in conflict: the order was already refunded, or the file differs from what was sent for it; see the error column",
-        ),
-    ];
-    let mut steps: Vec<String> = kinds
-        .iter()
-        .filter(|(rows_of_kind, _)| *rows_of_kind > 0)
-        .map(|(rows_of_kind, what)| format!("{} {what}", rows(*rows_of_kind)))
-        .collect();
-    let invalid = count(ResultStatus::Invalid);
-    if invalid > 0 {
-        steps.push(format!("{invalid} rows invalid: fix them in the file and run again"));
-    }
-    steps
 }

@@ -1,19 +1,15 @@
 //! `refund-batch status [FILE]`: what the ledger knows, per batch and (with FILE) per row status.
 
-use std::collections::HashMap;
 use std::io::Write;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, StatusArgs, StatusFormat};
-use crate::commands::{CommandError, ledger_path};
+use crate::commands::CommandError;
+use crate::commands::report::{FileReading, open_ledger_to_read, results_from_ledger};
+use crate::commands::session::Outputs;
 use crate::exit::ExitStatus;
-use crate::input::ReadOptions;
-use crate::input::file_check::check_file;
-use crate::ledger::{Ledger, LedgerError};
 use crate::refund::money::{Currency, format_amount};
-use crate::report::results::{self, ResultsContext};
 use crate::report::terminal::Terminal;
 
 #[derive(Serialize)]
@@ -58,97 +54,57 @@ struct FileView {
 
 /// Prints the report on stdout (it is the command's data).
 pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
-    let path = ledger_path(global.ledger.as_ref())?;
-    if let Some(output) = &arguments.write_results {
-        crate::commands::session::refuse_protected_output(
+    let outputs = match (&arguments.write_results, &arguments.file) {
+        (Some(results), Some(file)) => Some(Outputs::checked(
             global,
-            arguments.file.as_deref(),
+            file,
             "--write-results",
-            output,
-        )?;
-    }
-    if !path.exists() {
-        return Err(CommandError::usage(anyhow::anyhow!(
-            "no ledger at {}: nothing has been run with it yet",
-            path.display()
-        )));
-    }
-    // A reader, without the run lock: `status` shows a run's progress while it writes.
-    let ledger = match Ledger::open_reader(&path) {
-        Ok(ledger) => ledger,
-        // An older schema: upgrade it, which needs the lock (refused while a run holds it).
-        Err(LedgerError::Corrupt { .. }) => Ledger::open(&path).map_err(CommandError::opening_ledger)?,
-        Err(error) => return Err(CommandError::usage(error)),
+            Outputs {
+                results: Some(results.clone()),
+                results_bom: arguments.results_bom,
+                workbook: None,
+            },
+        )?),
+        _ => None,
     };
+    let (ledger, path) = open_ledger_to_read(global)?;
     let mut file_view = None;
     // The file's batches, read once: for the environment check and for the report.
     let mut file_batches = None;
     if let Some(file) = &arguments.file {
-        let options = ReadOptions {
-            default_method: arguments.method.map(Into::into),
-            delimiter: None,
+        let reading = FileReading {
+            method: arguments.method.map(Into::into),
+            key_namespace: &arguments.key_namespace,
             allow_case_variants: arguments.allow_case_variants,
-            decimal_mark: if arguments.decimal_comma {
-                crate::refund::money::DecimalMark::Comma
-            } else {
-                crate::refund::money::DecimalMark::Point
-            },
+            decimal_comma: arguments.decimal_comma,
         };
-        let check = check_file(file, options)
-            .with_context(|| format!("cannot read {}", file.display()))
-            .map_err(CommandError::usage)?;
-        // Rows are the ledger's only under the environment they were run in: read under another,
-        // every row would look never sent.
-        let environment = global.environment.as_str();
-        let runs = ledger.batches(Some(&check.sha256)).map_err(CommandError::usage)?;
-        if !runs.is_empty() && !runs.iter().any(|batch| batch.environment == environment) {
-            let mut others: Vec<&str> = runs.iter().map(|batch| batch.environment.as_str()).collect();
-            others.sort_unstable();
-            others.dedup();
-            let message = format!(
-                "{} was run with --env {}, not {environment}: pass --env {} to see its rows",
-                file.display(),
-                others.join(" and --env "),
-                others[0]
-            );
-            if arguments.write_results.is_some() {
-                return Err(CommandError::usage(anyhow::anyhow!(
-                    "{message}; no results were written (under --env {environment} every row would read as never sent)"
-                )));
-            }
-            terminal.warn(&message);
+        let no_outputs = Outputs {
+            results: None,
+            results_bom: false,
+            workbook: None,
+        };
+        let found = results_from_ledger(
+            global,
+            &ledger,
+            file,
+            &reading,
+            outputs.as_ref().unwrap_or(&no_outputs),
+            terminal,
+        )?;
+        if let Some(results_path) = &arguments.write_results {
+            terminal.note(&format!("results: {}", results_path.display()));
         }
-        let input = check.reopen(file, options).map_err(CommandError::usage)?;
-        let notes = HashMap::new();
-        let context = ResultsContext {
-            environment: global.environment.as_str(),
-            namespace: &arguments.key_namespace,
-            notes: &notes,
-            invalid: &check.invalid,
-            skip_rows: &check.duplicate_rows,
-            batch: None,
-            validated_rows: check.rows,
-            bom: arguments.results_bom,
-        };
-        let tally = match &arguments.write_results {
-            Some(results_path) => {
-                let tally =
-                    results::write(results_path, Some(input), &ledger, &context).map_err(CommandError::usage)?;
-                terminal.note(&format!("results: {}", results_path.display()));
-                tally
-            }
-            None => results::tally(input, &ledger, &context).map_err(CommandError::usage)?,
-        };
         file_view = Some(FileView {
             path: file.display().to_string(),
-            sha256: check.sha256.clone(),
-            rows_by_status: tally
+            sha256: found.check.sha256.clone(),
+            rows_by_status: found
+                .tally
                 .rows
                 .iter()
                 .map(|(status, count)| (status.as_str().to_owned(), *count))
                 .collect(),
         });
-        file_batches = Some(runs);
+        file_batches = Some(found.batches);
     }
     let batches = match file_batches {
         Some(runs) => runs,

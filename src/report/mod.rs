@@ -5,6 +5,8 @@
 //! are reported does not depend on how they were sent.
 
 pub mod errors;
+pub mod next_steps;
 pub mod protect;
 pub mod results;
 pub mod terminal;
+pub mod workbook;

@@ -19,7 +19,7 @@ use crate::refund::{ResultStatus, RowNote};
 
 /// One line of the results CSV. The header is these field names, in this order: the one
 /// definition of the columns.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ResultLine {
     /// Row number in the input (header = 1).
     pub row: u64,
@@ -63,37 +63,81 @@ pub struct ResultLine {
     pub payee: String,
     /// Last change in the ledger.
     pub updated_at: String,
+    /// `amount` in minor units, when it is a valid amount (for typed outputs such as the
+    /// workbook; not a CSV column).
+    #[serde(skip)]
+    pub amount_minor: Option<i64>,
+    /// `authorized_amount` in minor units, when Payroc gave one (not a CSV column).
+    #[serde(skip)]
+    pub authorized_minor: Option<i64>,
+    /// The currency of the amounts, when the tool knows it (not a CSV column).
+    #[serde(skip)]
+    pub known_currency: Option<Currency>,
 }
 
 impl ResultLine {
-    /// Cells a spreadsheet would run as a formula, neutralised (see [`neutralise_formula`]).
-    fn neutralised(mut self) -> ResultLine {
+    /// The line as the CSV writes it: cells a spreadsheet would run as a formula neutralised (see
+    /// [`neutralise_formula`]). Borrowed when no cell needs it, as for nearly every line.
+    fn neutralised(&self) -> std::borrow::Cow<'_, ResultLine> {
+        let needs_it = self
+            .cells()
+            .iter()
+            .any(|cell| matches!(neutralise_formula(cell), std::borrow::Cow::Owned(_)));
+        if !needs_it {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut line = self.clone();
         for cell in [
-            &mut self.method,
-            &mut self.processing_terminal_id,
-            &mut self.order_id,
-            &mut self.amount,
-            &mut self.currency,
-            &mut self.refund_id,
-            &mut self.payroc_status,
-            &mut self.response_code,
-            &mut self.response_message,
-            &mut self.approval_code,
-            &mut self.processor_response_code,
-            &mut self.authorized_amount,
-            &mut self.http_status,
-            &mut self.error,
-            &mut self.notes,
-            &mut self.idempotency_key,
-            &mut self.attempts,
-            &mut self.payee,
-            &mut self.updated_at,
+            &mut line.method,
+            &mut line.processing_terminal_id,
+            &mut line.order_id,
+            &mut line.amount,
+            &mut line.currency,
+            &mut line.refund_id,
+            &mut line.payroc_status,
+            &mut line.response_code,
+            &mut line.response_message,
+            &mut line.approval_code,
+            &mut line.processor_response_code,
+            &mut line.authorized_amount,
+            &mut line.http_status,
+            &mut line.error,
+            &mut line.notes,
+            &mut line.idempotency_key,
+            &mut line.attempts,
+            &mut line.payee,
+            &mut line.updated_at,
         ] {
             if let std::borrow::Cow::Owned(safe) = neutralise_formula(cell) {
                 *cell = safe;
             }
         }
-        self
+        std::borrow::Cow::Owned(line)
+    }
+
+    /// The text cells, in column order.
+    fn cells(&self) -> [&String; 19] {
+        [
+            &self.method,
+            &self.processing_terminal_id,
+            &self.order_id,
+            &self.amount,
+            &self.currency,
+            &self.refund_id,
+            &self.payroc_status,
+            &self.response_code,
+            &self.response_message,
+            &self.approval_code,
+            &self.processor_response_code,
+            &self.authorized_amount,
+            &self.http_status,
+            &self.error,
+            &self.notes,
+            &self.idempotency_key,
+            &self.attempts,
+            &self.payee,
+            &self.updated_at,
+        ]
     }
 }
 
@@ -104,9 +148,17 @@ pub struct Tally {
     pub rows: BTreeMap<ResultStatus, u64>,
     /// Minor units per (status, currency) for valid rows.
     pub amounts: BTreeMap<(ResultStatus, String), i64>,
+    /// Valid rows per (status, currency): the rows `amounts` adds up.
+    pub rows_by_currency: BTreeMap<(ResultStatus, String), u64>,
 }
 
 impl Tally {
+    /// Counts a valid row's amount under its status and currency.
+    fn add_amount(&mut self, status: ResultStatus, currency: &str, minor: i64) {
+        *self.amounts.entry((status, currency.to_owned())).or_insert(0) += minor;
+        *self.rows_by_currency.entry((status, currency.to_owned())).or_insert(0) += 1;
+    }
+
     /// Rows with `status`.
     pub fn count(&self, status: ResultStatus) -> u64 {
         self.rows.get(&status).copied().unwrap_or(0)
@@ -210,14 +262,23 @@ pub struct ResultsContext<'a> {
     pub validated_rows: u64,
 }
 
+/// Receives every results line as it is made, in input order: how a second output (the
+/// workbook) is written from the very same pass as the CSV, so the two cannot disagree.
+pub trait LineSink {
+    /// Takes one line, as made (formula cells not neutralised: a typed output stores text as
+    /// text and needs no defence).
+    fn line(&mut self, line: &ResultLine) -> Result<(), ResultsError>;
+}
+
 /// Writes the results for `input` to `path` atomically, returning the tally. Without `input`
 /// (the file no longer has the header it was validated with) every row is written from what
-/// the ledger recorded of it.
+/// the ledger recorded of it. `also`, when given, receives every line too.
 pub fn write(
     path: &Path,
     input: Option<InputReader>,
     ledger: &Ledger,
     context: &ResultsContext<'_>,
+    also: Option<&mut dyn LineSink>,
 ) -> Result<Tally, ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_owned(),
@@ -226,28 +287,35 @@ pub fn write(
     if path == Path::new("-") {
         // `--results -`: the CSV is the command's data, on stdout (messages stay on stderr).
         let stdout = std::io::stdout().lock();
-        let (tally, mut stdout) = write_rows(stdout, path, input, ledger, context)?;
+        let (tally, mut stdout) = write_rows(stdout, path, input, ledger, context, also)?;
         stdout.flush().map_err(io_error)?;
         return Ok(tally);
     }
     files::write_atomically(
         path,
-        |output| write_rows(output, path, input, ledger, context),
+        |output| write_rows(output, path, input, ledger, context, also),
         io_error,
     )
 }
 
-/// Counts what the results would say without writing a file (for `status FILE`).
-pub fn tally(input: InputReader, ledger: &Ledger, context: &ResultsContext<'_>) -> Result<Tally, ResultsError> {
-    write_rows(std::io::sink(), Path::new("(no file)"), Some(input), ledger, context).map(|(tally, _)| tally)
+/// Counts what the results would say without writing a file (for `status FILE`), handing every
+/// line to `also` when given.
+pub fn tally(
+    input: Option<InputReader>,
+    ledger: &Ledger,
+    context: &ResultsContext<'_>,
+    also: Option<&mut dyn LineSink>,
+) -> Result<Tally, ResultsError> {
+    write_rows(std::io::sink(), Path::new("(no file)"), input, ledger, context, also).map(|(tally, _)| tally)
 }
 
 fn write_rows<W: Write>(
     output: W,
     path: &Path,
-    mut input: Option<InputReader>,
+    input: Option<InputReader>,
     ledger: &Ledger,
     context: &ResultsContext<'_>,
+    mut also: Option<&mut dyn LineSink>,
 ) -> Result<(Tally, W), ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_owned(),
@@ -257,14 +325,38 @@ fn write_rows<W: Write>(
         path: path.to_owned(),
         source,
     };
-    let _snapshot = ledger.read_snapshot()?;
     let mut output = output;
     if context.bom {
         output.write_all("\u{feff}".as_bytes()).map_err(io_error)?;
     }
     let mut writer = csv::Writer::from_writer(output);
-    let mut tally = Tally::default();
     let mut wrote_any = false;
+    let tally = each_line(input, ledger, context, |line| {
+        writer.serialize(line.neutralised()).map_err(csv_error)?;
+        wrote_any = true;
+        match also.as_mut() {
+            Some(sink) => sink.line(line),
+            None => Ok(()),
+        }
+    })?;
+    let mut output = writer.into_inner().map_err(|error| io_error(error.into_error()))?;
+    if !wrote_any {
+        // serde writes the header with the first line; a file without rows still gets it.
+        output.write_all(&header_line()).map_err(io_error)?;
+    }
+    Ok((tally, output))
+}
+
+/// Makes the results line of every validated row, in input order, from the input and the
+/// ledger, and hands each to `emit`: the one place a row's reported status is decided.
+fn each_line(
+    mut input: Option<InputReader>,
+    ledger: &Ledger,
+    context: &ResultsContext<'_>,
+    mut emit: impl FnMut(&ResultLine) -> Result<(), ResultsError>,
+) -> Result<Tally, ResultsError> {
+    let _snapshot = ledger.read_snapshot()?;
+    let mut tally = Tally::default();
     // Rows the file no longer holds as validated are written from this batch's records, read
     // once when the first such row turns up.
     let mut batch_records: Option<HashMap<u64, RecordOfRow>> = None;
@@ -292,8 +384,7 @@ fn write_rows<W: Write>(
             };
             let line = changed_row_line(row, records.get(&row), context, &mut tally);
             *tally.rows.entry(line.status).or_insert(0) += 1;
-            writer.serialize(line.neutralised()).map_err(csv_error)?;
-            wrote_any = true;
+            emit(&line)?;
             next_row = row + 1;
         }
         let Some(Ok(parsed)) = parsed else {
@@ -332,6 +423,8 @@ fn write_rows<W: Write>(
                     order_id: row.order_id.clone(),
                     amount: format_amount(row.amount_minor, row.currency),
                     currency: row.currency.code().to_owned(),
+                    amount_minor: Some(row.amount_minor),
+                    known_currency: Some(row.currency),
                     ..ResultLine::default()
                 };
                 if context.skip_rows.contains(&row.row) {
@@ -373,7 +466,7 @@ fn write_rows<W: Write>(
                             line.error = note
                                 .map(|note| note.error.clone())
                                 .unwrap_or_else(|| "not sent yet: run again to resume".into());
-                            *tally.amounts.entry((line.status, line.currency.clone())).or_insert(0) += row.amount_minor;
+                            tally.add_amount(line.status, &line.currency, row.amount_minor);
                         }
                     }
                 }
@@ -381,15 +474,9 @@ fn write_rows<W: Write>(
             }
         };
         *tally.rows.entry(line.status).or_insert(0) += 1;
-        writer.serialize(line.neutralised()).map_err(csv_error)?;
-        wrote_any = true;
+        emit(&line)?;
     }
-    let mut output = writer.into_inner().map_err(|error| io_error(error.into_error()))?;
-    if !wrote_any {
-        // serde writes the header with the first line; a file without rows still gets it.
-        output.write_all(&header_line()).map_err(io_error)?;
-    }
-    Ok((tally, output))
+    Ok(tally)
 }
 
 /// A ledger record with what `results` needs of it.
@@ -403,6 +490,9 @@ fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&R
     // Amounts are what the ledger sent when it sent something.
     line.amount = major_units(record.amount_minor, currency);
     line.currency = record.currency.clone();
+    line.amount_minor = Some(record.amount_minor);
+    line.known_currency = currency;
+    line.authorized_minor = record.answer.authorized_amount_minor;
     let answer = &record.answer;
     line.refund_id = answer.refund_id.as_ref().map(ToString::to_string).unwrap_or_default();
     line.payroc_status = optional(&answer.payroc_status);
@@ -424,7 +514,7 @@ fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&R
     line.attempts = record.attempts.to_string();
     line.payee = record.payee_masked.clone();
     line.updated_at = record.updated_at.clone();
-    *tally.amounts.entry((line.status, record.currency.clone())).or_insert(0) += record.amount_minor;
+    tally.add_amount(line.status, &record.currency, record.amount_minor);
 }
 
 /// The line of a validated row that the input file no longer holds as it was (rewritten,

@@ -1,0 +1,95 @@
+//! What a person does about a row, by its status: one text per status, used by the summary at
+//! the end of a command (grouped, with counts) and by the workbook's *Needs a person* sheet (row
+//! by row), so the two never give different advice.
+
+use crate::refund::ResultStatus;
+use crate::report::results::Tally;
+use crate::report::terminal::rows;
+
+/// What to do about one row with `status`; `None` for a row that needs nothing (`succeeded`).
+pub fn for_row(status: ResultStatus) -> Option<&'static str> {
+    Some(match status {
+        ResultStatus::Succeeded => return None,
+        ResultStatus::Queued => {
+            "accepted by Payroc for later processing: nothing to do now; `reconcile FILE --include-queued` reads whether it settled"
+        }
+        ResultStatus::Unknown | ResultStatus::Pending => UNFINISHED,
+        ResultStatus::Declined | ResultStatus::Rejected => DECLINED,
+        ResultStatus::Returned => RETURNED,
+        ResultStatus::Partial => PARTIAL,
+        ResultStatus::Reversed => REVERSED,
+        ResultStatus::Conflict => CONFLICT,
+        ResultStatus::Invalid => INVALID,
+    })
+}
+
+const UNFINISHED: &str =
+    "run the same command again to resume (it keeps its key, so it is never refunded twice), or `reconcile FILE`";
+const DECLINED: &str =
+    "see the error column of the results, fix what it says in the file and run again with --retry-failed";
+const RETURNED: &str = "nothing was refunded: fix the bank details and run again with --retry-failed";
+const PARTIAL: &str = "authorized_amount is what was refunded; never re-sent, as that would refund the approved part twice: refund the rest under a new order_id if it is owed";
+const REVERSED: &str = "nothing was refunded: find out why before refunding again under a new order_id";
+const CONFLICT: &str =
+    "the order was already refunded, or the file differs from what was sent for it: see the error column";
+const INVALID: &str = "fix the row in the file as the error column of the results says and run again";
+
+/// What to do next, in words, one line per kind of row that needs something (the end of a
+/// command's summary).
+pub fn for_tally(tally: &Tally) -> Vec<String> {
+    let count = |status| tally.count(status);
+    let kinds: [(u64, &str, &str); 7] = [
+        (
+            tally.count_where(ResultStatus::is_unfinished),
+            "not finished (unknown or pending)",
+            UNFINISHED,
+        ),
+        (
+            count(ResultStatus::Declined) + count(ResultStatus::Rejected),
+            "declined or rejected",
+            DECLINED,
+        ),
+        (
+            count(ResultStatus::Returned),
+            "returned by the customer's bank",
+            RETURNED,
+        ),
+        (count(ResultStatus::Partial), "only partly approved", PARTIAL),
+        (count(ResultStatus::Reversed), "reversed after approval", REVERSED),
+        (count(ResultStatus::Conflict), "in conflict", CONFLICT),
+        (count(ResultStatus::Invalid), "invalid", INVALID),
+    ];
+    kinds
+        .iter()
+        .filter(|(rows_of_kind, _, _)| *rows_of_kind > 0)
+        .map(|(rows_of_kind, kind, what)| format!("{} {kind}: {what}", rows(*rows_of_kind)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_but_succeeded_says_what_to_do() {
+        for status in ResultStatus::ALL {
+            assert_eq!(for_row(status).is_none(), status == ResultStatus::Succeeded, "{status}");
+        }
+    }
+
+    #[test]
+    fn the_summary_groups_kinds_with_their_counts() {
+        let mut tally = Tally::default();
+        tally.rows.insert(ResultStatus::Declined, 2);
+        tally.rows.insert(ResultStatus::Rejected, 1);
+        tally.rows.insert(ResultStatus::Succeeded, 5);
+        tally.rows.insert(ResultStatus::Pending, 1);
+        let steps = for_tally(&tally);
+        assert_eq!(steps.len(), 2);
+        assert!(steps[0].starts_with("1 row not finished"), "{steps:?}");
+        assert!(
+            steps[1].starts_with("3 rows declined or rejected: see the error column"),
+            "{steps:?}"
+        );
+    }
+}
