@@ -40,7 +40,12 @@ fn main() -> ExitCode {
     let terminal = Terminal::new(OutputOptions {
         quiet: cli.global.quiet,
         no_progress: cli.global.no_progress,
-        plain_progress_interval: Duration::from_secs(5),
+        // How often a progress line is written without a terminal (cron, pipes, JSON logs):
+        // every 5 s, or REFUND_BATCH_PROGRESS_INTERVAL_MS for denser or sparser logs.
+        plain_progress_interval: std::env::var("REFUND_BATCH_PROGRESS_INTERVAL_MS")
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .map_or(Duration::from_secs(5), Duration::from_millis),
         json: cli.global.log_format == LogFormat::Json,
     });
     if let Some(path) = &config_path {

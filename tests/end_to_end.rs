@@ -457,6 +457,46 @@ fn with_log_format_json_every_line_on_stderr_is_one_json_object() {
 }
 
 #[test]
+fn progress_on_a_resume_counts_only_this_runs_sends_and_starts_from_the_planned_rate() {
+    let workdir = Workdir::new();
+    let header = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date\n";
+    let row = |number: u32| format!("card,1234001,PR-{number},1.00,USD,refund,4111111111111111,1230\n");
+    let first: String = (1..=30).map(row).collect();
+    workdir.write("day.csv", &format!("{header}{first}"));
+    let sandbox = TestSandbox::start(SandboxConfig::default());
+    workdir.run(&sandbox, "day.csv", &["--rate", "1000"]).code(0);
+    // The same file grown by two rows: 30 are done already, 2 are sent at 4 a second.
+    let more: String = (31..=32).map(row).collect();
+    workdir.write("day.csv", &format!("{header}{first}{more}"));
+    let output = workdir
+        .command_with_progress()
+        .env("REFUND_BATCH_PROGRESS_INTERVAL_MS", "0")
+        .args(["--log-format", "json"])
+        .args(sandbox.arguments())
+        .args(["run", "day.csv", "--rate", "4"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0));
+    let progress: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("one JSON object a line"))
+        .filter(|value| value["event"] == "progress")
+        .collect();
+    assert_eq!(progress.len(), 32, "a line for every row: {progress:?}");
+    // The first ETA is the rows left at --rate: 31 rows at 4 a second.
+    assert_eq!(progress[0]["done"], 1);
+    assert_eq!(progress[0]["eta_seconds"], 7);
+    for line in &progress {
+        let done = line["done"].as_u64().unwrap();
+        assert!(line["eta_seconds"].is_u64(), "{line}");
+        if done <= 30 {
+            // Rows the first run finished are no pace of this run's.
+            assert!(line["rows_per_second"].is_null(), "{line}");
+        }
+    }
+}
+
+#[test]
 fn amounts_with_a_decimal_comma_are_read_with_the_option_and_explained_without_it() {
     let workdir = Workdir::new();
     workdir.write(

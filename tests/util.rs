@@ -159,6 +159,17 @@ impl Workdir {
 
     /// [`Workdir::command`] as a plain `std::process::Command`, for tests that signal or kill it.
     pub fn std_command(&self) -> std::process::Command {
+        let mut command = self.std_command_with_progress();
+        command.arg("--no-progress");
+        command
+    }
+
+    /// [`Workdir::command`] with its progress display (plain lines: the output is no terminal).
+    pub fn command_with_progress(&self) -> Command {
+        Command::from_std(self.std_command_with_progress())
+    }
+
+    fn std_command_with_progress(&self) -> std::process::Command {
         let mut command = std::process::Command::new(binary());
         for (name, _) in std::env::vars() {
             if name.starts_with("REFUND_BATCH_") || name.starts_with("PAYROC_") || name == "RUST_LOG" {
@@ -171,8 +182,7 @@ impl Workdir {
             .env("PAYROC_API_KEY", API_KEY)
             .env("REFUND_BATCH_RETRY_DELAY_MS", "1")
             .env("REFUND_BATCH_MAX_RETRY_DELAY_MS", "20")
-            .env("NO_COLOR", "1")
-            .arg("--no-progress");
+            .env("NO_COLOR", "1");
         command
     }
 

@@ -51,7 +51,7 @@ pub async fn reconcile(
         .check
         .reopen(&session.input_path, read_options)
         .map_err(CommandError::usage)?;
-    let progress = terminal.progress(session.check.valid);
+    let progress = terminal.progress(session.check.valid, None);
     let reconciled = reconcile_rows(
         &mut session.ledger,
         input,

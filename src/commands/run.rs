@@ -105,7 +105,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         .check
         .reopen(&session.input_path, read_options)
         .map_err(CommandError::usage)?;
-    let progress = terminal.progress(session.check.valid);
+    let progress = terminal.progress(session.check.valid, Some(arguments.rate));
     let (report, dispatched) = dispatch(
         &mut session.ledger,
         input,

@@ -164,20 +164,15 @@ impl Terminal {
         self.line("error", text);
     }
 
-    /// Starts a progress display for `total` rows.
-    pub fn progress(&self, total: u64) -> Progress {
+    /// Starts a progress display for `total` rows. `planned_rate` (requests a second, `--rate`)
+    /// gives the first ETA, before this run has finished rows enough to measure its own pace.
+    pub fn progress(&self, total: u64, planned_rate: Option<u32>) -> Progress {
         let show = !self.options.quiet && !self.options.no_progress;
         let bar = (show && self.is_terminal && !self.options.json).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
-            let style = ProgressStyle::with_template("{prefix}{bar:30} {pos}/{len} rows  {msg}  {rate}  ETA {eta}")
-                .map(|style| {
-                    style.with_key(
-                        "rate",
-                        |state: &indicatif::ProgressState, writer: &mut dyn std::fmt::Write| {
-                            let _ = write!(writer, "{:.0} rows/s", state.per_sec());
-                        },
-                    )
-                })
+            // The rate and ETA are in the message, from this run's own sends (indicatif's would
+            // count the rows an earlier run finished, which take no time now).
+            let style = ProgressStyle::with_template("{prefix}{bar:30} {pos}/{len} rows  {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             if let Some(banner) = self
@@ -204,6 +199,7 @@ impl Terminal {
                 .map(|banner| format!("{banner} "))
                 .unwrap_or_default(),
             total,
+            planned_rate: planned_rate.map(f64::from),
             counts: Default::default(),
             done: AtomicU64::new(0),
             finished_here: AtomicU64::new(0),
@@ -221,6 +217,8 @@ pub struct Progress {
     /// The environment banner for plain progress lines.
     prefix: String,
     total: u64,
+    /// `--rate`: the pace assumed until this run has measured its own.
+    planned_rate: Option<f64>,
     counts: [AtomicU64; ResultStatus::ALL.len()],
     done: AtomicU64,
     /// Rows whose request (or look-up) finished in this run: the rate and the ETA come from
@@ -252,21 +250,36 @@ impl crate::dispatch::ProgressReport for Progress {
 }
 
 impl Progress {
-    /// This run's pace, rows a second, from the rows it finished itself, and the time left for
-    /// the rest at that pace; `None` until two have finished.
-    fn pace(&self, done: u64) -> Option<(f64, Duration)> {
+    /// This run's pace, rows a second, and the time left for the rest at that pace: measured
+    /// from the rows this run finished itself once two have, and until then the planned rate
+    /// (`--rate`), which is what a run limited by it reaches. `None` with neither. The flag says
+    /// whether the pace was measured.
+    fn pace(&self, done: u64) -> Option<(f64, Duration, bool)> {
         let finished = self.finished_here.load(Ordering::Relaxed);
-        let since = (*self
+        let since = *self
             .first_finished
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner))?;
-        let elapsed = since.elapsed().as_secs_f64();
-        if finished < 2 || elapsed <= 0.0 {
-            return None;
-        }
-        let rate = (finished - 1) as f64 / elapsed;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let measured = since
+            .map(|since| since.elapsed().as_secs_f64())
+            .filter(|elapsed| finished >= 2 && *elapsed > 0.0)
+            .map(|elapsed| (finished - 1) as f64 / elapsed);
+        let (rate, is_measured) = match (measured, self.planned_rate) {
+            (Some(rate), _) => (rate, true),
+            (None, Some(planned)) if planned > 0.0 => (planned, false),
+            _ => return None,
+        };
         let left = self.total.saturating_sub(done) as f64 / rate;
-        Some((rate, Duration::from_secs_f64(left.min(1e9))))
+        Some((rate, Duration::from_secs_f64(left.min(1e9)), is_measured))
+    }
+
+    /// `, 19 rows/s, ETA 1m 40s` (the rate left out until measured).
+    fn pace_text(&self, done: u64) -> String {
+        match self.pace(done) {
+            Some((rate, left, true)) => format!(", {rate:.0} rows/s, ETA {}", eta_text(left)),
+            Some((_, left, false)) => format!(", ETA {}", eta_text(left)),
+            None => String::new(),
+        }
     }
 
     fn count(&self, status: ResultStatus) {
@@ -276,7 +289,7 @@ impl Progress {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(bar) = &self.bar {
             bar.set_position(done);
-            bar.set_message(self.counts_text());
+            bar.set_message(format!("{}{}", self.counts_text(), self.pace_text(done)));
         }
         if let Some(last) = &self.plain {
             let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -297,18 +310,18 @@ impl Progress {
                         "done": done,
                         "total": self.total,
                         "counts": counts,
-                        "rows_per_second": pace.map(|(rate, _)| (rate * 10.0).round() / 10.0),
-                        "eta_seconds": pace.map(|(_, left)| left.as_secs()),
+                        "rows_per_second": pace
+                            .filter(|(_, _, measured)| *measured)
+                            .map(|(rate, _, _)| (rate * 10.0).round() / 10.0),
+                        "eta_seconds": pace.map(|(_, left, _)| left.as_secs()),
                     }))
                 } else {
-                    let pace = pace
-                        .map(|(rate, left)| format!(", {rate:.0} rows/s, ETA {}", eta_text(left)))
-                        .unwrap_or_default();
                     format!(
-                        "{}progress: {done}/{} rows, {}{pace}\n",
+                        "{}progress: {done}/{} rows, {}{}\n",
                         self.prefix,
                         self.total,
-                        self.counts_text()
+                        self.counts_text(),
+                        self.pace_text(done)
                     )
                 };
                 let _ = std::io::stderr().write_all(line.as_bytes());
@@ -338,5 +351,64 @@ impl Progress {
             bar.finish_and_clear();
             *ACTIVE_BAR.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::ProgressReport;
+
+    fn progress(total: u64, planned_rate: Option<f64>) -> Progress {
+        Progress {
+            bar: None,
+            plain: None,
+            interval: Duration::MAX,
+            prefix: String::new(),
+            total,
+            planned_rate,
+            counts: Default::default(),
+            done: AtomicU64::new(0),
+            finished_here: AtomicU64::new(0),
+            first_finished: Mutex::new(None),
+            json: false,
+        }
+    }
+
+    #[test]
+    fn the_first_eta_comes_from_the_planned_rate_and_the_rows_left() {
+        let progress = progress(200, Some(20.0));
+        assert_eq!(progress.pace_text(0), ", ETA 10s");
+        // Rows an earlier run finished take no time: the ETA is for the rows left.
+        for _ in 0..100 {
+            progress.already_done(RefundState::Succeeded);
+        }
+        assert_eq!(
+            progress.pace(100).map(|(_, left, measured)| (left, measured)),
+            Some((Duration::from_secs(5), false))
+        );
+        assert_eq!(progress.pace_text(100), ", ETA 5s");
+        // Without a planned rate nothing is guessed.
+        assert_eq!(self::progress(10, None).pace_text(0), "");
+    }
+
+    #[test]
+    fn the_rate_is_measured_from_this_runs_rows_only() {
+        let progress = progress(1_000, Some(20.0));
+        for _ in 0..500 {
+            progress.already_done(RefundState::Succeeded);
+        }
+        // 11 rows finished here over 10 seconds: 1 row a second, whatever ran before.
+        progress.finished_here.store(11, Ordering::Relaxed);
+        *progress.first_finished.lock().unwrap() = Instant::now().checked_sub(Duration::from_secs(10));
+        let (rate, left, measured) = progress.pace(511).unwrap();
+        assert!(measured);
+        assert!((0.9..=1.0).contains(&rate), "{rate}");
+        assert!(left >= Duration::from_secs(489), "{left:?}");
+        assert!(
+            progress.pace_text(511).starts_with(", 1 rows/s, ETA 8m"),
+            "{}",
+            progress.pace_text(511)
+        );
     }
 }
