@@ -163,7 +163,7 @@ fn open(
         .begin_batch(
             &input.file.display().to_string(),
             &check.sha256,
-            global.environment.as_str(),
+            global.environment,
             command,
         )
         .map_err(CommandError::usage)?;
@@ -288,7 +288,7 @@ impl Session {
     ) -> Result<ExitStatus, CommandError> {
         let results_path = results_path.unwrap_or_else(|| results::default_path(&self.input_path));
         let context = ResultsContext {
-            environment: self.environment.as_str(),
+            environment: self.environment,
             namespace: &self.namespace,
             notes,
             invalid: &self.check.invalid,

@@ -12,7 +12,7 @@ use crate::exit::ExitStatus;
 use crate::input::ReadOptions;
 use crate::input::file_check::check_file;
 use crate::ledger::{Ledger, LedgerError};
-use crate::refund::money::{Currency, format_amount};
+use crate::refund::money::format_amount;
 use crate::report::results::{self, ResultsContext};
 use crate::report::terminal::Terminal;
 
@@ -99,7 +99,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
             .map_err(CommandError::usage)?;
         // Rows are the ledger's only under the environment they were run in: read under another,
         // every row would look never sent.
-        let environment = global.environment.as_str();
+        let environment = global.environment;
         let runs = ledger.batches(Some(&check.sha256)).map_err(CommandError::usage)?;
         if !runs.is_empty() && !runs.iter().any(|batch| batch.environment == environment) {
             let mut others: Vec<&str> = runs.iter().map(|batch| batch.environment.as_str()).collect();
@@ -121,7 +121,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
         let input = check.reopen(file, options).map_err(CommandError::usage)?;
         let notes = HashMap::new();
         let context = ResultsContext {
-            environment: global.environment.as_str(),
+            environment: global.environment,
             namespace: &arguments.key_namespace,
             notes: &notes,
             invalid: &check.invalid,
@@ -164,7 +164,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
                 id: batch.id.0,
                 input_path: batch.input_path,
                 input_sha256: batch.input_sha256,
-                environment: batch.environment,
+                environment: batch.environment.as_str().to_owned(),
                 started_at: batch.started_at,
                 state: match (&batch.finished_at, running) {
                     (Some(_), _) => "finished",
@@ -186,11 +186,9 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
                     crate::ledger::RefundState::Sending if running => "sending".to_owned(),
                     state => state.result_status().as_str().to_owned(),
                 },
-                amount: Currency::from_code(&total.currency)
-                    .map(|known| format_amount(total.amount_minor, known))
-                    .unwrap_or_else(|| total.amount_minor.to_string()),
-                environment: total.environment,
-                currency: total.currency,
+                amount: format_amount(total.amount_minor, total.currency),
+                environment: total.environment.as_str().to_owned(),
+                currency: total.currency.code().to_owned(),
                 rows: total.rows,
             })
             .collect(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::ledger::{Ledger, LedgerError, NewRefund, RefundRecord, RefundState};
 use crate::payroc::body::PreparedRefund;
+use crate::refund::money::Currency;
 use crate::refund::{ResultStatus, RowNote};
 
 use super::DispatchOptions;
@@ -33,7 +34,7 @@ pub fn decide(
     ledger: &mut Ledger,
     prepared: &PreparedRefund,
     amount_minor: i64,
-    currency: &str,
+    currency: Currency,
     options: &DispatchOptions,
     row: u64,
 ) -> Result<Decision, LedgerError> {
@@ -85,7 +86,7 @@ pub fn decide(
                     record.state
                 ),
             }
-        } else if record.method != prepared.method.as_str() {
+        } else if record.method != prepared.method {
             let file = match record.batch_id {
                 Some(batch) => ledger.batch_input_path(batch)?,
                 None => None,
@@ -141,7 +142,7 @@ fn unchanged_retry(record: &RefundRecord, prepared: &PreparedRefund, options: &D
     let (unchanged, what) = match record.state {
         RefundState::Rejected => (record.fingerprint == prepared.fingerprint, "the row"),
         _ => (
-            record.payee_masked == prepared.payee_masked && record.method == prepared.method.as_str(),
+            record.payee_masked == prepared.payee_masked && record.method == prepared.method,
             "its payment details (card or account)",
         ),
     };
@@ -166,12 +167,12 @@ pub(crate) fn new_refund<'a>(
     prepared: &'a PreparedRefund,
     key: &'a str,
     amount_minor: i64,
-    currency: &'a str,
+    currency: Currency,
 ) -> NewRefund<'a> {
     NewRefund {
         identity: &prepared.ledger_id,
-        environment: &prepared.identity.environment,
-        method: prepared.method.as_str(),
+        environment: prepared.identity.environment,
+        method: prepared.method,
         processing_terminal_id: &prepared.identity.processing_terminal_id,
         order_id: &prepared.identity.order_id,
         idempotency_key: key,
@@ -205,8 +206,11 @@ mod tests {
     use crate::ledger::RefundId;
     use crate::ledger::RefundUpdate;
     use crate::payroc::body::prepare;
-    use crate::refund::money::Currency;
-    use crate::refund::{Customer, Method, Payee, RefundRow};
+    use crate::refund::{Customer, Environment, Method, Payee, RefundRow};
+
+    fn usd() -> Currency {
+        Currency::from_code("USD").expect("USD is known")
+    }
 
     fn row(amount_minor: i64) -> RefundRow {
         RefundRow {
@@ -215,7 +219,7 @@ mod tests {
             processing_terminal_id: "1234001".into(),
             order_id: "R1".into(),
             amount_minor,
-            currency: Currency::from_code("USD").expect("USD is known"),
+            currency: usd(),
             description: "Refund".into(),
             channel: "moto",
             operator: None,
@@ -232,7 +236,7 @@ mod tests {
 
     fn options(retry_failed: bool) -> DispatchOptions {
         DispatchOptions {
-            environment: "sandbox".into(),
+            environment: Environment::Sandbox,
             namespace: "default".into(),
             rate: NonZeroU32::MIN,
             concurrency: 1,
@@ -251,18 +255,20 @@ mod tests {
     fn ledger() -> (tempfile::TempDir, Ledger) {
         let directory = tempfile::tempdir().expect("temp dir");
         let mut ledger = Ledger::open(&directory.path().join("ledger.sqlite")).expect("open ledger");
-        ledger.begin_batch("file.csv", "sha", "sandbox", "run").expect("batch");
+        ledger
+            .begin_batch("file.csv", "sha", Environment::Sandbox, "run")
+            .expect("batch");
         (directory, ledger)
     }
 
     fn decide_row(ledger: &mut Ledger, amount_minor: i64, retry_failed: bool) -> Decision {
         let row = row(amount_minor);
-        let prepared = prepare(&row, "sandbox", "default");
+        let prepared = prepare(&row, Environment::Sandbox, "default");
         decide(
             ledger,
             &prepared,
             row.amount_minor,
-            "USD",
+            usd(),
             &options(retry_failed),
             row.row,
         )
@@ -426,30 +432,30 @@ mod tests {
         };
         set_state(&mut ledger, card.id, RefundState::Succeeded);
         // The same order by bank is the same record: its details changed, so it is held.
-        let bank = prepare(&bank_row(1000), "sandbox", "default");
+        let bank = prepare(&bank_row(1000), Environment::Sandbox, "default");
         assert_eq!(bank.identity.key(0).to_string(), card.idempotency_key);
         for retry_failed in [false, true] {
             let Decision::Hold(note) =
-                decide(&mut ledger, &bank, 1000, "USD", &options(retry_failed), 3).expect("decide")
+                decide(&mut ledger, &bank, 1000, usd(), &options(retry_failed), 3).expect("decide")
             else {
                 panic!("the same order by bank is held")
             };
             assert_eq!(note.status, ResultStatus::Conflict, "{}", note.error);
         }
         // Under another namespace it is the same order, already done.
-        let other_namespace = prepare(&row(1000), "sandbox", "team-b");
+        let other_namespace = prepare(&row(1000), Environment::Sandbox, "team-b");
         assert!(matches!(
-            decide(&mut ledger, &other_namespace, 1000, "USD", &options(true), 2).expect("decide"),
+            decide(&mut ledger, &other_namespace, 1000, usd(), &options(true), 2).expect("decide"),
             Decision::Done(_)
         ));
         // A declined refund refunded nothing: the order may go another way, on request only,
         // under the next key of the same order, and then the card row is the one in conflict.
         set_state(&mut ledger, card.id, RefundState::Declined);
         assert!(matches!(
-            decide(&mut ledger, &bank, 1000, "USD", &options(false), 3).expect("decide"),
+            decide(&mut ledger, &bank, 1000, usd(), &options(false), 3).expect("decide"),
             Decision::Hold(_)
         ));
-        let Decision::Send(by_bank) = decide(&mut ledger, &bank, 1000, "USD", &options(true), 3).expect("decide")
+        let Decision::Send(by_bank) = decide(&mut ledger, &bank, 1000, usd(), &options(true), 3).expect("decide")
         else {
             panic!("a declined order is retried by bank on request")
         };
@@ -459,8 +465,8 @@ mod tests {
         );
         assert_eq!(by_bank.idempotency_key, bank.identity.key(1).to_string());
         set_state(&mut ledger, card.id, RefundState::Succeeded);
-        let card_again = prepare(&row(1000), "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &card_again, 1000, "USD", &options(true), 2).expect("decide")
+        let card_again = prepare(&row(1000), Environment::Sandbox, "default");
+        let Decision::Hold(note) = decide(&mut ledger, &card_again, 1000, usd(), &options(true), 2).expect("decide")
         else {
             panic!("the fixed card row is held: the order was refunded by bank")
         };
@@ -470,14 +476,14 @@ mod tests {
     #[test]
     fn an_earlier_versions_record_of_the_order_under_another_method_holds_it() {
         let (_directory, mut ledger) = ledger();
-        let card = prepare(&row(1000), "sandbox", "default");
+        let card = prepare(&row(1000), Environment::Sandbox, "default");
         // As an earlier version recorded it: under its method and namespace, with a v1 key.
-        let legacy_key = crate::refund::key::legacy_v1_key(&card.identity, "default", "card", 0).to_string();
-        let mut refund = new_refund(&card, &legacy_key, 1000, "USD");
+        let legacy_key = crate::refund::key::legacy_v1_key(&card.identity, "default", Method::Card, 0).to_string();
+        let mut refund = new_refund(&card, &legacy_key, 1000, usd());
         refund.identity = &card.legacy_ledger_id;
         let legacy = ledger.insert(&refund, BatchId(1), 2).expect("insert");
         // The same row finds it and keeps its key.
-        let Decision::Send(again) = decide(&mut ledger, &card, 1000, "USD", &options(false), 2).expect("decide") else {
+        let Decision::Send(again) = decide(&mut ledger, &card, 1000, usd(), &options(false), 2).expect("decide") else {
             panic!("the pending legacy row is sent")
         };
         assert_eq!(
@@ -485,16 +491,16 @@ mod tests {
             (legacy.id, legacy_key.as_str())
         );
         set_state(&mut ledger, legacy.id, RefundState::Unknown);
-        let bank = prepare(&bank_row(1000), "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &bank, 1000, "USD", &options(true), 3).expect("decide") else {
+        let bank = prepare(&bank_row(1000), Environment::Sandbox, "default");
+        let Decision::Hold(note) = decide(&mut ledger, &bank, 1000, usd(), &options(true), 3).expect("decide") else {
             panic!("the order by bank is held while the card refund may exist")
         };
         assert!(note.error.contains("by card"), "{}", note.error);
         // A letter-case variant of the order is the same order unless allowed.
         let mut variant = row(1000);
         variant.order_id = variant.order_id.to_lowercase();
-        let variant = prepare(&variant, "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &variant, 1000, "USD", &options(false), 4).expect("decide")
+        let variant = prepare(&variant, Environment::Sandbox, "default");
+        let Decision::Hold(note) = decide(&mut ledger, &variant, 1000, usd(), &options(false), 4).expect("decide")
         else {
             panic!("a case variant is held")
         };
@@ -504,7 +510,7 @@ mod tests {
             ..options(false)
         };
         assert!(matches!(
-            decide(&mut ledger, &variant, 1000, "USD", &allowing, 4).expect("decide"),
+            decide(&mut ledger, &variant, 1000, usd(), &allowing, 4).expect("decide"),
             Decision::Send(_)
         ));
     }
@@ -521,8 +527,8 @@ mod tests {
             ..options(true)
         };
         // The same card again: held, saying why and how to send it anyway.
-        let same = prepare(&row(1000), "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &same, 1000, "USD", &strict, 2).expect("decide") else {
+        let same = prepare(&row(1000), Environment::Sandbox, "default");
+        let Decision::Hold(note) = decide(&mut ledger, &same, 1000, usd(), &strict, 2).expect("decide") else {
             panic!("an unchanged declined row is held")
         };
         assert_eq!(note.status, ResultStatus::Declined);
@@ -534,8 +540,8 @@ mod tests {
             expiry_date: "1230".into(),
             cardholder_name: None,
         };
-        let other_card = prepare(&other_card, "sandbox", "default");
-        let Decision::Send(retry) = decide(&mut ledger, &other_card, 1000, "USD", &strict, 2).expect("decide") else {
+        let other_card = prepare(&other_card, Environment::Sandbox, "default");
+        let Decision::Send(retry) = decide(&mut ledger, &other_card, 1000, usd(), &strict, 2).expect("decide") else {
             panic!("a declined row with another card is retried")
         };
         assert_eq!(retry.generation, 1);

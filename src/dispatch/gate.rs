@@ -56,7 +56,7 @@ pub fn refuse_new_key(
     }
     let identity = &prepared.identity;
     let others = ledger.same_order(
-        &identity.environment,
+        identity.environment,
         &identity.processing_terminal_id,
         &identity.order_id,
         own.map(|own| own.id),
@@ -87,7 +87,7 @@ pub fn refuse_new_key(
             }));
         }
         if !other.is_definite_failure() {
-            let how = if other.method == prepared.method.as_str() {
+            let how = if other.method == prepared.method {
                 "under another key namespace or an earlier version's key".to_owned()
             } else {
                 format!("by {}", other.method)

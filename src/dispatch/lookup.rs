@@ -196,10 +196,10 @@ pub(super) fn refunded_something(listed_by: Method, refund: &CreatedRefund) -> b
 /// amount and currency. The one matcher of "this refund is ours" that the look-up before a
 /// first send and reconcile share; anything else listed for the order is another refund.
 pub(super) fn is_the_records_refund(listed_by: Method, refund: &CreatedRefund, record: &RefundRecord) -> bool {
-    listed_by.as_str() == record.method
+    listed_by == record.method
         && refund.order.as_ref().is_some_and(|order| {
             order.amount == Some(record.amount_minor)
-                && order.currency.as_deref() == Some(&record.currency)
+                && order.currency.as_deref() == Some(record.currency.code())
                 && order.order_id.as_deref() == Some(&record.order_id)
         })
 }

@@ -48,15 +48,15 @@ use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, RefundRecord, RefundState};
 use crate::payroc::body::prepare;
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
-use crate::refund::{Method, RowNote};
+use crate::refund::{Environment, Method, RowNote};
 use lookup::{LookupVerdict, settle_lookup};
 pub use progress::ProgressReport;
 
 /// How the dispatcher runs.
 #[derive(Debug, Clone)]
 pub struct DispatchOptions {
-    /// `sandbox`, `uat` or `production`: part of every key.
-    pub environment: String,
+    /// Where refunds go: part of every key.
+    pub environment: Environment,
     /// Key namespace: part of every key.
     pub namespace: String,
     /// Requests per second.

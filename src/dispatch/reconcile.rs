@@ -42,13 +42,13 @@ use crate::input::{InputReader, ParsedRow};
 use crate::ledger::{BatchId, Ledger, PayrocAnswer, RefundRecord, RefundState, RefundUpdate};
 use crate::payroc::body::prepare;
 use crate::payroc::{PayrocClient, SendResult};
-use crate::refund::{Method, ResultStatus, RowNote};
+use crate::refund::{Environment, Method, ResultStatus, RowNote};
 
 /// How reconciliation runs.
 #[derive(Debug, Clone)]
 pub struct ReconcileOptions {
-    /// `sandbox`, `uat` or `production`.
-    pub environment: String,
+    /// Where refunds go.
+    pub environment: Environment,
     /// Key namespace.
     pub namespace: String,
     /// Also look up `queued` rows.
@@ -179,7 +179,7 @@ pub async fn reconcile(
             }
         };
         last_row = row.row;
-        let prepared = prepare(&row, &options.environment, &options.namespace);
+        let prepared = prepare(&row, options.environment, &options.namespace);
         let Some(record) = ledger.find_order(&prepared.ledger_id, &prepared.legacy_ledger_id)? else {
             not_confirmed(
                 &mut report,
@@ -191,7 +191,7 @@ pub async fn reconcile(
             continue;
         };
         // The way the order's refund went, which a row of another file may not share.
-        let method = Method::parse(&record.method).unwrap_or(row.method);
+        let method = record.method;
         if options.refresh
             && let Some(refund_id) = record
                 .answer
@@ -410,7 +410,7 @@ pub async fn reconcile(
                 confirmed_rows.insert(row.row);
                 let generation = record.generation + 1;
                 let key = prepared.identity.key(generation).to_string();
-                let refund = new_refund(&prepared, &key, row.amount_minor, row.currency.code());
+                let refund = new_refund(&prepared, &key, row.amount_minor, row.currency);
                 let detail = format!(
                     "a person confirmed (reconcile --confirm-not-created) that Payroc has no refund for this order; \
                      Payroc lists none between {window_text}. The next run sends it under a new key"

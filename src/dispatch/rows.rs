@@ -166,12 +166,12 @@ impl Dispatcher<'_> {
                 // here is compared with what validation read (`FileCheck::reopen`).
                 ParsedRow::Invalid { .. } => continue,
             };
-            let prepared = prepare(&row, &self.options.environment, &self.options.namespace);
+            let prepared = prepare(&row, self.options.environment, &self.options.namespace);
             match decide(
                 self.ledger,
                 &prepared,
                 row.amount_minor,
-                row.currency.code(),
+                row.currency,
                 self.options,
                 row.row,
             )? {

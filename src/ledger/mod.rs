@@ -66,7 +66,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::refund::PayrocRefundId;
+use crate::refund::money::Currency;
+use crate::refund::{Environment, Method, PayrocRefundId};
 
 pub use batches::BatchSummary;
 // Only returned by the ledger so far, never named outside it; re-exported all the same, so every
@@ -117,6 +118,24 @@ impl rusqlite::ToSql for PayrocRefundId {
         Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
     }
 }
+
+/// The core's closed sets of names are stored as those names: `card`, `USD`, `uat`. They are read
+/// back through [`records::StoredName`], which refuses any other text as a corrupt ledger.
+macro_rules! sql_stored_name {
+    ($($name:ty => $text:expr),*) => {$(
+        impl rusqlite::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                let text: fn(&$name) -> &'static str = $text;
+                Ok(rusqlite::types::ToSqlOutput::from(text(self)))
+            }
+        }
+    )*};
+}
+sql_stored_name!(
+    Method => |method| method.as_str(),
+    Currency => |currency| currency.code(),
+    Environment => |environment| environment.as_str()
+);
 
 impl rusqlite::types::FromSql for PayrocRefundId {
     fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
@@ -174,7 +193,7 @@ pub struct Ledger {
     created: bool,
     /// The environment whose first send this connection has made sure is recorded (see
     /// [`Ledger::first_send_at`]), so each mark does not write it again.
-    first_send_noted: Option<String>,
+    first_send_noted: Option<Environment>,
     /// Held for the life of the ledger: `File::try_lock` is released when the file closes.
     /// `None` for a reader ([`Ledger::open_reader`]).
     _lock: Option<File>,
@@ -187,7 +206,7 @@ pub fn now() -> String {
 }
 
 /// The `meta` entry holding when the ledger first recorded a send in an environment.
-fn first_send_name(environment: &str) -> String {
+fn first_send_name(environment: Environment) -> String {
     format!("first_send_at:{environment}")
 }
 
@@ -204,7 +223,7 @@ impl Ledger {
 
     /// When this ledger first recorded a send in `environment` (Payroc's time, RFC 3339), if
     /// ever: it can vouch for what Payroc holds there only since then.
-    pub fn first_send_at(&self, environment: &str) -> Result<Option<String>, LedgerError> {
+    pub fn first_send_at(&self, environment: Environment) -> Result<Option<String>, LedgerError> {
         self.meta(&first_send_name(environment))
     }
 
@@ -241,14 +260,14 @@ mod testing {
     pub(super) fn new_refund<'a>(identity: &'a str, key: &'a str) -> NewRefund<'a> {
         NewRefund {
             identity,
-            environment: "sandbox",
-            method: "card",
+            environment: Environment::Sandbox,
+            method: Method::Card,
             processing_terminal_id: "1234001",
             order_id: "R1",
             idempotency_key: key,
             fingerprint: "f0",
             amount_minor: 4999,
-            currency: "USD",
+            currency: Currency::from_code("USD").expect("USD is in Payroc's list"),
             payee_masked: "453985******7062",
             needs_precheck: false,
         }

@@ -12,7 +12,7 @@ use rusqlite::params;
 
 use super::records::read_record;
 use super::{BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundState, RefundUpdate, now};
-use crate::refund::PayrocRefundId;
+use crate::refund::{Environment, PayrocRefundId};
 
 impl Ledger {
     /// Settles a refund from what Payroc's records say (`reconcile`), leaving an audit-trail
@@ -89,7 +89,7 @@ impl Ledger {
     /// `except`, each with the input file of its batch.
     pub fn same_order(
         &self,
-        environment: &str,
+        environment: Environment,
         processing_terminal_id: &str,
         order_id: &str,
         except: Option<RefundId>,

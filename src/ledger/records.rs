@@ -10,7 +10,8 @@ use std::fmt;
 use rusqlite::ToSql;
 
 use super::{BatchId, RefundId};
-use crate::refund::{PayrocRefundId, ResultStatus};
+use crate::refund::money::Currency;
+use crate::refund::{Environment, Method, PayrocRefundId, ResultStatus};
 
 /// Where a refund stands. Stored as its lower-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -121,7 +122,7 @@ pub struct RefundRecord {
     /// [`crate::refund::key::Identity::ledger_id`].
     pub identity: String,
     /// `card` or `bank`.
-    pub method: String,
+    pub method: Method,
     /// The terminal.
     pub processing_terminal_id: String,
     /// The order id.
@@ -136,8 +137,8 @@ pub struct RefundRecord {
     pub fingerprint: String,
     /// Amount in minor units.
     pub amount_minor: i64,
-    /// Currency code.
-    pub currency: String,
+    /// The currency.
+    pub currency: Currency,
     /// Masked payee.
     pub payee_masked: String,
     /// HTTP requests sent so far, all generations.
@@ -162,8 +163,8 @@ pub struct RefundRecord {
     pub batch_id: Option<BatchId>,
     /// Its row in that batch's file.
     pub input_row: Option<i64>,
-    /// `sandbox`, `uat` or `production`.
-    pub environment: String,
+    /// Where it goes.
+    pub environment: Environment,
 }
 
 /// The fields an answer (or a decision) sets on a refund.
@@ -274,10 +275,10 @@ impl PayrocAnswer {
 pub struct NewRefund<'a> {
     /// Identity string.
     pub identity: &'a str,
-    /// `sandbox`, `uat` or `production`.
-    pub environment: &'a str,
+    /// Where it goes.
+    pub environment: Environment,
     /// `card` / `bank`.
-    pub method: &'a str,
+    pub method: Method,
     /// Terminal.
     pub processing_terminal_id: &'a str,
     /// Order id.
@@ -288,8 +289,8 @@ pub struct NewRefund<'a> {
     pub fingerprint: &'a str,
     /// Minor units.
     pub amount_minor: i64,
-    /// Currency code.
-    pub currency: &'a str,
+    /// The currency.
+    pub currency: Currency,
     /// Masked payee.
     pub payee_masked: &'a str,
     /// Look the order up at Payroc before the first send (see [`RefundRecord::needs_precheck`]).
@@ -299,7 +300,7 @@ pub struct NewRefund<'a> {
 impl RefundRecord {
     /// Says, in words, how a row (its amount, currency and masked payee) differs from what the
     /// ledger recorded for this refund.
-    pub fn describe_change(&self, amount_minor: i64, currency: &str, payee_masked: &str) -> String {
+    pub fn describe_change(&self, amount_minor: i64, currency: Currency, payee_masked: &str) -> String {
         let mut changes = Vec::new();
         if self.amount_minor != amount_minor || self.currency != currency {
             changes.push(format!(
@@ -318,25 +319,87 @@ impl RefundRecord {
 }
 
 /// Reads a row of `refunds` (selected with `SELECT refunds.*`) into a record, each column by its
-/// name, so a column a migration adds shifts none of the others. A state this version does not
-/// know is the inner `Err`: a corrupt ledger, which the caller reports with the ledger's path.
+/// name, so a column a migration adds shifts none of the others. A state, method, currency or
+/// environment this version does not know is the inner `Err`: a corrupt ledger, which the caller
+/// reports with the ledger's path.
 pub(super) fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RefundRecord, String>> {
-    let state: String = row.get("state")?;
-    let Some(state) = RefundState::parse(&state) else {
-        return Ok(Err(format!("unknown refund state {state:?}")));
-    };
-    Ok(Ok(RefundRecord {
+    match record_of(row) {
+        Ok(record) => Ok(Ok(record)),
+        Err(Unreadable::Sqlite(error)) => Err(error),
+        Err(Unreadable::Unknown(message)) => Ok(Err(message)),
+    }
+}
+
+/// Why a column could not be read: SQLite failed, or it holds a name this version does not know.
+pub(super) enum Unreadable {
+    /// SQLite failed (or the column has the wrong type).
+    Sqlite(rusqlite::Error),
+    /// What the column held, in words: a corrupt ledger.
+    Unknown(String),
+}
+
+impl From<rusqlite::Error> for Unreadable {
+    fn from(error: rusqlite::Error) -> Unreadable {
+        Unreadable::Sqlite(error)
+    }
+}
+
+/// A value the ledger stores as one of a closed set of names, and reads back only by that name:
+/// anything else in its column is a corrupt ledger, never a default.
+pub(super) trait StoredName: Sized {
+    /// What the value is, for the corrupt ledger's message.
+    const WHAT: &'static str;
+    /// The value whose stored name is exactly `text`.
+    fn from_stored(text: &str) -> Option<Self>;
+}
+
+impl StoredName for RefundState {
+    const WHAT: &'static str = "refund state";
+    fn from_stored(text: &str) -> Option<RefundState> {
+        RefundState::parse(text)
+    }
+}
+
+impl StoredName for Method {
+    const WHAT: &'static str = "method";
+    fn from_stored(text: &str) -> Option<Method> {
+        Method::parse(text).filter(|method| method.as_str() == text)
+    }
+}
+
+impl StoredName for Currency {
+    const WHAT: &'static str = "currency";
+    fn from_stored(text: &str) -> Option<Currency> {
+        Currency::from_code(text).filter(|currency| currency.code() == text)
+    }
+}
+
+impl StoredName for Environment {
+    const WHAT: &'static str = "environment";
+    fn from_stored(text: &str) -> Option<Environment> {
+        Environment::parse(text)
+    }
+}
+
+/// Reads the text column `column` as a [`StoredName`].
+pub(super) fn stored<T: StoredName>(row: &rusqlite::Row<'_>, column: &str) -> Result<T, Unreadable> {
+    let text: String = row.get(column)?;
+    T::from_stored(&text).ok_or_else(|| Unreadable::Unknown(format!("unknown {} {text:?}", T::WHAT)))
+}
+
+fn record_of(row: &rusqlite::Row<'_>) -> Result<RefundRecord, Unreadable> {
+    Ok(RefundRecord {
         id: row.get("id")?,
         identity: row.get("identity")?,
-        method: row.get("method")?,
+        method: stored(row, "method")?,
         processing_terminal_id: row.get("processing_terminal_id")?,
         order_id: row.get("order_id")?,
         generation: row.get("generation")?,
         idempotency_key: row.get("idempotency_key")?,
-        state,
+        state: stored(row, "state")?,
         fingerprint: row.get("fingerprint")?,
         amount_minor: row.get("amount_minor")?,
-        currency: row.get("currency")?,
+        currency: stored(row, "currency")?,
         payee_masked: row.get("payee_masked")?,
         attempts: row.get("attempts")?,
         answer: PayrocAnswer::read(row)?,
@@ -348,8 +411,8 @@ pub(super) fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Re
         created_at: row.get("created_at")?,
         batch_id: row.get("batch_id")?,
         input_row: row.get("input_row")?,
-        environment: row.get("environment")?,
-    }))
+        environment: stored(row, "environment")?,
+    })
 }
 
 #[cfg(test)]

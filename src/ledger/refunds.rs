@@ -78,7 +78,7 @@ impl Ledger {
         Ok(RefundRecord {
             id,
             identity: refund.identity.to_owned(),
-            method: refund.method.to_owned(),
+            method: refund.method,
             processing_terminal_id: refund.processing_terminal_id.to_owned(),
             order_id: refund.order_id.to_owned(),
             generation: 0,
@@ -86,7 +86,7 @@ impl Ledger {
             state: RefundState::Pending,
             fingerprint: refund.fingerprint.to_owned(),
             amount_minor: refund.amount_minor,
-            currency: refund.currency.to_owned(),
+            currency: refund.currency,
             payee_masked: refund.payee_masked.to_owned(),
             attempts: 0,
             answer: PayrocAnswer::default(),
@@ -98,7 +98,7 @@ impl Ledger {
             created_at: time,
             batch_id: Some(batch),
             input_row: i64::try_from(row).ok(),
-            environment: refund.environment.to_owned(),
+            environment: refund.environment,
         })
     }
 
@@ -178,12 +178,12 @@ impl Ledger {
     /// at once; inside one, the caller must commit the group *before* the request leaves.
     pub fn mark_sending(&mut self, record: &RefundRecord, batch: BatchId) -> Result<AttemptId, LedgerError> {
         let time = now();
-        if self.first_send_noted.as_deref() != Some(record.environment.as_str()) {
-            let environment = record.environment.as_str().to_owned();
+        if self.first_send_noted != Some(record.environment) {
+            let environment = record.environment;
             self.write(|connection| {
                 connection.execute(
                     "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)",
-                    params![first_send_name(&environment), time],
+                    params![first_send_name(environment), time],
                 )
             })?;
             self.first_send_noted = Some(environment);
@@ -306,14 +306,16 @@ mod tests {
 
     use super::*;
     use crate::ledger::testing::{new_refund, temporary_ledger};
-    use crate::refund::PayrocRefundId;
+    use crate::refund::{Environment, PayrocRefundId};
 
     #[test]
     fn a_refund_moves_pending_sending_succeeded_and_keeps_its_audit_trail() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("nested").join("ledger.sqlite");
         let mut ledger = Ledger::open(&path).unwrap();
-        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
+        let batch = ledger
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
         let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
         assert_eq!(record.state, RefundState::Pending);
         assert_eq!(
@@ -363,9 +365,9 @@ mod tests {
     #[test]
     fn a_mark_taken_back_leaves_the_refund_as_it_was() {
         let (_directory, mut ledger) = temporary_ledger();
-        let first = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();
+        let first = ledger.begin_batch("file.csv", "abc", Environment::Uat, "run").unwrap();
         let record = ledger.insert(&new_refund("id-1", "key-0"), first, 2).unwrap();
-        let second = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();
+        let second = ledger.begin_batch("file.csv", "abc", Environment::Uat, "run").unwrap();
         let attempt = ledger.mark_sending(&record, second).unwrap();
         let marked = ledger.find("id-1").unwrap().unwrap();
         assert_eq!(
@@ -392,7 +394,9 @@ mod tests {
     #[test]
     fn a_new_generation_remembers_every_key() {
         let (_directory, mut ledger) = temporary_ledger();
-        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
+        let batch = ledger
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
         let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
         ledger
             .record(
@@ -424,7 +428,9 @@ mod tests {
     #[test]
     fn an_answer_keeps_its_refund_id_until_the_next_generation() {
         let (_directory, mut ledger) = temporary_ledger();
-        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
+        let batch = ledger
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
         let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
         let answer = PayrocAnswer {
             http_status: Some(201),
@@ -462,12 +468,53 @@ mod tests {
         assert_eq!(next.answer, PayrocAnswer::default());
     }
 
+    /// A method, currency, environment or state this version does not know is a corrupt ledger
+    /// wherever it is read, never a default.
+    #[test]
+    fn an_unknown_stored_name_is_a_corrupt_ledger() {
+        for (column, text) in [
+            ("method", "wire"),
+            ("currency", "XYZ"),
+            ("currency", "usd"),
+            ("environment", "staging"),
+            ("state", "done"),
+        ] {
+            let (_directory, mut ledger) = temporary_ledger();
+            let batch = ledger
+                .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+                .unwrap();
+            ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+            ledger
+                .connection
+                .execute(&format!("UPDATE refunds SET {column} = ?1"), [text])
+                .unwrap();
+            let corrupt = |result: Result<(), LedgerError>| matches!(result, Err(LedgerError::Corrupt { message, .. }) if message.contains(&format!("{text:?}")));
+            assert!(corrupt(ledger.find("id-1").map(drop)), "{column} {text:?}: find");
+            assert!(
+                corrupt(ledger.records_of_batch(batch).map(drop)),
+                "{column} {text:?}: a batch's records"
+            );
+            if column != "method" {
+                assert!(corrupt(ledger.totals().map(drop)), "{column} {text:?}: totals");
+            }
+        }
+        let (_directory, mut ledger) = temporary_ledger();
+        ledger.begin_batch("file.csv", "abc", Environment::Uat, "run").unwrap();
+        ledger
+            .connection
+            .execute("UPDATE batches SET environment = 'staging'", [])
+            .unwrap();
+        assert!(matches!(ledger.batches(None), Err(LedgerError::Corrupt { .. })));
+    }
+
     /// The ledger itself refuses a second live refund of one order and a new key for a refund
     /// that may exist, whatever the code above it forgot.
     #[test]
     fn the_ledger_refuses_a_second_refund_of_an_order_on_its_own() {
         let (_directory, mut ledger) = temporary_ledger();
-        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
+        let batch = ledger
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
         let first = ledger.insert(&new_refund("v2|order", "key-0"), batch, 2).unwrap();
         let set = |ledger: &mut Ledger, state| {
             let update = RefundUpdate {

@@ -19,6 +19,8 @@
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::refund::{Environment, Method};
+
 /// The tag that opens every version-2 encoding. A new encoding must use a new tag.
 const ENCODING_TAG: &[u8] = b"refund-batch/idempotency-key/v2";
 
@@ -28,8 +30,8 @@ const ENCODING_TAG: &[u8] = b"refund-batch/idempotency-key/v2";
 /// senders of one order would send two keys and Payroc would make two refunds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Identity {
-    /// `sandbox`, `uat` or `production`.
-    pub environment: String,
+    /// Where the refund goes.
+    pub environment: Environment,
     /// Payroc's processing terminal.
     pub processing_terminal_id: String,
     /// The merchant's order id for this refund.
@@ -39,9 +41,9 @@ pub struct Identity {
 impl Identity {
     /// The identity of `row` under `environment`: the one place a row's identity is made, for
     /// keys, ledger look-ups and the results alike.
-    pub fn of_row(row: &crate::refund::RefundRow, environment: &str) -> Identity {
+    pub fn of_row(row: &crate::refund::RefundRow, environment: Environment) -> Identity {
         Identity {
-            environment: environment.to_owned(),
+            environment,
             processing_terminal_id: row.processing_terminal_id.clone(),
             order_id: row.order_id.clone(),
         }
@@ -61,14 +63,14 @@ impl Identity {
 
     /// The ledger id an earlier version gave this order's refund by `method` under key
     /// `namespace`: a ledger written by it holds its rows under that id, with their keys.
-    pub fn legacy_v1_ledger_id(&self, namespace: &str, method: &str) -> String {
+    pub fn legacy_v1_ledger_id(&self, namespace: &str, method: Method) -> String {
         let mut text = String::new();
         push_length_prefixed(
             &mut text,
             [
                 self.environment.as_str(),
                 namespace,
-                method,
+                method.as_str(),
                 &self.processing_terminal_id,
                 &self.order_id,
             ],
@@ -81,7 +83,7 @@ impl Identity {
     pub fn key(&self, generation: u32) -> Uuid {
         derive(
             ENCODING_TAG,
-            &[&self.environment, &self.processing_terminal_id, &self.order_id],
+            &[self.environment.as_str(), &self.processing_terminal_id, &self.order_id],
             generation,
         )
     }
@@ -90,13 +92,13 @@ impl Identity {
 /// The version-1 key of a refund (environment, namespace, method, terminal, order id): what an
 /// earlier version sent. Only its golden vectors use it; a ledger keeps the keys it handed out.
 #[cfg(test)]
-pub fn legacy_v1_key(identity: &Identity, namespace: &str, method: &str, generation: u32) -> Uuid {
+pub fn legacy_v1_key(identity: &Identity, namespace: &str, method: Method, generation: u32) -> Uuid {
     derive(
         b"refund-batch/idempotency-key/v1",
         &[
-            &identity.environment,
+            identity.environment.as_str(),
             namespace,
-            method,
+            method.as_str(),
             &identity.processing_terminal_id,
             &identity.order_id,
         ],
@@ -134,7 +136,7 @@ mod tests {
 
     fn identity(terminal: &str, order: &str) -> Identity {
         Identity {
-            environment: "production".into(),
+            environment: Environment::Production,
             processing_terminal_id: terminal.into(),
             order_id: order.into(),
         }
@@ -156,20 +158,20 @@ mod tests {
     fn legacy_v1_golden_vectors() {
         let card = identity("1234001", "R20240702-0001");
         assert_eq!(
-            legacy_v1_key(&card, "default", "card", 0).to_string(),
+            legacy_v1_key(&card, "default", Method::Card, 0).to_string(),
             "c7636145-d4f3-4089-a234-f5a092f736d3"
         );
         assert_eq!(
-            legacy_v1_key(&card, "default", "card", 1).to_string(),
+            legacy_v1_key(&card, "default", Method::Card, 1).to_string(),
             "81b70e6d-12d2-494f-8327-2eb834d78c4f"
         );
         let bank = identity("1234001", "B20240702-0001");
         assert_eq!(
-            legacy_v1_key(&bank, "default", "bank", 0).to_string(),
+            legacy_v1_key(&bank, "default", Method::Bank, 0).to_string(),
             "30500aca-0ede-43eb-925d-411b10554c67"
         );
         assert_eq!(
-            card.legacy_v1_ledger_id("default", "card"),
+            card.legacy_v1_ledger_id("default", Method::Card),
             "10:production|7:default|4:card|7:1234001|14:R20240702-0001|"
         );
     }
@@ -186,7 +188,7 @@ mod tests {
         let base = identity("1234001", "A");
         let mut keys = vec![base.key(0), base.key(1)];
         let mut other = base.clone();
-        other.environment = "uat".into();
+        other.environment = Environment::Uat;
         keys.push(other.key(0));
         keys.push(identity("1234002", "A").key(0));
         keys.push(identity("1234001", "B").key(0));
@@ -207,7 +209,7 @@ mod tests {
         assert!(order.ledger_id().starts_with("v2|"));
         assert!(
             order
-                .legacy_v1_ledger_id("default", "card")
+                .legacy_v1_ledger_id("default", Method::Card)
                 .starts_with(|first: char| first.is_ascii_digit())
         );
     }

@@ -9,11 +9,13 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub mod environment;
 pub mod key;
 pub mod money;
 pub mod redaction;
 pub mod status;
 
+pub use environment::Environment;
 pub use status::{ResultStatus, RowNote};
 
 use money::Currency;

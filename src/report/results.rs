@@ -15,7 +15,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::refund::key::Identity;
 use crate::refund::money::{Currency, format_amount};
 use crate::refund::redaction::{redact_digit_runs, redact_id};
-use crate::refund::{ResultStatus, RowNote};
+use crate::refund::{Environment, ResultStatus, RowNote};
 
 /// One line of the results CSV. The header is these field names, in this order: the one
 /// definition of the columns.
@@ -103,7 +103,7 @@ pub struct Tally {
     /// Rows per status.
     pub rows: BTreeMap<ResultStatus, u64>,
     /// Minor units per (status, currency) for valid rows.
-    pub amounts: BTreeMap<(ResultStatus, String), i64>,
+    pub amounts: BTreeMap<(ResultStatus, Currency), i64>,
 }
 
 impl Tally {
@@ -142,10 +142,7 @@ impl Tally {
             .amounts
             .iter()
             .filter(|((amount_status, _), _)| *amount_status == status)
-            .map(|((_, currency), minor)| match Currency::from_code(currency) {
-                Some(known) => format!("{} {currency}", format_amount(*minor, known)),
-                None => format!("{minor} {currency} minor units"),
-            })
+            .map(|((_, currency), minor)| format!("{} {currency}", format_amount(*minor, *currency)))
             .collect();
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -189,8 +186,8 @@ pub fn default_path(input: &Path) -> PathBuf {
 
 /// Everything the writer needs besides the ledger.
 pub struct ResultsContext<'a> {
-    /// `sandbox`, `uat`, `production`.
-    pub environment: &'a str,
+    /// Where the refunds went.
+    pub environment: Environment,
     /// Key namespace.
     pub namespace: &'a str,
     /// Notes the dispatcher left for rows it did not send.
@@ -341,23 +338,23 @@ fn write_rows<W: Write>(
                     let identity = Identity::of_row(&row, context.environment);
                     let record = ledger.find_order(
                         &identity.ledger_id(),
-                        &identity.legacy_v1_ledger_id(context.namespace, row.method.as_str()),
+                        &identity.legacy_v1_ledger_id(context.namespace, row.method),
                     )?;
                     // A row the run did not reach (it stopped early) has no note even when the
                     // file no longer matches what the ledger sent; say so here rather than show
                     // the ledger's outcome next to the file's new amount.
                     let changed = record.as_ref().and_then(|record| {
                         let payee = row.payee.masked();
-                        let differs = record.method != row.method.as_str()
+                        let differs = record.method != row.method
                             || record.amount_minor != row.amount_minor
-                            || record.currency != row.currency.code()
+                            || record.currency != row.currency
                             || record.payee_masked != payee;
                         differs.then(|| RowNote {
                             status: ResultStatus::Conflict,
                             error: format!(
                                 "the file differs from what the ledger has for this refund ({}: {}); nothing new was sent",
                                 record.state.result_status(),
-                                record.describe_change(row.amount_minor, row.currency.code(), &payee)
+                                record.describe_change(row.amount_minor, row.currency, &payee)
                             ),
                         })
                     });
@@ -373,7 +370,7 @@ fn write_rows<W: Write>(
                             line.error = note
                                 .map(|note| note.error.clone())
                                 .unwrap_or_else(|| "not sent yet: run again to resume".into());
-                            *tally.amounts.entry((line.status, line.currency.clone())).or_insert(0) += row.amount_minor;
+                            *tally.amounts.entry((line.status, row.currency)).or_insert(0) += row.amount_minor;
                         }
                     }
                 }
@@ -399,10 +396,9 @@ type RecordOfRow = crate::ledger::RefundRecord;
 /// its amount.
 fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&RowNote>, tally: &mut Tally) {
     let optional = |value: &Option<String>| value.clone().unwrap_or_default();
-    let currency = Currency::from_code(&record.currency);
     // Amounts are what the ledger sent when it sent something.
-    line.amount = major_units(record.amount_minor, currency);
-    line.currency = record.currency.clone();
+    line.amount = format_amount(record.amount_minor, record.currency);
+    line.currency = record.currency.code().to_owned();
     let answer = &record.answer;
     line.refund_id = answer.refund_id.as_ref().map(ToString::to_string).unwrap_or_default();
     line.payroc_status = optional(&answer.payroc_status);
@@ -412,7 +408,7 @@ fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&R
     line.processor_response_code = optional(&answer.processor_response_code);
     line.authorized_amount = answer
         .authorized_amount_minor
-        .map(|minor| major_units(minor, currency))
+        .map(|minor| format_amount(minor, record.currency))
         .unwrap_or_default();
     line.http_status = answer.http_status.map(|status| status.to_string()).unwrap_or_default();
     line.error = note
@@ -424,7 +420,7 @@ fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&R
     line.attempts = record.attempts.to_string();
     line.payee = record.payee_masked.clone();
     line.updated_at = record.updated_at.clone();
-    *tally.amounts.entry((line.status, record.currency.clone())).or_insert(0) += record.amount_minor;
+    *tally.amounts.entry((line.status, record.currency)).or_insert(0) += record.amount_minor;
 }
 
 /// The line of a validated row that the input file no longer holds as it was (rewritten,
@@ -444,7 +440,7 @@ fn changed_row_line(
     };
     match (record, context.invalid.get(&row)) {
         (Some(record), _) => {
-            line.method = record.method.clone();
+            line.method = record.method.as_str().to_owned();
             line.processing_terminal_id = record.processing_terminal_id.clone();
             line.order_id = record.order_id.clone();
             line.status = note.map_or_else(|| record.state.result_status(), |note| note.status);
@@ -482,15 +478,6 @@ fn header_line() -> Vec<u8> {
         .position(|byte| *byte == b'\n')
         .map_or(bytes.len(), |index| index + 1);
     bytes[..end].to_vec()
-}
-
-/// Minor units as the currency writes them (`49.99`), or the bare number for a code this
-/// version does not know.
-fn major_units(minor: i64, currency: Option<Currency>) -> String {
-    match currency {
-        Some(currency) => format_amount(minor, currency),
-        None => minor.to_string(),
-    }
 }
 
 /// Prefixes a cell with `'` when a spreadsheet would treat it as a formula (`= + - @`, tab, CR).
