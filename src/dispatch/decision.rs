@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::ledger::{Ledger, LedgerError, NewRefund, RefundRecord, RefundState};
 use crate::payroc::body::PreparedRefund;
+use crate::refund::key::IdempotencyKey;
 use crate::refund::money::Currency;
 use crate::refund::{ResultStatus, RowNote};
 
@@ -42,8 +43,8 @@ pub fn decide(
         if let Some(note) = refuse_new_key(ledger, prepared, None, NewKey::FirstSend, options.allow_case_variants)? {
             return Ok(Decision::Hold(note));
         }
-        let key = prepared.identity.key(0).to_string();
-        let mut refund = new_refund(prepared, &key, amount_minor, currency);
+        let key = prepared.identity.key(0);
+        let mut refund = new_refund(prepared, key, amount_minor, currency);
         refund.needs_precheck = options.precheck_new_rows;
         let record = ledger.insert(&refund, options.batch, row)?;
         return Ok(Decision::Send(record));
@@ -68,12 +69,12 @@ pub fn decide(
             return Ok(Decision::Hold(note));
         }
         let generation = record.generation + 1;
-        let key = prepared.identity.key(generation).to_string();
-        let mut refund = new_refund(prepared, &key, amount_minor, currency);
+        let key = prepared.identity.key(generation);
+        let mut refund = new_refund(prepared, key, amount_minor, currency);
         // Another ledger or host may have refunded the order meanwhile: a new key is only sent
         // after Payroc was asked, unless the user switched lookups off.
         refund.needs_precheck = options.precheck_enabled;
-        let record = ledger.next_generation(record.id, generation, &key, &refund, options.batch, row, None)?;
+        let record = ledger.next_generation(record.id, generation, key, &refund, options.batch, row, None)?;
         return Ok(Decision::Send(record));
     }
     if !same_body {
@@ -165,7 +166,7 @@ fn unchanged_retry(record: &RefundRecord, prepared: &PreparedRefund, options: &D
 /// The ledger's view of a prepared row under `key`.
 pub(crate) fn new_refund<'a>(
     prepared: &'a PreparedRefund,
-    key: &'a str,
+    key: IdempotencyKey,
     amount_minor: i64,
     currency: Currency,
 ) -> NewRefund<'a> {
@@ -298,7 +299,10 @@ mod tests {
         assert_eq!((record.generation, record.state), (0, RefundState::Pending));
         // The golden key of (sandbox, 1234001, R1) at generation 0, computed independently of
         // this crate.
-        assert_eq!(record.idempotency_key, "96ddfeda-0903-4f91-9422-879837030b51");
+        assert_eq!(
+            record.idempotency_key.to_string(),
+            "96ddfeda-0903-4f91-9422-879837030b51"
+        );
     }
 
     #[test]
@@ -340,7 +344,8 @@ mod tests {
                     assert!(state.is_retryable_failure(), "{state} must never be retried");
                     assert_eq!(retry.generation, 1);
                     assert_eq!(
-                        retry.idempotency_key, "3483c0ce-3b1d-447d-9f4b-eedf1952cce6",
+                        retry.idempotency_key.to_string(),
+                        "3483c0ce-3b1d-447d-9f4b-eedf1952cce6",
                         "a retry gets the generation-1 key"
                     );
                 }
@@ -433,7 +438,7 @@ mod tests {
         set_state(&mut ledger, card.id, RefundState::Succeeded);
         // The same order by bank is the same record: its details changed, so it is held.
         let bank = prepare(&bank_row(1000), Environment::Sandbox, "default");
-        assert_eq!(bank.identity.key(0).to_string(), card.idempotency_key);
+        assert_eq!(bank.identity.key(0), card.idempotency_key);
         for retry_failed in [false, true] {
             let Decision::Hold(note) =
                 decide(&mut ledger, &bank, 1000, usd(), &options(retry_failed), 3).expect("decide")
@@ -463,7 +468,7 @@ mod tests {
             (by_bank.id, by_bank.generation, by_bank.method.as_str()),
             (card.id, 1, "bank")
         );
-        assert_eq!(by_bank.idempotency_key, bank.identity.key(1).to_string());
+        assert_eq!(by_bank.idempotency_key, bank.identity.key(1));
         set_state(&mut ledger, card.id, RefundState::Succeeded);
         let card_again = prepare(&row(1000), Environment::Sandbox, "default");
         let Decision::Hold(note) = decide(&mut ledger, &card_again, 1000, usd(), &options(true), 2).expect("decide")
@@ -478,18 +483,15 @@ mod tests {
         let (_directory, mut ledger) = ledger();
         let card = prepare(&row(1000), Environment::Sandbox, "default");
         // As an earlier version recorded it: under its method and namespace, with a v1 key.
-        let legacy_key = crate::refund::key::legacy_v1_key(&card.identity, "default", Method::Card, 0).to_string();
-        let mut refund = new_refund(&card, &legacy_key, 1000, usd());
+        let legacy_key = crate::refund::key::legacy_v1_key(&card.identity, "default", Method::Card, 0);
+        let mut refund = new_refund(&card, legacy_key, 1000, usd());
         refund.identity = &card.legacy_ledger_id;
         let legacy = ledger.insert(&refund, BatchId(1), 2).expect("insert");
         // The same row finds it and keeps its key.
         let Decision::Send(again) = decide(&mut ledger, &card, 1000, usd(), &options(false), 2).expect("decide") else {
             panic!("the pending legacy row is sent")
         };
-        assert_eq!(
-            (again.id, again.idempotency_key.as_str()),
-            (legacy.id, legacy_key.as_str())
-        );
+        assert_eq!((again.id, again.idempotency_key), (legacy.id, legacy_key));
         set_state(&mut ledger, legacy.id, RefundState::Unknown);
         let bank = prepare(&bank_row(1000), Environment::Sandbox, "default");
         let Decision::Hold(note) = decide(&mut ledger, &bank, 1000, usd(), &options(true), 3).expect("decide") else {

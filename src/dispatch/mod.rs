@@ -434,7 +434,7 @@ impl Dispatcher<'_> {
                     self.report.sent += 1;
                     self.tasks.push(Box::pin(async move {
                         let report = client
-                            .send_refund(row.method, &row.record.idempotency_key, row.body.clone(), &limiter)
+                            .send_refund(row.method, row.record.idempotency_key, row.body.clone(), &limiter)
                             .await;
                         Finished::Sent { row, attempt, report }
                     }));

@@ -409,13 +409,13 @@ pub async fn reconcile(
                 report.confirmed += 1;
                 confirmed_rows.insert(row.row);
                 let generation = record.generation + 1;
-                let key = prepared.identity.key(generation).to_string();
-                let refund = new_refund(&prepared, &key, row.amount_minor, row.currency);
+                let key = prepared.identity.key(generation);
+                let refund = new_refund(&prepared, key, row.amount_minor, row.currency);
                 let detail = format!(
                     "a person confirmed (reconcile --confirm-not-created) that Payroc has no refund for this order; \
                      Payroc lists none between {window_text}. The next run sends it under a new key"
                 );
-                ledger.confirm_not_created(record.id, generation, &key, &refund, options.batch, row.row, &detail)?;
+                ledger.confirm_not_created(record.id, generation, key, &refund, options.batch, row.row, &detail)?;
                 progress.finished(RefundState::Pending);
             }
             ([], []) => {

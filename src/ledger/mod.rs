@@ -66,6 +66,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::refund::key::IdempotencyKey;
 use crate::refund::money::Currency;
 use crate::refund::{Environment, Method, PayrocRefundId};
 
@@ -136,6 +137,14 @@ sql_stored_name!(
     Currency => |currency| currency.code(),
     Environment => |environment| environment.as_str()
 );
+
+/// An Idempotency-Key is stored as the text it is sent as, and read back through
+/// [`records::StoredName`].
+impl rusqlite::ToSql for IdempotencyKey {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.to_string()))
+    }
+}
 
 impl rusqlite::types::FromSql for PayrocRefundId {
     fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
@@ -257,7 +266,17 @@ mod testing {
         (directory, ledger)
     }
 
-    pub(super) fn new_refund<'a>(identity: &'a str, key: &'a str) -> NewRefund<'a> {
+    /// A key of a test order at `generation`: any real key will do, the ledger only keeps it.
+    pub(super) fn key(generation: u32) -> IdempotencyKey {
+        crate::refund::key::Identity {
+            environment: Environment::Sandbox,
+            processing_terminal_id: "1234001".into(),
+            order_id: "R1".into(),
+        }
+        .key(generation)
+    }
+
+    pub(super) fn new_refund(identity: &str, key: IdempotencyKey) -> NewRefund<'_> {
         NewRefund {
             identity,
             environment: Environment::Sandbox,

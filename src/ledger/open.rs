@@ -358,7 +358,7 @@ mod tests {
 
     use super::*;
     use crate::ledger::RefundState;
-    use crate::ledger::testing::new_refund;
+    use crate::ledger::testing::{key, new_refund};
     use crate::refund::Environment;
 
     #[test]
@@ -370,7 +370,7 @@ mod tests {
         let batch = writer
             .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
             .unwrap();
-        writer.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        writer.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
         let reader = Ledger::open_reader(&path).unwrap();
         assert_eq!(reader.find("id-1").unwrap().unwrap().state, RefundState::Pending);
         drop(reader);

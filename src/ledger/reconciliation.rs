@@ -12,6 +12,7 @@ use rusqlite::params;
 
 use super::records::read_record;
 use super::{BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundState, RefundUpdate, now};
+use crate::refund::key::IdempotencyKey;
 use crate::refund::{Environment, PayrocRefundId};
 
 impl Ledger {
@@ -57,7 +58,7 @@ impl Ledger {
         &mut self,
         id: RefundId,
         generation: u32,
-        key: &str,
+        key: IdempotencyKey,
         refund: &NewRefund<'_>,
         batch: BatchId,
         row: u64,

@@ -10,6 +10,7 @@ use std::fmt;
 use rusqlite::ToSql;
 
 use super::{BatchId, RefundId};
+use crate::refund::key::IdempotencyKey;
 use crate::refund::money::Currency;
 use crate::refund::{Environment, Method, PayrocRefundId, ResultStatus};
 
@@ -130,7 +131,7 @@ pub struct RefundRecord {
     /// Key generation in use.
     pub generation: u32,
     /// The key of that generation.
-    pub idempotency_key: String,
+    pub idempotency_key: IdempotencyKey,
     /// Current state.
     pub state: RefundState,
     /// Fingerprint of the masked body last sent (or to be sent).
@@ -284,7 +285,7 @@ pub struct NewRefund<'a> {
     /// Order id.
     pub order_id: &'a str,
     /// Generation-0 key.
-    pub idempotency_key: &'a str,
+    pub idempotency_key: IdempotencyKey,
     /// Masked-body fingerprint.
     pub fingerprint: &'a str,
     /// Minor units.
@@ -344,8 +345,9 @@ impl From<rusqlite::Error> for Unreadable {
     }
 }
 
-/// A value the ledger stores as one of a closed set of names, and reads back only by that name:
-/// anything else in its column is a corrupt ledger, never a default.
+/// A value the ledger stores as text in the one form the tool writes (a name of a closed set,
+/// an Idempotency-Key), and reads back only in that form: anything else in its column is a
+/// corrupt ledger, never a default.
 pub(super) trait StoredName: Sized {
     /// What the value is, for the corrupt ledger's message.
     const WHAT: &'static str;
@@ -374,6 +376,13 @@ impl StoredName for Currency {
     }
 }
 
+impl StoredName for IdempotencyKey {
+    const WHAT: &'static str = "Idempotency-Key";
+    fn from_stored(text: &str) -> Option<IdempotencyKey> {
+        IdempotencyKey::parse(text)
+    }
+}
+
 impl StoredName for Environment {
     const WHAT: &'static str = "environment";
     fn from_stored(text: &str) -> Option<Environment> {
@@ -395,7 +404,7 @@ fn record_of(row: &rusqlite::Row<'_>) -> Result<RefundRecord, Unreadable> {
         processing_terminal_id: row.get("processing_terminal_id")?,
         order_id: row.get("order_id")?,
         generation: row.get("generation")?,
-        idempotency_key: row.get("idempotency_key")?,
+        idempotency_key: stored(row, "idempotency_key")?,
         state: stored(row, "state")?,
         fingerprint: row.get("fingerprint")?,
         amount_minor: row.get("amount_minor")?,

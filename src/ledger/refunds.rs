@@ -13,6 +13,7 @@ use super::{
     AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundState, RefundUpdate,
     first_send_name, now,
 };
+use crate::refund::key::IdempotencyKey;
 
 impl Ledger {
     /// Finds the record of an order: the one under its identity (`identity`, see
@@ -82,7 +83,7 @@ impl Ledger {
             processing_terminal_id: refund.processing_terminal_id.to_owned(),
             order_id: refund.order_id.to_owned(),
             generation: 0,
-            idempotency_key: refund.idempotency_key.to_owned(),
+            idempotency_key: refund.idempotency_key,
             state: RefundState::Pending,
             fingerprint: refund.fingerprint.to_owned(),
             amount_minor: refund.amount_minor,
@@ -126,7 +127,7 @@ impl Ledger {
         &mut self,
         id: RefundId,
         generation: u32,
-        key: &str,
+        key: IdempotencyKey,
         refund: &NewRefund<'_>,
         batch: BatchId,
         row: u64,
@@ -305,7 +306,7 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::ledger::testing::{new_refund, temporary_ledger};
+    use crate::ledger::testing::{key, new_refund, temporary_ledger};
     use crate::refund::{Environment, PayrocRefundId};
 
     #[test]
@@ -316,7 +317,7 @@ mod tests {
         let batch = ledger
             .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
             .unwrap();
-        let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        let record = ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
         assert_eq!(record.state, RefundState::Pending);
         assert_eq!(
             ledger.find("id-1").unwrap(),
@@ -366,7 +367,7 @@ mod tests {
     fn a_mark_taken_back_leaves_the_refund_as_it_was() {
         let (_directory, mut ledger) = temporary_ledger();
         let first = ledger.begin_batch("file.csv", "abc", Environment::Uat, "run").unwrap();
-        let record = ledger.insert(&new_refund("id-1", "key-0"), first, 2).unwrap();
+        let record = ledger.insert(&new_refund("id-1", key(0)), first, 2).unwrap();
         let second = ledger.begin_batch("file.csv", "abc", Environment::Uat, "run").unwrap();
         let attempt = ledger.mark_sending(&record, second).unwrap();
         let marked = ledger.find("id-1").unwrap().unwrap();
@@ -397,7 +398,7 @@ mod tests {
         let batch = ledger
             .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
             .unwrap();
-        let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        let record = ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
         ledger
             .record(
                 record.id,
@@ -410,11 +411,11 @@ mod tests {
             )
             .unwrap();
         let next = ledger
-            .next_generation(record.id, 1, "key-1", &new_refund("id-1", "key-1"), batch, 2, None)
+            .next_generation(record.id, 1, key(1), &new_refund("id-1", key(1)), batch, 2, None)
             .unwrap();
         assert_eq!(
-            (next.generation, next.state, next.idempotency_key.as_str()),
-            (1, RefundState::Pending, "key-1")
+            (next.generation, next.state, next.idempotency_key),
+            (1, RefundState::Pending, key(1))
         );
         let keys: i64 = ledger
             .connection
@@ -431,7 +432,7 @@ mod tests {
         let batch = ledger
             .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
             .unwrap();
-        let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        let record = ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
         let answer = PayrocAnswer {
             http_status: Some(201),
             refund_id: Some(PayrocRefundId("CD3HN88U9F".into())),
@@ -463,13 +464,13 @@ mod tests {
             (Some(400), answer.refund_id.as_ref(), None)
         );
         let next = ledger
-            .next_generation(record.id, 1, "key-1", &new_refund("id-1", "key-1"), batch, 2, None)
+            .next_generation(record.id, 1, key(1), &new_refund("id-1", key(1)), batch, 2, None)
             .unwrap();
         assert_eq!(next.answer, PayrocAnswer::default());
     }
 
-    /// A method, currency, environment or state this version does not know is a corrupt ledger
-    /// wherever it is read, never a default.
+    /// A method, currency, environment, state or Idempotency-Key this version does not know is a
+    /// corrupt ledger wherever it is read, never a default.
     #[test]
     fn an_unknown_stored_name_is_a_corrupt_ledger() {
         for (column, text) in [
@@ -478,12 +479,14 @@ mod tests {
             ("currency", "usd"),
             ("environment", "staging"),
             ("state", "done"),
+            ("idempotency_key", "key-0"),
+            ("idempotency_key", "96DDFEDA-0903-4F91-9422-879837030B51"),
         ] {
             let (_directory, mut ledger) = temporary_ledger();
             let batch = ledger
                 .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
                 .unwrap();
-            ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+            ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
             ledger
                 .connection
                 .execute(&format!("UPDATE refunds SET {column} = ?1"), [text])
@@ -494,7 +497,7 @@ mod tests {
                 corrupt(ledger.records_of_batch(batch).map(drop)),
                 "{column} {text:?}: a batch's records"
             );
-            if column != "method" {
+            if !["method", "idempotency_key"].contains(&column) {
                 assert!(corrupt(ledger.totals().map(drop)), "{column} {text:?}: totals");
             }
         }
@@ -515,7 +518,7 @@ mod tests {
         let batch = ledger
             .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
             .unwrap();
-        let first = ledger.insert(&new_refund("v2|order", "key-0"), batch, 2).unwrap();
+        let first = ledger.insert(&new_refund("v2|order", key(0)), batch, 2).unwrap();
         let set = |ledger: &mut Ledger, state| {
             let update = RefundUpdate {
                 state: Some(state),
@@ -524,7 +527,7 @@ mod tests {
             ledger.record(first.id, None, &update, 0).unwrap();
         };
         // Another record of the same order (an earlier version's identity, say) while it is live.
-        let second = ledger.insert(&new_refund("legacy-bank", "key-b"), batch, 3);
+        let second = ledger.insert(&new_refund("legacy-bank", key(7)), batch, 3);
         assert!(
             matches!(&second, Err(LedgerError::Sqlite { source, .. }) if source.to_string().contains("one order is one refund")),
             "{second:?}"
@@ -532,15 +535,15 @@ mod tests {
         // A new key for a refund that succeeded, or may have been created.
         for state in [RefundState::Succeeded, RefundState::Unknown, RefundState::Sending] {
             set(&mut ledger, state);
-            let next = ledger.next_generation(first.id, 1, "key-1", &new_refund("v2|order", "key-1"), batch, 2, None);
+            let next = ledger.next_generation(first.id, 1, key(1), &new_refund("v2|order", key(1)), batch, 2, None);
             assert!(next.is_err(), "{state}: {next:?}");
         }
         // ...unless a person confirmed, in that very update, that nothing was created.
         let confirmed = ledger.next_generation(
             first.id,
             1,
-            "key-1",
-            &new_refund("v2|order", "key-1"),
+            key(1),
+            &new_refund("v2|order", key(1)),
             batch,
             2,
             Some("2026-12-04T00:00:00.000Z"),
@@ -558,6 +561,6 @@ mod tests {
                 0,
             )
             .unwrap();
-        assert!(ledger.insert(&new_refund("legacy-bank", "key-b"), batch, 3).is_ok());
+        assert!(ledger.insert(&new_refund("legacy-bank", key(7)), batch, 3).is_ok());
     }
 }

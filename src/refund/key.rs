@@ -16,6 +16,8 @@
 //! vectors only: rows a ledger made under it keep their stored keys, and nothing derives new
 //! keys with it. The golden vectors in the tests pin both.
 
+use std::fmt;
+
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -23,6 +25,32 @@ use crate::refund::{Environment, Method};
 
 /// The tag that opens every version-2 encoding. A new encoding must use a new tag.
 const ENCODING_TAG: &[u8] = b"refund-batch/idempotency-key/v2";
+
+/// An Idempotency-Key: the version-4 UUID under which Payroc de-duplicates a refund request.
+///
+/// Derived for an order ([`Identity::key`]) or read back from the ledger, which keeps every key
+/// it handed out. It is its own type, not text, so that nothing else (an identity, a refund id)
+/// can be sent or stored in its place; it becomes text only where it is written — the request
+/// header, the ledger, the results CSV and messages — always in the one form [`fmt::Display`]
+/// gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdempotencyKey(Uuid);
+
+impl IdempotencyKey {
+    /// Parses a key written exactly as [`fmt::Display`] writes one (lower-case, hyphenated).
+    /// Any other text is not a key this tool handed out: read from the ledger, it is a corrupt
+    /// ledger, and accepting another spelling of the same UUID would change what the results show.
+    pub fn parse(text: &str) -> Option<IdempotencyKey> {
+        let key = IdempotencyKey(Uuid::try_parse(text).ok()?);
+        (key.to_string() == text).then_some(key)
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), formatter)
+    }
+}
 
 /// What makes two rows the same refund: one order of one terminal in one environment.
 ///
@@ -80,7 +108,7 @@ impl Identity {
 
     /// The Idempotency-Key of this order at `generation`: a version-4 UUID whose 122 random
     /// bits are the first 16 bytes of SHA-256 over the length-prefixed encoding.
-    pub fn key(&self, generation: u32) -> Uuid {
+    pub fn key(&self, generation: u32) -> IdempotencyKey {
         derive(
             ENCODING_TAG,
             &[self.environment.as_str(), &self.processing_terminal_id, &self.order_id],
@@ -92,7 +120,7 @@ impl Identity {
 /// The version-1 key of a refund (environment, namespace, method, terminal, order id): what an
 /// earlier version sent. Only its golden vectors use it; a ledger keeps the keys it handed out.
 #[cfg(test)]
-pub fn legacy_v1_key(identity: &Identity, namespace: &str, method: Method, generation: u32) -> Uuid {
+pub fn legacy_v1_key(identity: &Identity, namespace: &str, method: Method, generation: u32) -> IdempotencyKey {
     derive(
         b"refund-batch/idempotency-key/v1",
         &[
@@ -115,7 +143,7 @@ fn push_length_prefixed<'a>(text: &mut String, parts: impl IntoIterator<Item = &
     }
 }
 
-fn derive(tag: &[u8], parts: &[&str], generation: u32) -> Uuid {
+fn derive(tag: &[u8], parts: &[&str], generation: u32) -> IdempotencyKey {
     let mut hasher = Sha256::new();
     hasher.update((tag.len() as u32).to_be_bytes());
     hasher.update(tag);
@@ -127,7 +155,7 @@ fn derive(tag: &[u8], parts: &[&str], generation: u32) -> Uuid {
     let digest = hasher.finalize();
     let mut bytes = [0_u8; 16];
     bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
+    IdempotencyKey(uuid::Builder::from_random_bytes(bytes).into_uuid())
 }
 
 #[cfg(test)]
@@ -177,10 +205,27 @@ mod tests {
     }
 
     #[test]
+    fn a_key_reads_back_only_as_it_is_written() {
+        let key = identity("1234001", "A").key(0);
+        assert_eq!(IdempotencyKey::parse(&key.to_string()), Some(key));
+        let text = key.to_string();
+        for other in [
+            text.to_uppercase(),
+            text.replace('-', ""),
+            format!("{{{text}}}"),
+            format!("urn:uuid:{text}"),
+            "key-0".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(IdempotencyKey::parse(&other), None, "{other:?}");
+        }
+    }
+
+    #[test]
     fn keys_are_version_4_with_the_rfc_variant() {
         let key = identity("1234001", "A").key(7);
-        assert_eq!(key.get_version_num(), 4);
-        assert_eq!(key.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(key.0.get_version_num(), 4);
+        assert_eq!(key.0.get_variant(), uuid::Variant::RFC4122);
     }
 
     #[test]

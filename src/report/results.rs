@@ -416,7 +416,7 @@ fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&R
         .or_else(|| answer.problem_detail.clone())
         .unwrap_or_default();
     line.notes = optional(&answer.notes);
-    line.idempotency_key = record.idempotency_key.clone();
+    line.idempotency_key = record.idempotency_key.to_string();
     line.attempts = record.attempts.to_string();
     line.payee = record.payee_masked.clone();
     line.updated_at = record.updated_at.clone();
