@@ -21,7 +21,7 @@ use crate::input::file_check::{FileCheck, check_file};
 use crate::ledger::{BatchId, BatchSummary, Ledger};
 use crate::payroc::client::check_base_url;
 use crate::payroc::{ClientConfig, PayrocClient, RetryPolicy, SystemicError};
-use crate::refund::{ResultStatus, RowNote};
+use crate::refund::{RefundStatus, RowNote};
 use crate::report::protect;
 use crate::report::results::{self, ResultsContext, Tally};
 use crate::report::terminal::{Terminal, rows};
@@ -335,8 +335,8 @@ impl Session {
                 });
             }
         };
-        let unfinished = tally.count_where(ResultStatus::is_unfinished);
-        let needs_review = tally.count_where(ResultStatus::needs_review);
+        let unfinished = tally.count_where(RefundStatus::is_unfinished);
+        let needs_review = tally.count_where(RefundStatus::needs_review);
         let mut status = ExitStatus::from_counts(unfinished, needs_review);
         match stopped {
             Some(StopReason::Systemic(SystemicError::Authentication(_))) => status = ExitStatus::Authentication,
@@ -372,7 +372,7 @@ fn print_summary(
     ledger_path: &Path,
     stopped: Option<&StopReason>,
 ) {
-    let counts: Vec<String> = ResultStatus::ALL
+    let counts: Vec<String> = RefundStatus::ALL
         .iter()
         .filter(|status| tally.count(**status) > 0)
         .map(|status| format!("{} {status}", tally.count(*status)))
@@ -383,15 +383,15 @@ fn print_summary(
         counts.join(", ")
     };
     terminal.note(&format!("{}: {counts}", rows(tally.total())));
-    if let Some(amounts) = tally.amounts_text(ResultStatus::Succeeded) {
+    if let Some(amounts) = tally.amounts_text(RefundStatus::Succeeded) {
         terminal.note(&format!("refunded: {amounts}"));
     }
-    if let Some(amounts) = tally.amounts_text(ResultStatus::Partial) {
+    if let Some(amounts) = tally.amounts_text(RefundStatus::Partial) {
         terminal.note(&format!(
             "partly approved (amounts asked; see authorized_amount): {amounts}"
         ));
     }
-    if let Some(amounts) = tally.amounts_text(ResultStatus::Queued) {
+    if let Some(amounts) = tally.amounts_text(RefundStatus::Queued) {
         terminal.note(&format!("accepted for later processing: {amounts}"));
     }
     terminal.note(&format!("results: {}", results_path.display()));
@@ -412,27 +412,27 @@ pub fn next_steps(tally: &Tally) -> Vec<String> {
     let count = |status| tally.count(status);
     let kinds: [(u64, &str); 6] = [
         (
-            tally.count_where(ResultStatus::is_unfinished),
+            tally.count_where(RefundStatus::is_unfinished),
             "not finished (unknown or pending): run the same command again to resume; they keep their keys",
         ),
         (
-            count(ResultStatus::Declined) + count(ResultStatus::Rejected),
+            count(RefundStatus::Declined) + count(RefundStatus::Rejected),
             "declined or rejected: see the results CSV, fix what it says and run again with --retry-failed",
         ),
         (
-            count(ResultStatus::Returned),
+            count(RefundStatus::Returned),
             "returned by the customer's bank: nothing was refunded; fix the bank details and run again with --retry-failed",
         ),
         (
-            count(ResultStatus::Partial),
+            count(RefundStatus::Partial),
             "only partly approved (authorized_amount is what was refunded): never re-sent, as that would refund the approved part twice; refund the rest under a new order_id if it is owed",
         ),
         (
-            count(ResultStatus::Reversed),
+            count(RefundStatus::Reversed),
             "reversed after approval: nothing was refunded; find out why before refunding again under a new order_id",
         ),
         (
-            count(ResultStatus::Conflict),
+            count(RefundStatus::Conflict),
             "in conflict: the order was already refunded, or the file differs from what was sent for it; see the error column",
         ),
     ];
@@ -441,7 +441,7 @@ pub fn next_steps(tally: &Tally) -> Vec<String> {
         .filter(|(rows_of_kind, _)| *rows_of_kind > 0)
         .map(|(rows_of_kind, what)| format!("{} {what}", rows(*rows_of_kind)))
         .collect();
-    let invalid = count(ResultStatus::Invalid);
+    let invalid = count(RefundStatus::Invalid);
     if invalid > 0 {
         steps.push(format!("{invalid} rows invalid: fix them in the file and run again"));
     }

@@ -183,8 +183,8 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
                 // A row a running command is sending shows as such; left `sending` by a run
                 // that ended without an answer, it is `unknown`.
                 status: match total.state {
-                    crate::ledger::RefundState::Sending if running => "sending".to_owned(),
-                    state => state.result_status().as_str().to_owned(),
+                    crate::refund::RefundStatus::Sending if running => "sending".to_owned(),
+                    state => state.in_results().as_str().to_owned(),
                 },
                 amount: format_amount(total.amount_minor, total.currency),
                 environment: total.environment.as_str().to_owned(),

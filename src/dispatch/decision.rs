@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use crate::ledger::{Ledger, LedgerError, NewRefund, RefundRecord, RefundState};
+use crate::ledger::{Ledger, LedgerError, NewRefund, RefundRecord};
 use crate::payroc::body::PreparedRefund;
 use crate::refund::key::IdempotencyKey;
 use crate::refund::money::Currency;
-use crate::refund::{ResultStatus, RowNote};
+use crate::refund::{RefundStatus, RowNote};
 
 use super::DispatchOptions;
 use super::gate::{NewKey, refuse_new_key};
@@ -49,7 +49,7 @@ pub fn decide(
         let record = ledger.insert(&refund, options.batch, row)?;
         return Ok(Decision::Send(record));
     };
-    if record.state == RefundState::Sending && !record.may_have_reached {
+    if record.state == RefundStatus::Sending && !record.may_have_reached {
         // Left `sending` by a crash: its request may have left before the crash.
         ledger.mark_may_have_reached(record.id)?;
         record.may_have_reached = true;
@@ -81,7 +81,7 @@ pub fn decide(
         let change = record.describe_change(amount_minor, currency, &prepared.payee_masked);
         let note = if record.state.is_retryable_failure() {
             RowNote {
-                status: record.state.result_status(),
+                status: record.state.in_results(),
                 error: format!(
                     "this refund was {} and the row has changed since ({change}); to send the corrected row use --retry-failed",
                     record.state
@@ -93,24 +93,24 @@ pub fn decide(
                 None => None,
             };
             RowNote {
-                status: ResultStatus::Conflict,
+                status: RefundStatus::Conflict,
                 error: format!(
                     "the ledger already has a refund for this order by {}: row {} of {} ({}, key {}); \
                      one order is one refund, so this row is not sent. A different refund needs a different order_id",
                     record.method,
                     record.input_row.map_or_else(|| "?".to_owned(), |row| row.to_string()),
                     file.as_deref().unwrap_or("an earlier file"),
-                    record.state.result_status(),
+                    record.state.in_results(),
                     record.idempotency_key
                 ),
             }
         } else {
             RowNote {
-                status: ResultStatus::Conflict,
+                status: RefundStatus::Conflict,
                 error: format!(
                     "the ledger already has this refund ({}, key {}) with different details ({change}); \
                      it is not sent again. A different refund needs a different order_id",
-                    record.state.result_status(),
+                    record.state.in_results(),
                     record.idempotency_key
                 ),
             }
@@ -118,10 +118,10 @@ pub fn decide(
         return Ok(Decision::Hold(note));
     }
     match record.state {
-        RefundState::Pending | RefundState::Sending | RefundState::Unknown => {
+        RefundStatus::Pending | RefundStatus::Sending | RefundStatus::Unknown => {
             if sent_too_long_ago(&record) {
                 return Ok(Decision::Hold(RowNote {
-                    status: ResultStatus::Unknown,
+                    status: RefundStatus::Unknown,
                     error: "first sent more than 6 days ago and Payroc keeps keys for 7: not re-sent blindly. Run `refund-batch reconcile` on this file".into(),
                 }));
             }
@@ -141,14 +141,14 @@ fn unchanged_retry(record: &RefundRecord, prepared: &PreparedRefund, options: &D
         return None;
     }
     let (unchanged, what) = match record.state {
-        RefundState::Rejected => (record.fingerprint == prepared.fingerprint, "the row"),
+        RefundStatus::Rejected => (record.fingerprint == prepared.fingerprint, "the row"),
         _ => (
             record.payee_masked == prepared.payee_masked && record.method == prepared.method,
             "its payment details (card or account)",
         ),
     };
     unchanged.then(|| RowNote {
-        status: record.state.result_status(),
+        status: record.state.in_results(),
         error: format!(
             "{}; not sent again: {what} did not change since, so it would most likely be {} again. \
              Fix the row, or pass --retry-unchanged to send it as it is",
@@ -276,7 +276,7 @@ mod tests {
         .expect("decide")
     }
 
-    fn set_state(ledger: &mut Ledger, id: RefundId, state: RefundState) {
+    fn set_state(ledger: &mut Ledger, id: RefundId, state: RefundStatus) {
         ledger
             .record(
                 id,
@@ -296,7 +296,7 @@ mod tests {
         let Decision::Send(record) = decide_row(&mut ledger, 1000, false) else {
             panic!("a new row is sent")
         };
-        assert_eq!((record.generation, record.state), (0, RefundState::Pending));
+        assert_eq!((record.generation, record.state), (0, RefundStatus::Pending));
         // The golden key of (sandbox, 1234001, R1) at generation 0, computed independently of
         // this crate.
         assert_eq!(
@@ -307,7 +307,7 @@ mod tests {
 
     #[test]
     fn unfinished_rows_are_sent_again_with_the_same_key() {
-        for state in [RefundState::Pending, RefundState::Sending, RefundState::Unknown] {
+        for state in [RefundStatus::Pending, RefundStatus::Sending, RefundStatus::Unknown] {
             let (_directory, mut ledger) = ledger();
             let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
                 panic!()
@@ -324,11 +324,11 @@ mod tests {
     #[test]
     fn finished_rows_are_never_sent_again_and_only_failures_are_retried_on_request() {
         for state in [
-            RefundState::Succeeded,
-            RefundState::Queued,
-            RefundState::Conflict,
-            RefundState::Declined,
-            RefundState::Rejected,
+            RefundStatus::Succeeded,
+            RefundStatus::Queued,
+            RefundStatus::Conflict,
+            RefundStatus::Declined,
+            RefundStatus::Rejected,
         ] {
             let (_directory, mut ledger) = ledger();
             let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
@@ -361,11 +361,11 @@ mod tests {
         let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        set_state(&mut ledger, first.id, RefundState::Succeeded);
+        set_state(&mut ledger, first.id, RefundStatus::Succeeded);
         let Decision::Hold(note) = decide_row(&mut ledger, 1200, true) else {
             panic!("a changed succeeded row is held")
         };
-        assert_eq!(note.status, ResultStatus::Conflict);
+        assert_eq!(note.status, RefundStatus::Conflict);
         assert!(
             note.error.contains("amount was 1000 USD minor units, now 1200 USD"),
             "{}",
@@ -376,11 +376,11 @@ mod tests {
         let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        set_state(&mut ledger, first.id, RefundState::Declined);
+        set_state(&mut ledger, first.id, RefundStatus::Declined);
         let Decision::Hold(note) = decide_row(&mut ledger, 1200, false) else {
             panic!()
         };
-        assert_eq!(note.status, ResultStatus::Declined);
+        assert_eq!(note.status, RefundStatus::Declined);
         assert!(note.error.contains("--retry-failed"), "{}", note.error);
         let Decision::Send(retry) = decide_row(&mut ledger, 1200, true) else {
             panic!("the corrected row is sent")
@@ -409,11 +409,11 @@ mod tests {
                 .may_have_reached
         );
         // A rejected row whose generation may have reached Payroc is never given a new key.
-        set_state(&mut ledger, first.id, RefundState::Rejected);
+        set_state(&mut ledger, first.id, RefundStatus::Rejected);
         let Decision::Hold(note) = decide_row(&mut ledger, 1000, true) else {
             panic!("held, not retried")
         };
-        assert_eq!(note.status, ResultStatus::Unknown);
+        assert_eq!(note.status, RefundStatus::Unknown);
     }
 
     fn bank_row(amount_minor: i64) -> RefundRow {
@@ -435,7 +435,7 @@ mod tests {
         let Decision::Send(card) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        set_state(&mut ledger, card.id, RefundState::Succeeded);
+        set_state(&mut ledger, card.id, RefundStatus::Succeeded);
         // The same order by bank is the same record: its details changed, so it is held.
         let bank = prepare(&bank_row(1000), Environment::Sandbox, "default");
         assert_eq!(bank.identity.key(0), card.idempotency_key);
@@ -445,7 +445,7 @@ mod tests {
             else {
                 panic!("the same order by bank is held")
             };
-            assert_eq!(note.status, ResultStatus::Conflict, "{}", note.error);
+            assert_eq!(note.status, RefundStatus::Conflict, "{}", note.error);
         }
         // Under another namespace it is the same order, already done.
         let other_namespace = prepare(&row(1000), Environment::Sandbox, "team-b");
@@ -455,7 +455,7 @@ mod tests {
         ));
         // A declined refund refunded nothing: the order may go another way, on request only,
         // under the next key of the same order, and then the card row is the one in conflict.
-        set_state(&mut ledger, card.id, RefundState::Declined);
+        set_state(&mut ledger, card.id, RefundStatus::Declined);
         assert!(matches!(
             decide(&mut ledger, &bank, 1000, usd(), &options(false), 3).expect("decide"),
             Decision::Hold(_)
@@ -469,13 +469,13 @@ mod tests {
             (card.id, 1, "bank")
         );
         assert_eq!(by_bank.idempotency_key, bank.identity.key(1));
-        set_state(&mut ledger, card.id, RefundState::Succeeded);
+        set_state(&mut ledger, card.id, RefundStatus::Succeeded);
         let card_again = prepare(&row(1000), Environment::Sandbox, "default");
         let Decision::Hold(note) = decide(&mut ledger, &card_again, 1000, usd(), &options(true), 2).expect("decide")
         else {
             panic!("the fixed card row is held: the order was refunded by bank")
         };
-        assert_eq!(note.status, ResultStatus::Conflict);
+        assert_eq!(note.status, RefundStatus::Conflict);
     }
 
     #[test]
@@ -492,7 +492,7 @@ mod tests {
             panic!("the pending legacy row is sent")
         };
         assert_eq!((again.id, again.idempotency_key), (legacy.id, legacy_key));
-        set_state(&mut ledger, legacy.id, RefundState::Unknown);
+        set_state(&mut ledger, legacy.id, RefundStatus::Unknown);
         let bank = prepare(&bank_row(1000), Environment::Sandbox, "default");
         let Decision::Hold(note) = decide(&mut ledger, &bank, 1000, usd(), &options(true), 3).expect("decide") else {
             panic!("the order by bank is held while the card refund may exist")
@@ -523,7 +523,7 @@ mod tests {
         let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        set_state(&mut ledger, first.id, RefundState::Declined);
+        set_state(&mut ledger, first.id, RefundStatus::Declined);
         let strict = DispatchOptions {
             retry_unchanged: false,
             ..options(true)
@@ -533,7 +533,7 @@ mod tests {
         let Decision::Hold(note) = decide(&mut ledger, &same, 1000, usd(), &strict, 2).expect("decide") else {
             panic!("an unchanged declined row is held")
         };
-        assert_eq!(note.status, ResultStatus::Declined);
+        assert_eq!(note.status, RefundStatus::Declined);
         assert!(note.error.contains("--retry-unchanged"), "{}", note.error);
         // Another card: sent under the next key.
         let mut other_card = row(1000);

@@ -45,9 +45,10 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use crate::input::{InputError, InputReader, ParsedRow};
-use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, RefundRecord, RefundState};
+use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, RefundRecord};
 use crate::payroc::body::prepare;
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
+use crate::refund::RefundStatus;
 use crate::refund::{Environment, Method, RowNote};
 use lookup::{LookupVerdict, settle_lookup};
 pub use progress::ProgressReport;

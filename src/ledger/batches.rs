@@ -8,9 +8,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::records::{StoredName, Unreadable, read_record, stored};
-use super::{BatchId, Ledger, LedgerError, RefundRecord, RefundState, now};
-use crate::refund::Environment;
+use super::{BatchId, Ledger, LedgerError, RefundRecord, now};
 use crate::refund::money::Currency;
+use crate::refund::{Environment, RefundStatus};
 
 /// Totals of one batch, stored when it ends.
 #[derive(Debug, Clone, Default)]
@@ -54,7 +54,7 @@ pub struct TotalRow {
     /// Where they went.
     pub environment: Environment,
     /// The state.
-    pub state: RefundState,
+    pub state: RefundStatus,
     /// The currency.
     pub currency: Currency,
     /// How many refunds.
@@ -238,7 +238,8 @@ impl Ledger {
                     path: self.path.clone(),
                     message,
                 };
-                let state = RefundState::parse(&state).ok_or_else(|| corrupt(format!("unknown state {state:?}")))?;
+                let state =
+                    RefundStatus::parse_stored(&state).ok_or_else(|| corrupt(format!("unknown state {state:?}")))?;
                 let environment = Environment::from_stored(&environment)
                     .ok_or_else(|| corrupt(format!("unknown {} {environment:?}", Environment::WHAT)))?;
                 let currency = Currency::from_stored(&currency)

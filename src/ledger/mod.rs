@@ -1,7 +1,7 @@
 //! The ledger: a SQLite file that remembers every refund the tool has sent, so nothing is sent twice.
 //!
 //! Every command opens it. `run` looks each row's identity up before sending, commits the row as
-//! [`RefundState::Sending`] *before* its request leaves, and records the outcome when it comes
+//! [`RefundStatus::Sending`] *before* its request leaves, and records the outcome when it comes
 //! back; the results CSV and `status` are read from it. Because `sending` is on disk before the
 //! request exists, a crash at any moment leaves every row either untouched, or `sending` (sent or
 //! not: re-send with the same key and bytes, which Payroc answers with the first result), or done.
@@ -41,7 +41,8 @@
 //!   ([`Ledger::close`]), the run lock, the hard-link refusal, syncing a new ledger to disk,
 //!   noticing a copied ledger, and the files kept beside it ([`side_files`]).
 //! - `schema.rs` and `migrations/`: the numbered migrations and applying them.
-//! - `records.rs`: [`RefundState`], [`RefundRecord`], [`RefundUpdate`], Payroc's answer that both
+//! - `records.rs`: [`RefundRecord`] (its status is [`crate::refund::RefundStatus`], the one the
+//!   results show too), [`RefundUpdate`], Payroc's answer that both
 //!   carry ([`PayrocAnswer`]), [`NewRefund`], and reading a row of the `refunds` table by column name.
 //! - `refunds.rs`: what happens to a refund on its way to Payroc — insert, look-up, `sending`
 //!   marks, outcomes, key generations.
@@ -68,7 +69,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::refund::key::IdempotencyKey;
 use crate::refund::money::Currency;
-use crate::refund::{Environment, Method, PayrocRefundId};
+use crate::refund::{Environment, Method, PayrocRefundId, RefundStatus};
 
 pub use batches::BatchSummary;
 // Only returned by the ledger so far, never named outside it; re-exported all the same, so every
@@ -76,7 +77,7 @@ pub use batches::BatchSummary;
 #[allow(unused_imports)]
 pub use batches::{BatchRecord, TotalRow};
 pub use open::side_files;
-pub use records::{NewRefund, PayrocAnswer, RefundRecord, RefundState, RefundUpdate};
+pub use records::{NewRefund, PayrocAnswer, RefundRecord, RefundUpdate};
 #[allow(unused_imports)]
 pub use transactions::ReadSnapshot;
 
@@ -137,6 +138,24 @@ sql_stored_name!(
     Currency => |currency| currency.code(),
     Environment => |environment| environment.as_str()
 );
+
+/// A refund's status is stored by its name, and `invalid` never: only a row that failed
+/// validation has it, and such a row never reaches the ledger. Binding it is refused, so the
+/// ledger cannot record it whatever the code above asks; reading it back is refused as a
+/// corrupt ledger ([`RefundStatus::parse_stored`]).
+impl rusqlite::ToSql for RefundStatus {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        if !self.is_stored() {
+            return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(NotStored(*self))));
+        }
+        Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+    }
+}
+
+/// A status the ledger does not store (see the [`RefundStatus`] `ToSql` implementation).
+#[derive(Debug, thiserror::Error)]
+#[error("the ledger does not store the status {0}: only a row that failed validation has it")]
+struct NotStored(RefundStatus);
 
 /// An Idempotency-Key is stored as the text it is sent as, and read back through
 /// [`records::StoredName`].

@@ -357,9 +357,8 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::ledger::RefundState;
     use crate::ledger::testing::{key, new_refund};
-    use crate::refund::Environment;
+    use crate::refund::{Environment, RefundStatus};
 
     #[test]
     fn a_reader_sees_a_writers_commits_and_a_hard_link_is_refused() {
@@ -372,7 +371,7 @@ mod tests {
             .unwrap();
         writer.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
         let reader = Ledger::open_reader(&path).unwrap();
-        assert_eq!(reader.find("id-1").unwrap().unwrap().state, RefundState::Pending);
+        assert_eq!(reader.find("id-1").unwrap().unwrap().state, RefundStatus::Pending);
         drop(reader);
         writer.close().unwrap();
         // After a clean close the main file alone holds everything.

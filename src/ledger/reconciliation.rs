@@ -11,7 +11,7 @@
 use rusqlite::params;
 
 use super::records::read_record;
-use super::{BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundState, RefundUpdate, now};
+use super::{BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundUpdate, now};
 use crate::refund::key::IdempotencyKey;
 use crate::refund::{Environment, PayrocRefundId};
 
@@ -40,7 +40,7 @@ impl Ledger {
                         batch,
                         time,
                         outcome.answer.http_status,
-                        outcome.state.map(RefundState::as_str),
+                        outcome.state,
                         detail,
                         outcome.answer.refund_id
                     ],

@@ -5,115 +5,12 @@
 //! and `status` read records back. A row of the `refunds` table becomes a record here and
 //! nowhere else ([`read_record`]).
 
-use std::fmt;
-
 use rusqlite::ToSql;
 
 use super::{BatchId, RefundId};
 use crate::refund::key::IdempotencyKey;
 use crate::refund::money::Currency;
-use crate::refund::{Environment, Method, PayrocRefundId, ResultStatus};
-
-/// Where a refund stands. Stored as its lower-case name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RefundState {
-    /// Known, never sent (or proven never created).
-    Pending,
-    /// Committed just before a request left; its outcome is not recorded yet.
-    Sending,
-    /// Payroc approved it (`responseCode` A; a bank transfer submitted to the ACH network).
-    Succeeded,
-    /// Payroc approved less than was asked (`responseCode` P). Never re-sent: a second send would
-    /// refund the approved part twice. Needs a person.
-    Partial,
-    /// Payroc accepted it for later processing (`responseCode` E, or an answer this version does
-    /// not know). Not a definite failure, so never retried.
-    Queued,
-    /// Payroc declined it (`responseCode` D, R or C). Final unless retried on purpose.
-    Declined,
-    /// A bank transfer the customer's bank returned after it was submitted: nothing was refunded.
-    /// Sent again only on purpose (`--retry-failed`, after the bank details are fixed).
-    Returned,
-    /// Reversed after approval (status `reversal`). Never re-sent automatically: needs a person.
-    Reversed,
-    /// Payroc refused the request (400, 403, 406, 415). Final unless retried on purpose.
-    Rejected,
-    /// Payroc says the key was used for a different request (409), or the file changed. Needs a person.
-    Conflict,
-    /// The request may have reached Payroc but no definite answer came back. Re-sent with the same
-    /// key on the next run, or settled by `reconcile`.
-    Unknown,
-}
-
-impl RefundState {
-    /// Every state, in the order summaries list them.
-    pub const ALL: [RefundState; 11] = [
-        RefundState::Succeeded,
-        RefundState::Partial,
-        RefundState::Queued,
-        RefundState::Declined,
-        RefundState::Returned,
-        RefundState::Reversed,
-        RefundState::Rejected,
-        RefundState::Conflict,
-        RefundState::Unknown,
-        RefundState::Sending,
-        RefundState::Pending,
-    ];
-
-    /// The stored and displayed name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefundState::Pending => "pending",
-            RefundState::Sending => "sending",
-            RefundState::Succeeded => "succeeded",
-            RefundState::Partial => "partial",
-            RefundState::Queued => "queued",
-            RefundState::Declined => "declined",
-            RefundState::Returned => "returned",
-            RefundState::Reversed => "reversed",
-            RefundState::Rejected => "rejected",
-            RefundState::Conflict => "conflict",
-            RefundState::Unknown => "unknown",
-        }
-    }
-
-    /// Parses a stored name; unknown text is a corrupt ledger, not a default.
-    pub fn parse(text: &str) -> Option<RefundState> {
-        RefundState::ALL.into_iter().find(|state| state.as_str() == text)
-    }
-
-    /// A definite failure that `run --retry-failed` may send again under the next key generation.
-    pub fn is_retryable_failure(self) -> bool {
-        matches!(
-            self,
-            RefundState::Declined | RefundState::Rejected | RefundState::Returned
-        )
-    }
-
-    /// How the results CSV names this state: a row left `sending` by a crash is `unknown` there,
-    /// because it may or may not have reached Payroc.
-    pub fn result_status(self) -> ResultStatus {
-        match self {
-            RefundState::Pending => ResultStatus::Pending,
-            RefundState::Sending | RefundState::Unknown => ResultStatus::Unknown,
-            RefundState::Succeeded => ResultStatus::Succeeded,
-            RefundState::Partial => ResultStatus::Partial,
-            RefundState::Queued => ResultStatus::Queued,
-            RefundState::Declined => ResultStatus::Declined,
-            RefundState::Returned => ResultStatus::Returned,
-            RefundState::Reversed => ResultStatus::Reversed,
-            RefundState::Rejected => ResultStatus::Rejected,
-            RefundState::Conflict => ResultStatus::Conflict,
-        }
-    }
-}
-
-impl fmt::Display for RefundState {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
+use crate::refund::{Environment, Method, PayrocRefundId, RefundStatus};
 
 /// Everything the ledger knows about one refund identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +30,7 @@ pub struct RefundRecord {
     /// The key of that generation.
     pub idempotency_key: IdempotencyKey,
     /// Current state.
-    pub state: RefundState,
+    pub state: RefundStatus,
     /// Fingerprint of the masked body last sent (or to be sent).
     pub fingerprint: String,
     /// Amount in minor units.
@@ -172,7 +69,7 @@ pub struct RefundRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefundUpdate {
     /// The new state.
-    pub state: Option<RefundState>,
+    pub state: Option<RefundStatus>,
     /// What Payroc said (or, for a decision without an answer, the tool's explanation in
     /// [`PayrocAnswer::problem_detail`]). Replaces the recorded answer, except that a refund id
     /// already recorded is kept when this has none.
@@ -355,10 +252,10 @@ pub(super) trait StoredName: Sized {
     fn from_stored(text: &str) -> Option<Self>;
 }
 
-impl StoredName for RefundState {
+impl StoredName for RefundStatus {
     const WHAT: &'static str = "refund state";
-    fn from_stored(text: &str) -> Option<RefundState> {
-        RefundState::parse(text)
+    fn from_stored(text: &str) -> Option<RefundStatus> {
+        RefundStatus::parse_stored(text)
     }
 }
 
@@ -430,25 +327,30 @@ mod tests {
 
     #[test]
     fn states_round_trip_and_classify() {
-        for state in RefundState::ALL {
-            assert_eq!(RefundState::parse(state.as_str()), Some(state));
+        for state in RefundStatus::ALL.into_iter().filter(|state| state.is_stored()) {
+            assert_eq!(RefundStatus::from_stored(state.as_str()), Some(state));
         }
-        assert_eq!(RefundState::parse("done"), None);
-        assert!(RefundState::Declined.is_retryable_failure());
-        assert!(RefundState::Rejected.is_retryable_failure());
+        assert_eq!(RefundStatus::from_stored("done"), None);
+        assert_eq!(
+            RefundStatus::from_stored("invalid"),
+            None,
+            "a row that failed validation is never in the ledger"
+        );
+        assert!(RefundStatus::Declined.is_retryable_failure());
+        assert!(RefundStatus::Rejected.is_retryable_failure());
         for never in [
-            RefundState::Succeeded,
-            RefundState::Queued,
-            RefundState::Unknown,
-            RefundState::Conflict,
-            RefundState::Sending,
+            RefundStatus::Succeeded,
+            RefundStatus::Queued,
+            RefundStatus::Unknown,
+            RefundStatus::Conflict,
+            RefundStatus::Sending,
         ] {
             assert!(!never.is_retryable_failure(), "{never}");
         }
-        assert_eq!(RefundState::Sending.result_status(), ResultStatus::Unknown);
-        for state in RefundState::ALL {
-            if state != RefundState::Sending {
-                assert_eq!(state.result_status().as_str(), state.as_str(), "one name per state");
+        assert_eq!(RefundStatus::Sending.in_results(), RefundStatus::Unknown);
+        for state in RefundStatus::ALL {
+            if state != RefundStatus::Sending {
+                assert_eq!(state.in_results().as_str(), state.as_str(), "one name per state");
             }
         }
     }

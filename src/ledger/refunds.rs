@@ -10,9 +10,9 @@ use rusqlite::{OptionalExtension, ToSql, params};
 
 use super::records::{PayrocAnswer, read_record, store_answer};
 use super::{
-    AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundState, RefundUpdate,
-    first_send_name, now,
+    AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundUpdate, first_send_name, now,
 };
+use crate::refund::RefundStatus;
 use crate::refund::key::IdempotencyKey;
 
 impl Ledger {
@@ -84,7 +84,7 @@ impl Ledger {
             order_id: refund.order_id.to_owned(),
             generation: 0,
             idempotency_key: refund.idempotency_key,
-            state: RefundState::Pending,
+            state: RefundStatus::Pending,
             fingerprint: refund.fingerprint.to_owned(),
             amount_minor: refund.amount_minor,
             currency: refund.currency,
@@ -219,7 +219,7 @@ impl Ledger {
                 )?
                 .execute(params![
                     previous.id,
-                    previous.state.as_str(),
+                    previous.state,
                     previous.first_sent_at,
                     previous.updated_at,
                     previous.batch_id
@@ -242,7 +242,8 @@ impl Ledger {
         retries: i64,
     ) -> Result<(), LedgerError> {
         let time = now();
-        let state = outcome.state.map(RefundState::as_str);
+        // Bound as the typed status, whose binding refuses `invalid`.
+        let state = outcome.state;
         let mut parameters: Vec<(&str, &dyn ToSql)> = vec![
             (":id", &id),
             (":state", &state),
@@ -318,16 +319,16 @@ mod tests {
             .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
             .unwrap();
         let record = ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
-        assert_eq!(record.state, RefundState::Pending);
+        assert_eq!(record.state, RefundStatus::Pending);
         assert_eq!(
             ledger.find("id-1").unwrap(),
             Some(record.clone()),
             "insert returns what the ledger holds"
         );
         let attempt = ledger.mark_sending(&record, batch).unwrap();
-        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundState::Sending);
+        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundStatus::Sending);
         let outcome = RefundUpdate {
-            state: Some(RefundState::Succeeded),
+            state: Some(RefundStatus::Succeeded),
             answer: PayrocAnswer {
                 http_status: Some(201),
                 refund_id: Some(PayrocRefundId("CD3HN88U9F".into())),
@@ -338,7 +339,7 @@ mod tests {
         };
         ledger.record(record.id, Some(attempt), &outcome, 0).unwrap();
         let done = ledger.find("id-1").unwrap().unwrap();
-        assert_eq!(done.state, RefundState::Succeeded);
+        assert_eq!(done.state, RefundStatus::Succeeded);
         assert_eq!(done.attempts, 1);
         assert_eq!(
             done.answer.refund_id.as_ref().map(PayrocRefundId::as_str),
@@ -355,7 +356,7 @@ mod tests {
         drop(ledger);
         // Reopening keeps everything and does not re-run migrations.
         let ledger = Ledger::open(&path).unwrap();
-        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundState::Succeeded);
+        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundStatus::Succeeded);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -373,7 +374,7 @@ mod tests {
         let marked = ledger.find("id-1").unwrap().unwrap();
         assert_eq!(
             (marked.state, marked.attempts, marked.batch_id),
-            (RefundState::Sending, 1, Some(second))
+            (RefundStatus::Sending, 1, Some(second))
         );
         assert!(marked.first_sent_at.is_some());
         ledger.unmark_sending(&record, attempt).unwrap();
@@ -404,7 +405,7 @@ mod tests {
                 record.id,
                 None,
                 &RefundUpdate {
-                    state: Some(RefundState::Declined),
+                    state: Some(RefundStatus::Declined),
                     ..RefundUpdate::default()
                 },
                 0,
@@ -415,7 +416,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (next.generation, next.state, next.idempotency_key),
-            (1, RefundState::Pending, key(1))
+            (1, RefundStatus::Pending, key(1))
         );
         let keys: i64 = ledger
             .connection
@@ -447,7 +448,7 @@ mod tests {
             notes: Some("a note".into()),
         };
         let declined = |answer| RefundUpdate {
-            state: Some(RefundState::Declined),
+            state: Some(RefundStatus::Declined),
             answer,
             ..RefundUpdate::default()
         };
@@ -510,6 +511,28 @@ mod tests {
         assert!(matches!(ledger.batches(None), Err(LedgerError::Corrupt { .. })));
     }
 
+    /// `invalid` belongs to rows that failed validation, which never reach the ledger: it
+    /// refuses to record it, by any path.
+    #[test]
+    fn the_ledger_never_stores_invalid() {
+        let (_directory, mut ledger) = temporary_ledger();
+        let batch = ledger
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
+        let record = ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
+        let invalid = RefundUpdate {
+            state: Some(RefundStatus::Invalid),
+            ..RefundUpdate::default()
+        };
+        assert!(ledger.record(record.id, None, &invalid, 0).is_err());
+        assert!(ledger.record_reconciliation(record.id, batch, &invalid).is_err());
+        let attempt = ledger.mark_sending(&record, batch).unwrap();
+        let mut previous = record.clone();
+        previous.state = RefundStatus::Invalid;
+        assert!(ledger.unmark_sending(&previous, attempt).is_err());
+        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundStatus::Sending);
+    }
+
     /// The ledger itself refuses a second live refund of one order and a new key for a refund
     /// that may exist, whatever the code above it forgot.
     #[test]
@@ -533,7 +556,7 @@ mod tests {
             "{second:?}"
         );
         // A new key for a refund that succeeded, or may have been created.
-        for state in [RefundState::Succeeded, RefundState::Unknown, RefundState::Sending] {
+        for state in [RefundStatus::Succeeded, RefundStatus::Unknown, RefundStatus::Sending] {
             set(&mut ledger, state);
             let next = ledger.next_generation(first.id, 1, key(1), &new_refund("v2|order", key(1)), batch, 2, None);
             assert!(next.is_err(), "{state}: {next:?}");
@@ -555,7 +578,7 @@ mod tests {
                 first.id,
                 None,
                 &RefundUpdate {
-                    state: Some(RefundState::Declined),
+                    state: Some(RefundStatus::Declined),
                     ..RefundUpdate::default()
                 },
                 0,

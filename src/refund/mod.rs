@@ -16,7 +16,7 @@ pub mod redaction;
 pub mod status;
 
 pub use environment::Environment;
-pub use status::{ResultStatus, RowNote};
+pub use status::{RefundStatus, RowNote};
 
 use money::Currency;
 

@@ -15,7 +15,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::refund::key::Identity;
 use crate::refund::money::{Currency, format_amount};
 use crate::refund::redaction::{redact_digit_runs, redact_id};
-use crate::refund::{Environment, ResultStatus, RowNote};
+use crate::refund::{Environment, RefundStatus, RowNote};
 
 /// One line of the results CSV. The header is these field names, in this order: the one
 /// definition of the columns.
@@ -34,7 +34,7 @@ pub struct ResultLine {
     /// Currency code.
     pub currency: String,
     /// What happened to the row.
-    pub status: ResultStatus,
+    pub status: RefundStatus,
     /// Payroc's `refundId`.
     pub refund_id: String,
     /// `transactionResult.status`.
@@ -101,19 +101,19 @@ impl ResultLine {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tally {
     /// Rows per status.
-    pub rows: BTreeMap<ResultStatus, u64>,
+    pub rows: BTreeMap<RefundStatus, u64>,
     /// Minor units per (status, currency) for valid rows.
-    pub amounts: BTreeMap<(ResultStatus, Currency), i64>,
+    pub amounts: BTreeMap<(RefundStatus, Currency), i64>,
 }
 
 impl Tally {
     /// Rows with `status`.
-    pub fn count(&self, status: ResultStatus) -> u64 {
+    pub fn count(&self, status: RefundStatus) -> u64 {
         self.rows.get(&status).copied().unwrap_or(0)
     }
 
     /// Rows with any status `which` selects.
-    pub fn count_where(&self, which: impl Fn(ResultStatus) -> bool) -> u64 {
+    pub fn count_where(&self, which: impl Fn(RefundStatus) -> bool) -> u64 {
         self.rows
             .iter()
             .filter(|(status, _)| which(**status))
@@ -128,7 +128,7 @@ impl Tally {
 
     /// `succeeded=3,declined=1`: the form stored on the batch.
     pub fn counts_text(&self) -> String {
-        ResultStatus::ALL
+        RefundStatus::ALL
             .iter()
             .filter(|status| self.count(**status) > 0)
             .map(|status| format!("{status}={}", self.count(*status)))
@@ -137,7 +137,7 @@ impl Tally {
     }
 
     /// Amounts for a status as `49.99 USD, 1200 JPY`.
-    pub fn amounts_text(&self, status: ResultStatus) -> Option<String> {
+    pub fn amounts_text(&self, status: RefundStatus) -> Option<String> {
         let parts: Vec<String> = self
             .amounts
             .iter()
@@ -316,7 +316,7 @@ fn write_rows<W: Write>(
                     order_id: redact_id(&label.order_id),
                     amount: redact_digit_runs(&label.amount),
                     currency: redact_digit_runs(&label.currency),
-                    status: ResultStatus::Invalid,
+                    status: RefundStatus::Invalid,
                     error: redact_digit_runs(&message),
                     ..ResultLine::default()
                 }
@@ -332,7 +332,7 @@ fn write_rows<W: Write>(
                     ..ResultLine::default()
                 };
                 if context.skip_rows.contains(&row.row) {
-                    line.status = ResultStatus::Invalid;
+                    line.status = RefundStatus::Invalid;
                     line.error = context.invalid.get(&row.row).cloned().unwrap_or_default();
                 } else {
                     let identity = Identity::of_row(&row, context.environment);
@@ -350,10 +350,10 @@ fn write_rows<W: Write>(
                             || record.currency != row.currency
                             || record.payee_masked != payee;
                         differs.then(|| RowNote {
-                            status: ResultStatus::Conflict,
+                            status: RefundStatus::Conflict,
                             error: format!(
                                 "the file differs from what the ledger has for this refund ({}: {}); nothing new was sent",
-                                record.state.result_status(),
+                                record.state.in_results(),
                                 record.describe_change(row.amount_minor, row.currency, &payee)
                             ),
                         })
@@ -361,8 +361,8 @@ fn write_rows<W: Write>(
                     let note = context.notes.get(&row.row).or(changed.as_ref());
                     line.status = match (note, &record) {
                         (Some(note), _) => note.status,
-                        (None, Some(record)) => record.state.result_status(),
-                        (None, None) => ResultStatus::Pending,
+                        (None, Some(record)) => record.state.in_results(),
+                        (None, None) => RefundStatus::Pending,
                     };
                     match &record {
                         Some(record) => fill_from_record(&mut line, record, note, &mut tally),
@@ -443,7 +443,7 @@ fn changed_row_line(
             line.method = record.method.as_str().to_owned();
             line.processing_terminal_id = record.processing_terminal_id.clone();
             line.order_id = record.order_id.clone();
-            line.status = note.map_or_else(|| record.state.result_status(), |note| note.status);
+            line.status = note.map_or_else(|| record.state.in_results(), |note| note.status);
             fill_from_record(&mut line, record, note, tally);
             line.notes = [
                 line.notes.as_str(),
@@ -456,11 +456,11 @@ fn changed_row_line(
             .join("; ");
         }
         (None, Some(problems)) => {
-            line.status = ResultStatus::Invalid;
+            line.status = RefundStatus::Invalid;
             line.error = redact_digit_runs(problems);
         }
         (None, None) => {
-            line.status = note.map_or(ResultStatus::Pending, |note| note.status);
+            line.status = note.map_or(RefundStatus::Pending, |note| note.status);
             line.error = format!("{CHANGED}; it was not sent. Run the command again on the file as it is now");
         }
     }

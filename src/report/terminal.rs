@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::ledger::RefundState;
-use crate::refund::ResultStatus;
+use crate::refund::RefundStatus;
 
 /// The progress bar on screen, if any: every write to stderr goes around it (see
 /// [`StderrWriter`]) so that notes and logs never tear it.
@@ -221,7 +220,7 @@ pub struct Progress {
     /// The environment banner for plain progress lines.
     prefix: String,
     total: u64,
-    counts: [AtomicU64; ResultStatus::ALL.len()],
+    counts: [AtomicU64; RefundStatus::ALL.len()],
     done: AtomicU64,
     /// Rows whose request (or look-up) finished in this run: the rate and the ETA come from
     /// these alone, not from rows an earlier run finished, which take no time now.
@@ -233,21 +232,21 @@ pub struct Progress {
 }
 
 impl crate::dispatch::ProgressReport for Progress {
-    fn already_done(&self, state: RefundState) {
-        self.count(state.result_status());
+    fn already_done(&self, state: RefundStatus) {
+        self.count(state.in_results());
     }
 
-    fn held(&self, status: ResultStatus) {
+    fn held(&self, status: RefundStatus) {
         self.count(status);
     }
 
-    fn finished(&self, state: RefundState) {
+    fn finished(&self, state: RefundStatus) {
         self.finished_here.fetch_add(1, Ordering::Relaxed);
         self.first_finished
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get_or_insert_with(Instant::now);
-        self.count(state.result_status());
+        self.count(state.in_results());
     }
 }
 
@@ -269,8 +268,8 @@ impl Progress {
         Some((rate, Duration::from_secs_f64(left.min(1e9))))
     }
 
-    fn count(&self, status: ResultStatus) {
-        if let Some(index) = ResultStatus::ALL.iter().position(|known| *known == status) {
+    fn count(&self, status: RefundStatus) {
+        if let Some(index) = RefundStatus::ALL.iter().position(|known| *known == status) {
             self.counts[index].fetch_add(1, Ordering::Relaxed);
         }
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -284,7 +283,7 @@ impl Progress {
                 *last = Instant::now();
                 let pace = self.pace(done);
                 let line = if self.json {
-                    let counts: serde_json::Map<String, serde_json::Value> = ResultStatus::ALL
+                    let counts: serde_json::Map<String, serde_json::Value> = RefundStatus::ALL
                         .iter()
                         .zip(&self.counts)
                         .filter(|(_, count)| count.load(Ordering::Relaxed) > 0)
@@ -317,7 +316,7 @@ impl Progress {
     }
 
     fn counts_text(&self) -> String {
-        let parts: Vec<String> = ResultStatus::ALL
+        let parts: Vec<String> = RefundStatus::ALL
             .iter()
             .zip(&self.counts)
             .filter_map(|(status, count)| {
