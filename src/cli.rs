@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::{EnumValueParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::refund::Method;
@@ -29,9 +30,14 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where refunds go.
+/// Where refunds go: the core's type, named here too because every command reads it from
+/// [`GlobalArgs::environment`].
+pub use crate::refund::Environment;
+
+/// `--env` on the command line: parsed by clap and turned into the core's [`Environment`] at
+/// once, so that the core does not depend on clap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Environment {
+pub enum EnvironmentArg {
     /// An embedded local sandbox: no money moves.
     Sandbox,
     /// Payroc's test environment (api.uat.payroc.com).
@@ -40,13 +46,12 @@ pub enum Environment {
     Production,
 }
 
-impl Environment {
-    /// The name used in keys, the ledger and messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Sandbox => "sandbox",
-            Environment::Uat => "uat",
-            Environment::Production => "production",
+impl From<EnvironmentArg> for Environment {
+    fn from(value: EnvironmentArg) -> Environment {
+        match value {
+            EnvironmentArg::Sandbox => Environment::Sandbox,
+            EnvironmentArg::Uat => Environment::Uat,
+            EnvironmentArg::Production => Environment::Production,
         }
     }
 }
@@ -82,7 +87,7 @@ pub struct GlobalArgs {
         long = "env",
         global = true,
         env = "REFUND_BATCH_ENV",
-        value_enum,
+        value_parser = EnumValueParser::<EnvironmentArg>::new().map(Environment::from),
         default_value = "sandbox"
     )]
     pub environment: Environment,

@@ -38,7 +38,7 @@ pub async fn reconcile(
     .await?;
     terminal.note(&format!("looking up unknown rows at {}", endpoint.api_url));
     let options = ReconcileOptions {
-        environment: global.environment.as_str().to_owned(),
+        environment: global.environment,
         namespace: connection.key_namespace.clone(),
         allow_case_variants: arguments.input.allow_case_variants,
         include_queued: arguments.include_queued,

@@ -128,7 +128,7 @@ pub fn results_from_ledger(
     let check = check_file(file, options)
         .with_context(|| format!("cannot read {}", file.display()))
         .map_err(CommandError::usage)?;
-    let environment = global.environment.as_str();
+    let environment = global.environment;
     let batches = ledger.batches(Some(&check.sha256)).map_err(CommandError::usage)?;
     if !batches.is_empty() && !batches.iter().any(|batch| batch.environment == environment) {
         let mut others: Vec<&str> = batches.iter().map(|batch| batch.environment.as_str()).collect();
@@ -190,7 +190,7 @@ pub fn results_from_ledger(
             .collect();
         let facts = WorkbookFacts {
             input: file.display().to_string(),
-            environment: environment.to_owned(),
+            environment,
             ledger: ledger.path().display().to_string(),
             batch: if of_environment.is_empty() {
                 "none: the file was never run in this environment".into()

@@ -82,7 +82,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
         ));
     }
     let dispatch_options = DispatchOptions {
-        environment: environment.as_str().to_owned(),
+        environment,
         namespace: connection.key_namespace.clone(),
         rate,
         concurrency: arguments.concurrency,
@@ -161,10 +161,7 @@ fn precheck_new_rows(
         Precheck::Never => false,
         Precheck::Auto if environment == Environment::Sandbox => false,
         Precheck::Auto => {
-            let first_send = session
-                .ledger
-                .first_send_at(environment.as_str())
-                .map_err(CommandError::usage)?;
+            let first_send = session.ledger.first_send_at(environment).map_err(CommandError::usage)?;
             let vouched_since = first_send.as_deref().and_then(|text| {
                 time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
             });

@@ -21,7 +21,7 @@ use crate::input::file_check::{FileCheck, check_file};
 use crate::ledger::{BatchId, BatchSummary, Ledger};
 use crate::payroc::client::check_base_url;
 use crate::payroc::{ClientConfig, PayrocClient, RetryPolicy, SystemicError};
-use crate::refund::{ResultStatus, RowNote};
+use crate::refund::{RefundStatus, RowNote};
 use crate::report::protect;
 use crate::report::results::{self, LineSink, ResultsContext, Tally};
 use crate::report::terminal::{Terminal, rows};
@@ -221,7 +221,7 @@ fn open(
         .begin_batch(
             &input.file.display().to_string(),
             &check.sha256,
-            global.environment.as_str(),
+            global.environment,
             command,
         )
         .map_err(CommandError::usage)?;
@@ -349,7 +349,7 @@ impl Session {
             .unwrap_or_else(|| results::default_path(&self.input_path));
         let results_bom = outputs.results_bom;
         let context = ResultsContext {
-            environment: self.environment.as_str(),
+            environment: self.environment,
             namespace: &self.namespace,
             notes,
             invalid: &self.check.invalid,
@@ -404,8 +404,8 @@ impl Session {
                 });
             }
         };
-        let unfinished = tally.count_where(ResultStatus::is_unfinished);
-        let needs_review = tally.count_where(ResultStatus::needs_review);
+        let unfinished = tally.count_where(RefundStatus::is_unfinished);
+        let needs_review = tally.count_where(RefundStatus::needs_review);
         let mut status = ExitStatus::from_counts(unfinished, needs_review);
         match stopped {
             Some(StopReason::Systemic(SystemicError::Authentication(_))) => status = ExitStatus::Authentication,
@@ -418,7 +418,7 @@ impl Session {
         if let (Some(builder), Some(path)) = (workbook, outputs.workbook.as_deref()) {
             let facts = WorkbookFacts {
                 input: self.input_path.display().to_string(),
-                environment: self.environment.as_str().to_owned(),
+                environment: self.environment,
                 ledger: self.ledger_path.display().to_string(),
                 batch: format!("#{} (this command)", self.batch.0),
                 written_at: crate::clock::format(crate::clock::now()),
@@ -471,7 +471,7 @@ fn print_summary(
     ledger_path: &Path,
     stopped: Option<&StopReason>,
 ) {
-    let counts: Vec<String> = ResultStatus::ALL
+    let counts: Vec<String> = RefundStatus::ALL
         .iter()
         .filter(|status| tally.count(**status) > 0)
         .map(|status| format!("{} {status}", tally.count(*status)))
@@ -482,15 +482,15 @@ fn print_summary(
         counts.join(", ")
     };
     terminal.note(&format!("{}: {counts}", rows(tally.total())));
-    if let Some(amounts) = tally.amounts_text(ResultStatus::Succeeded) {
+    if let Some(amounts) = tally.amounts_text(RefundStatus::Succeeded) {
         terminal.note(&format!("refunded: {amounts}"));
     }
-    if let Some(amounts) = tally.amounts_text(ResultStatus::Partial) {
+    if let Some(amounts) = tally.amounts_text(RefundStatus::Partial) {
         terminal.note(&format!(
             "partly approved (amounts asked; see authorized_amount): {amounts}"
         ));
     }
-    if let Some(amounts) = tally.amounts_text(ResultStatus::Queued) {
+    if let Some(amounts) = tally.amounts_text(RefundStatus::Queued) {
         terminal.note(&format!("accepted for later processing: {amounts}"));
     }
     terminal.note(&format!("results: {}", results_path.display()));

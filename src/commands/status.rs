@@ -9,7 +9,7 @@ use crate::commands::CommandError;
 use crate::commands::report::{FileReading, open_ledger_to_read, results_from_ledger};
 use crate::commands::session::Outputs;
 use crate::exit::ExitStatus;
-use crate::refund::money::{Currency, format_amount};
+use crate::refund::money::format_amount;
 use crate::report::terminal::Terminal;
 
 #[derive(Serialize)]
@@ -120,7 +120,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
                 id: batch.id.0,
                 input_path: batch.input_path,
                 input_sha256: batch.input_sha256,
-                environment: batch.environment,
+                environment: batch.environment.as_str().to_owned(),
                 started_at: batch.started_at,
                 state: match (&batch.finished_at, running) {
                     (Some(_), _) => "finished",
@@ -139,14 +139,12 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
                 // A row a running command is sending shows as such; left `sending` by a run
                 // that ended without an answer, it is `unknown`.
                 status: match total.state {
-                    crate::ledger::RefundState::Sending if running => "sending".to_owned(),
-                    state => state.result_status().as_str().to_owned(),
+                    crate::refund::RefundStatus::Sending if running => "sending".to_owned(),
+                    state => state.in_results().as_str().to_owned(),
                 },
-                amount: Currency::from_code(&total.currency)
-                    .map(|known| format_amount(total.amount_minor, known))
-                    .unwrap_or_else(|| total.amount_minor.to_string()),
-                environment: total.environment,
-                currency: total.currency,
+                amount: format_amount(total.amount_minor, total.currency),
+                environment: total.environment.as_str().to_owned(),
+                currency: total.currency.code().to_owned(),
                 rows: total.rows,
             })
             .collect(),

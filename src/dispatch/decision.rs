@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
-use crate::ledger::{Ledger, LedgerError, NewRefund, RefundRecord, RefundState};
+use crate::ledger::{Ledger, LedgerError, NewRefund, RefundRecord};
 use crate::payroc::body::PreparedRefund;
-use crate::refund::{ResultStatus, RowNote};
+use crate::refund::key::IdempotencyKey;
+use crate::refund::money::Currency;
+use crate::refund::{RefundStatus, RowNote};
 
 use super::DispatchOptions;
 use super::gate::{NewKey, refuse_new_key};
@@ -33,7 +35,7 @@ pub fn decide(
     ledger: &mut Ledger,
     prepared: &PreparedRefund,
     amount_minor: i64,
-    currency: &str,
+    currency: Currency,
     options: &DispatchOptions,
     row: u64,
 ) -> Result<Decision, LedgerError> {
@@ -41,13 +43,13 @@ pub fn decide(
         if let Some(note) = refuse_new_key(ledger, prepared, None, NewKey::FirstSend, options.allow_case_variants)? {
             return Ok(Decision::Hold(note));
         }
-        let key = prepared.identity.key(0).to_string();
-        let mut refund = new_refund(prepared, &key, amount_minor, currency);
+        let key = prepared.identity.key(0);
+        let mut refund = new_refund(prepared, key, amount_minor, currency);
         refund.needs_precheck = options.precheck_new_rows;
         let record = ledger.insert(&refund, options.batch, row)?;
         return Ok(Decision::Send(record));
     };
-    if record.state == RefundState::Sending && !record.may_have_reached {
+    if record.state == RefundStatus::Sending && !record.may_have_reached {
         // Left `sending` by a crash: its request may have left before the crash.
         ledger.mark_may_have_reached(record.id)?;
         record.may_have_reached = true;
@@ -67,48 +69,48 @@ pub fn decide(
             return Ok(Decision::Hold(note));
         }
         let generation = record.generation + 1;
-        let key = prepared.identity.key(generation).to_string();
-        let mut refund = new_refund(prepared, &key, amount_minor, currency);
+        let key = prepared.identity.key(generation);
+        let mut refund = new_refund(prepared, key, amount_minor, currency);
         // Another ledger or host may have refunded the order meanwhile: a new key is only sent
         // after Payroc was asked, unless the user switched lookups off.
         refund.needs_precheck = options.precheck_enabled;
-        let record = ledger.next_generation(record.id, generation, &key, &refund, options.batch, row, None)?;
+        let record = ledger.next_generation(record.id, generation, key, &refund, options.batch, row, None)?;
         return Ok(Decision::Send(record));
     }
     if !same_body {
         let change = record.describe_change(amount_minor, currency, &prepared.payee_masked);
         let note = if record.state.is_retryable_failure() {
             RowNote {
-                status: record.state.result_status(),
+                status: record.state.in_results(),
                 error: format!(
                     "this refund was {} and the row has changed since ({change}); to send the corrected row use --retry-failed",
                     record.state
                 ),
             }
-        } else if record.method != prepared.method.as_str() {
+        } else if record.method != prepared.method {
             let file = match record.batch_id {
                 Some(batch) => ledger.batch_input_path(batch)?,
                 None => None,
             };
             RowNote {
-                status: ResultStatus::Conflict,
+                status: RefundStatus::Conflict,
                 error: format!(
                     "the ledger already has a refund for this order by {}: row {} of {} ({}, key {}); \
                      one order is one refund, so this row is not sent. A different refund needs a different order_id",
                     record.method,
                     record.input_row.map_or_else(|| "?".to_owned(), |row| row.to_string()),
                     file.as_deref().unwrap_or("an earlier file"),
-                    record.state.result_status(),
+                    record.state.in_results(),
                     record.idempotency_key
                 ),
             }
         } else {
             RowNote {
-                status: ResultStatus::Conflict,
+                status: RefundStatus::Conflict,
                 error: format!(
                     "the ledger already has this refund ({}, key {}) with different details ({change}); \
                      it is not sent again. A different refund needs a different order_id",
-                    record.state.result_status(),
+                    record.state.in_results(),
                     record.idempotency_key
                 ),
             }
@@ -116,10 +118,10 @@ pub fn decide(
         return Ok(Decision::Hold(note));
     }
     match record.state {
-        RefundState::Pending | RefundState::Sending | RefundState::Unknown => {
+        RefundStatus::Pending | RefundStatus::Sending | RefundStatus::Unknown => {
             if sent_too_long_ago(&record) {
                 return Ok(Decision::Hold(RowNote {
-                    status: ResultStatus::Unknown,
+                    status: RefundStatus::Unknown,
                     error: "first sent more than 6 days ago and Payroc keeps keys for 7: not re-sent blindly. Run `refund-batch reconcile` on this file".into(),
                 }));
             }
@@ -139,14 +141,14 @@ fn unchanged_retry(record: &RefundRecord, prepared: &PreparedRefund, options: &D
         return None;
     }
     let (unchanged, what) = match record.state {
-        RefundState::Rejected => (record.fingerprint == prepared.fingerprint, "the row"),
+        RefundStatus::Rejected => (record.fingerprint == prepared.fingerprint, "the row"),
         _ => (
-            record.payee_masked == prepared.payee_masked && record.method == prepared.method.as_str(),
+            record.payee_masked == prepared.payee_masked && record.method == prepared.method,
             "its payment details (card or account)",
         ),
     };
     unchanged.then(|| RowNote {
-        status: record.state.result_status(),
+        status: record.state.in_results(),
         error: format!(
             "{}; not sent again: {what} did not change since, so it would most likely be {} again. \
              Fix the row, or pass --retry-unchanged to send it as it is",
@@ -164,14 +166,14 @@ fn unchanged_retry(record: &RefundRecord, prepared: &PreparedRefund, options: &D
 /// The ledger's view of a prepared row under `key`.
 pub(crate) fn new_refund<'a>(
     prepared: &'a PreparedRefund,
-    key: &'a str,
+    key: IdempotencyKey,
     amount_minor: i64,
-    currency: &'a str,
+    currency: Currency,
 ) -> NewRefund<'a> {
     NewRefund {
         identity: &prepared.ledger_id,
-        environment: &prepared.identity.environment,
-        method: prepared.method.as_str(),
+        environment: prepared.identity.environment,
+        method: prepared.method,
         processing_terminal_id: &prepared.identity.processing_terminal_id,
         order_id: &prepared.identity.order_id,
         idempotency_key: key,
@@ -205,8 +207,11 @@ mod tests {
     use crate::ledger::RefundId;
     use crate::ledger::RefundUpdate;
     use crate::payroc::body::prepare;
-    use crate::refund::money::Currency;
-    use crate::refund::{Customer, Method, Payee, RefundRow};
+    use crate::refund::{Customer, Environment, Method, Payee, RefundRow};
+
+    fn usd() -> Currency {
+        Currency::from_code("USD").expect("USD is known")
+    }
 
     fn row(amount_minor: i64) -> RefundRow {
         RefundRow {
@@ -215,7 +220,7 @@ mod tests {
             processing_terminal_id: "1234001".into(),
             order_id: "R1".into(),
             amount_minor,
-            currency: Currency::from_code("USD").expect("USD is known"),
+            currency: usd(),
             description: "Refund".into(),
             channel: "moto",
             operator: None,
@@ -232,7 +237,7 @@ mod tests {
 
     fn options(retry_failed: bool) -> DispatchOptions {
         DispatchOptions {
-            environment: "sandbox".into(),
+            environment: Environment::Sandbox,
             namespace: "default".into(),
             rate: NonZeroU32::MIN,
             concurrency: 1,
@@ -251,25 +256,27 @@ mod tests {
     fn ledger() -> (tempfile::TempDir, Ledger) {
         let directory = tempfile::tempdir().expect("temp dir");
         let mut ledger = Ledger::open(&directory.path().join("ledger.sqlite")).expect("open ledger");
-        ledger.begin_batch("file.csv", "sha", "sandbox", "run").expect("batch");
+        ledger
+            .begin_batch("file.csv", "sha", Environment::Sandbox, "run")
+            .expect("batch");
         (directory, ledger)
     }
 
     fn decide_row(ledger: &mut Ledger, amount_minor: i64, retry_failed: bool) -> Decision {
         let row = row(amount_minor);
-        let prepared = prepare(&row, "sandbox", "default");
+        let prepared = prepare(&row, Environment::Sandbox, "default");
         decide(
             ledger,
             &prepared,
             row.amount_minor,
-            "USD",
+            usd(),
             &options(retry_failed),
             row.row,
         )
         .expect("decide")
     }
 
-    fn set_state(ledger: &mut Ledger, id: RefundId, state: RefundState) {
+    fn set_state(ledger: &mut Ledger, id: RefundId, state: RefundStatus) {
         ledger
             .record(
                 id,
@@ -289,15 +296,18 @@ mod tests {
         let Decision::Send(record) = decide_row(&mut ledger, 1000, false) else {
             panic!("a new row is sent")
         };
-        assert_eq!((record.generation, record.state), (0, RefundState::Pending));
+        assert_eq!((record.generation, record.state), (0, RefundStatus::Pending));
         // The golden key of (sandbox, 1234001, R1) at generation 0, computed independently of
         // this crate.
-        assert_eq!(record.idempotency_key, "96ddfeda-0903-4f91-9422-879837030b51");
+        assert_eq!(
+            record.idempotency_key.to_string(),
+            "96ddfeda-0903-4f91-9422-879837030b51"
+        );
     }
 
     #[test]
     fn unfinished_rows_are_sent_again_with_the_same_key() {
-        for state in [RefundState::Pending, RefundState::Sending, RefundState::Unknown] {
+        for state in [RefundStatus::Pending, RefundStatus::Sending, RefundStatus::Unknown] {
             let (_directory, mut ledger) = ledger();
             let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
                 panic!()
@@ -314,11 +324,11 @@ mod tests {
     #[test]
     fn finished_rows_are_never_sent_again_and_only_failures_are_retried_on_request() {
         for state in [
-            RefundState::Succeeded,
-            RefundState::Queued,
-            RefundState::Conflict,
-            RefundState::Declined,
-            RefundState::Rejected,
+            RefundStatus::Succeeded,
+            RefundStatus::Queued,
+            RefundStatus::Conflict,
+            RefundStatus::Declined,
+            RefundStatus::Rejected,
         ] {
             let (_directory, mut ledger) = ledger();
             let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
@@ -334,7 +344,8 @@ mod tests {
                     assert!(state.is_retryable_failure(), "{state} must never be retried");
                     assert_eq!(retry.generation, 1);
                     assert_eq!(
-                        retry.idempotency_key, "3483c0ce-3b1d-447d-9f4b-eedf1952cce6",
+                        retry.idempotency_key.to_string(),
+                        "3483c0ce-3b1d-447d-9f4b-eedf1952cce6",
                         "a retry gets the generation-1 key"
                     );
                 }
@@ -350,11 +361,11 @@ mod tests {
         let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        set_state(&mut ledger, first.id, RefundState::Succeeded);
+        set_state(&mut ledger, first.id, RefundStatus::Succeeded);
         let Decision::Hold(note) = decide_row(&mut ledger, 1200, true) else {
             panic!("a changed succeeded row is held")
         };
-        assert_eq!(note.status, ResultStatus::Conflict);
+        assert_eq!(note.status, RefundStatus::Conflict);
         assert!(
             note.error.contains("amount was 1000 USD minor units, now 1200 USD"),
             "{}",
@@ -365,11 +376,11 @@ mod tests {
         let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        set_state(&mut ledger, first.id, RefundState::Declined);
+        set_state(&mut ledger, first.id, RefundStatus::Declined);
         let Decision::Hold(note) = decide_row(&mut ledger, 1200, false) else {
             panic!()
         };
-        assert_eq!(note.status, ResultStatus::Declined);
+        assert_eq!(note.status, RefundStatus::Declined);
         assert!(note.error.contains("--retry-failed"), "{}", note.error);
         let Decision::Send(retry) = decide_row(&mut ledger, 1200, true) else {
             panic!("the corrected row is sent")
@@ -398,11 +409,11 @@ mod tests {
                 .may_have_reached
         );
         // A rejected row whose generation may have reached Payroc is never given a new key.
-        set_state(&mut ledger, first.id, RefundState::Rejected);
+        set_state(&mut ledger, first.id, RefundStatus::Rejected);
         let Decision::Hold(note) = decide_row(&mut ledger, 1000, true) else {
             panic!("held, not retried")
         };
-        assert_eq!(note.status, ResultStatus::Unknown);
+        assert_eq!(note.status, RefundStatus::Unknown);
     }
 
     fn bank_row(amount_minor: i64) -> RefundRow {
@@ -424,32 +435,32 @@ mod tests {
         let Decision::Send(card) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        set_state(&mut ledger, card.id, RefundState::Succeeded);
+        set_state(&mut ledger, card.id, RefundStatus::Succeeded);
         // The same order by bank is the same record: its details changed, so it is held.
-        let bank = prepare(&bank_row(1000), "sandbox", "default");
-        assert_eq!(bank.identity.key(0).to_string(), card.idempotency_key);
+        let bank = prepare(&bank_row(1000), Environment::Sandbox, "default");
+        assert_eq!(bank.identity.key(0), card.idempotency_key);
         for retry_failed in [false, true] {
             let Decision::Hold(note) =
-                decide(&mut ledger, &bank, 1000, "USD", &options(retry_failed), 3).expect("decide")
+                decide(&mut ledger, &bank, 1000, usd(), &options(retry_failed), 3).expect("decide")
             else {
                 panic!("the same order by bank is held")
             };
-            assert_eq!(note.status, ResultStatus::Conflict, "{}", note.error);
+            assert_eq!(note.status, RefundStatus::Conflict, "{}", note.error);
         }
         // Under another namespace it is the same order, already done.
-        let other_namespace = prepare(&row(1000), "sandbox", "team-b");
+        let other_namespace = prepare(&row(1000), Environment::Sandbox, "team-b");
         assert!(matches!(
-            decide(&mut ledger, &other_namespace, 1000, "USD", &options(true), 2).expect("decide"),
+            decide(&mut ledger, &other_namespace, 1000, usd(), &options(true), 2).expect("decide"),
             Decision::Done(_)
         ));
         // A declined refund refunded nothing: the order may go another way, on request only,
         // under the next key of the same order, and then the card row is the one in conflict.
-        set_state(&mut ledger, card.id, RefundState::Declined);
+        set_state(&mut ledger, card.id, RefundStatus::Declined);
         assert!(matches!(
-            decide(&mut ledger, &bank, 1000, "USD", &options(false), 3).expect("decide"),
+            decide(&mut ledger, &bank, 1000, usd(), &options(false), 3).expect("decide"),
             Decision::Hold(_)
         ));
-        let Decision::Send(by_bank) = decide(&mut ledger, &bank, 1000, "USD", &options(true), 3).expect("decide")
+        let Decision::Send(by_bank) = decide(&mut ledger, &bank, 1000, usd(), &options(true), 3).expect("decide")
         else {
             panic!("a declined order is retried by bank on request")
         };
@@ -457,44 +468,41 @@ mod tests {
             (by_bank.id, by_bank.generation, by_bank.method.as_str()),
             (card.id, 1, "bank")
         );
-        assert_eq!(by_bank.idempotency_key, bank.identity.key(1).to_string());
-        set_state(&mut ledger, card.id, RefundState::Succeeded);
-        let card_again = prepare(&row(1000), "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &card_again, 1000, "USD", &options(true), 2).expect("decide")
+        assert_eq!(by_bank.idempotency_key, bank.identity.key(1));
+        set_state(&mut ledger, card.id, RefundStatus::Succeeded);
+        let card_again = prepare(&row(1000), Environment::Sandbox, "default");
+        let Decision::Hold(note) = decide(&mut ledger, &card_again, 1000, usd(), &options(true), 2).expect("decide")
         else {
             panic!("the fixed card row is held: the order was refunded by bank")
         };
-        assert_eq!(note.status, ResultStatus::Conflict);
+        assert_eq!(note.status, RefundStatus::Conflict);
     }
 
     #[test]
     fn an_earlier_versions_record_of_the_order_under_another_method_holds_it() {
         let (_directory, mut ledger) = ledger();
-        let card = prepare(&row(1000), "sandbox", "default");
+        let card = prepare(&row(1000), Environment::Sandbox, "default");
         // As an earlier version recorded it: under its method and namespace, with a v1 key.
-        let legacy_key = crate::refund::key::legacy_v1_key(&card.identity, "default", "card", 0).to_string();
-        let mut refund = new_refund(&card, &legacy_key, 1000, "USD");
+        let legacy_key = crate::refund::key::legacy_v1_key(&card.identity, "default", Method::Card, 0);
+        let mut refund = new_refund(&card, legacy_key, 1000, usd());
         refund.identity = &card.legacy_ledger_id;
         let legacy = ledger.insert(&refund, BatchId(1), 2).expect("insert");
         // The same row finds it and keeps its key.
-        let Decision::Send(again) = decide(&mut ledger, &card, 1000, "USD", &options(false), 2).expect("decide") else {
+        let Decision::Send(again) = decide(&mut ledger, &card, 1000, usd(), &options(false), 2).expect("decide") else {
             panic!("the pending legacy row is sent")
         };
-        assert_eq!(
-            (again.id, again.idempotency_key.as_str()),
-            (legacy.id, legacy_key.as_str())
-        );
-        set_state(&mut ledger, legacy.id, RefundState::Unknown);
-        let bank = prepare(&bank_row(1000), "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &bank, 1000, "USD", &options(true), 3).expect("decide") else {
+        assert_eq!((again.id, again.idempotency_key), (legacy.id, legacy_key));
+        set_state(&mut ledger, legacy.id, RefundStatus::Unknown);
+        let bank = prepare(&bank_row(1000), Environment::Sandbox, "default");
+        let Decision::Hold(note) = decide(&mut ledger, &bank, 1000, usd(), &options(true), 3).expect("decide") else {
             panic!("the order by bank is held while the card refund may exist")
         };
         assert!(note.error.contains("by card"), "{}", note.error);
         // A letter-case variant of the order is the same order unless allowed.
         let mut variant = row(1000);
         variant.order_id = variant.order_id.to_lowercase();
-        let variant = prepare(&variant, "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &variant, 1000, "USD", &options(false), 4).expect("decide")
+        let variant = prepare(&variant, Environment::Sandbox, "default");
+        let Decision::Hold(note) = decide(&mut ledger, &variant, 1000, usd(), &options(false), 4).expect("decide")
         else {
             panic!("a case variant is held")
         };
@@ -504,7 +512,7 @@ mod tests {
             ..options(false)
         };
         assert!(matches!(
-            decide(&mut ledger, &variant, 1000, "USD", &allowing, 4).expect("decide"),
+            decide(&mut ledger, &variant, 1000, usd(), &allowing, 4).expect("decide"),
             Decision::Send(_)
         ));
     }
@@ -515,17 +523,17 @@ mod tests {
         let Decision::Send(first) = decide_row(&mut ledger, 1000, false) else {
             panic!()
         };
-        set_state(&mut ledger, first.id, RefundState::Declined);
+        set_state(&mut ledger, first.id, RefundStatus::Declined);
         let strict = DispatchOptions {
             retry_unchanged: false,
             ..options(true)
         };
         // The same card again: held, saying why and how to send it anyway.
-        let same = prepare(&row(1000), "sandbox", "default");
-        let Decision::Hold(note) = decide(&mut ledger, &same, 1000, "USD", &strict, 2).expect("decide") else {
+        let same = prepare(&row(1000), Environment::Sandbox, "default");
+        let Decision::Hold(note) = decide(&mut ledger, &same, 1000, usd(), &strict, 2).expect("decide") else {
             panic!("an unchanged declined row is held")
         };
-        assert_eq!(note.status, ResultStatus::Declined);
+        assert_eq!(note.status, RefundStatus::Declined);
         assert!(note.error.contains("--retry-unchanged"), "{}", note.error);
         // Another card: sent under the next key.
         let mut other_card = row(1000);
@@ -534,8 +542,8 @@ mod tests {
             expiry_date: "1230".into(),
             cardholder_name: None,
         };
-        let other_card = prepare(&other_card, "sandbox", "default");
-        let Decision::Send(retry) = decide(&mut ledger, &other_card, 1000, "USD", &strict, 2).expect("decide") else {
+        let other_card = prepare(&other_card, Environment::Sandbox, "default");
+        let Decision::Send(retry) = decide(&mut ledger, &other_card, 1000, usd(), &strict, 2).expect("decide") else {
             panic!("a declined row with another card is retried")
         };
         assert_eq!(retry.generation, 1);

@@ -12,9 +12,9 @@
 //! The ledger enforces the same rule with triggers, so a path that forgot to ask fails loudly
 //! instead of refunding twice.
 
-use crate::ledger::{Ledger, LedgerError, RefundRecord, RefundState};
+use crate::ledger::{Ledger, LedgerError, RefundRecord};
 use crate::payroc::body::PreparedRefund;
-use crate::refund::{ResultStatus, RowNote};
+use crate::refund::{RefundStatus, RowNote};
 
 /// Why a new key is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +33,8 @@ impl RefundRecord {
     /// returned, or rejected before any request of it may have reached Payroc.
     pub fn is_definite_failure(&self) -> bool {
         match self.state {
-            RefundState::Declined | RefundState::Returned => true,
-            RefundState::Rejected => !self.may_have_reached,
+            RefundStatus::Declined | RefundStatus::Returned => true,
+            RefundStatus::Rejected => !self.may_have_reached,
             _ => false,
         }
     }
@@ -56,7 +56,7 @@ pub fn refuse_new_key(
     }
     let identity = &prepared.identity;
     let others = ledger.same_order(
-        &identity.environment,
+        identity.environment,
         &identity.processing_terminal_id,
         &identity.order_id,
         own.map(|own| own.id),
@@ -73,7 +73,7 @@ pub fn refuse_new_key(
                 continue;
             }
             return Ok(Some(RowNote {
-                status: ResultStatus::Conflict,
+                status: RefundStatus::Conflict,
                 error: format!(
                     "terminal {:?} and order id {:?} differ only by letter case from {:?} and {:?}, which the ledger already has ({where_it_is}, {}); \
                      Payroc would take them for two orders, so this would be a second refund. \
@@ -82,22 +82,22 @@ pub fn refuse_new_key(
                     identity.order_id,
                     other.processing_terminal_id,
                     other.order_id,
-                    other.state.result_status(),
+                    other.state.in_results(),
                 ),
             }));
         }
         if !other.is_definite_failure() {
-            let how = if other.method == prepared.method.as_str() {
+            let how = if other.method == prepared.method {
                 "under another key namespace or an earlier version's key".to_owned()
             } else {
                 format!("by {}", other.method)
             };
             return Ok(Some(RowNote {
-                status: ResultStatus::Conflict,
+                status: RefundStatus::Conflict,
                 error: format!(
                     "the ledger already has a refund for this order {how}: {where_it_is} ({}, {} {} minor units); \
                      one order is one refund, so this row is not sent. A different refund needs a different order_id",
-                    other.state.result_status(),
+                    other.state.in_results(),
                     other.amount_minor,
                     other.currency,
                 ),
@@ -111,31 +111,31 @@ pub fn refuse_new_key(
 fn own_record_refuses(own: &RefundRecord, reason: NewKey) -> Option<RowNote> {
     match reason {
         NewKey::FirstSend => Some(RowNote {
-            status: own.state.result_status(),
+            status: own.state.in_results(),
             error: "the ledger already has this order; it keeps its key".into(),
         }),
         NewKey::RetryFailed if own.is_definite_failure() => None,
-        NewKey::RetryFailed if own.state == RefundState::Rejected => Some(RowNote {
-            status: ResultStatus::Unknown,
+        NewKey::RetryFailed if own.state == RefundStatus::Rejected => Some(RowNote {
+            status: RefundStatus::Unknown,
             error:
                 "rejected, but an earlier request of this refund may have reached Payroc: not sent under a new key. \
                     Run `refund-batch reconcile` on this file"
                     .into(),
         }),
         NewKey::RetryFailed => Some(RowNote {
-            status: own.state.result_status(),
+            status: own.state.in_results(),
             error: format!(
                 "this refund is {}, not a definite failure: it is never sent again under a new key",
-                own.state.result_status()
+                own.state.in_results()
             ),
         }),
         NewKey::ConfirmedNotCreated => match own.state {
-            RefundState::Unknown | RefundState::Sending | RefundState::Pending => None,
+            RefundStatus::Unknown | RefundStatus::Sending | RefundStatus::Pending => None,
             _ => Some(RowNote {
-                status: own.state.result_status(),
+                status: own.state.in_results(),
                 error: format!(
                     "--confirm-not-created applies only to unknown rows; this one is {}",
-                    own.state.result_status()
+                    own.state.in_results()
                 ),
             }),
         },

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
 
-use crate::ledger::{BatchId, Ledger, LedgerError, PayrocAnswer, RefundRecord, RefundState, RefundUpdate};
+use crate::ledger::{BatchId, Ledger, LedgerError, PayrocAnswer, RefundRecord, RefundUpdate};
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult};
-use crate::refund::{Method, ResultStatus, RowNote};
+use crate::refund::{Method, RefundStatus, RowNote};
 
 /// With `--allow-case-variants`, how many rows of a terminal are looked up order by order before
 /// its whole listing is read: a run that looks up only a row or two (a retry, a resumed run)
@@ -188,7 +188,7 @@ pub(super) async fn case_variants_at_payroc(
 pub(super) fn refunded_something(listed_by: Method, refund: &CreatedRefund) -> bool {
     !matches!(
         crate::dispatch::outcome::of_refund(listed_by, refund).state,
-        Some(RefundState::Declined | RefundState::Returned)
+        Some(RefundStatus::Declined | RefundStatus::Returned)
     )
 }
 
@@ -196,10 +196,10 @@ pub(super) fn refunded_something(listed_by: Method, refund: &CreatedRefund) -> b
 /// amount and currency. The one matcher of "this refund is ours" that the look-up before a
 /// first send and reconcile share; anything else listed for the order is another refund.
 pub(super) fn is_the_records_refund(listed_by: Method, refund: &CreatedRefund, record: &RefundRecord) -> bool {
-    listed_by.as_str() == record.method
+    listed_by == record.method
         && refund.order.as_ref().is_some_and(|order| {
             order.amount == Some(record.amount_minor)
-                && order.currency.as_deref() == Some(&record.currency)
+                && order.currency.as_deref() == Some(record.currency.code())
                 && order.order_id.as_deref() == Some(&record.order_id)
         })
 }
@@ -253,7 +253,7 @@ pub(super) enum LookupVerdict {
     /// Payroc has no refund for the order that counts (none, or only declined ones): send it.
     Clear,
     /// Payroc already has it: the row took that outcome (or `conflict`) and is not sent.
-    Settled(RefundState),
+    Settled(RefundStatus),
     /// The lookup failed: the row stays `pending`, marked for a lookup, and is not sent.
     Failed(RowNote, Box<SendResult>),
 }
@@ -271,7 +271,7 @@ pub(super) fn settle_lookup(
         Err(failure) => {
             let detail = failure.detail();
             let note = RowNote {
-                status: ResultStatus::Pending,
+                status: RefundStatus::Pending,
                 error: format!(
                     "not sent: this ledger is new, and the lookup of the order at Payroc before its first send failed ({detail}). Run again"
                 ),
@@ -302,7 +302,7 @@ pub(super) fn settle_lookup(
             outcome
         }
         several => RefundUpdate {
-            state: Some(RefundState::Conflict),
+            state: Some(RefundStatus::Conflict),
             answer: PayrocAnswer {
                 http_status: Some(200),
                 problem_detail: Some(format!(
@@ -320,7 +320,7 @@ pub(super) fn settle_lookup(
         },
     };
     ledger.record_reconciliation(record.id, batch, &outcome)?;
-    Ok(LookupVerdict::Settled(outcome.state.unwrap_or(RefundState::Unknown)))
+    Ok(LookupVerdict::Settled(outcome.state.unwrap_or(RefundStatus::Unknown)))
 }
 
 /// `CD3HN88U9F, card, 4999 USD minor units, 2026-11-20`: a refund Payroc listed, in words.

@@ -45,18 +45,19 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use crate::input::{InputError, InputReader, ParsedRow};
-use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, RefundRecord, RefundState};
+use crate::ledger::{AttemptId, BatchId, Ledger, LedgerError, RefundRecord};
 use crate::payroc::body::prepare;
 use crate::payroc::{CreatedRefund, PayrocClient, RequestLimiter, SendResult, SystemicError};
-use crate::refund::{Method, RowNote};
+use crate::refund::RefundStatus;
+use crate::refund::{Environment, Method, RowNote};
 use lookup::{LookupVerdict, settle_lookup};
 pub use progress::ProgressReport;
 
 /// How the dispatcher runs.
 #[derive(Debug, Clone)]
 pub struct DispatchOptions {
-    /// `sandbox`, `uat` or `production`: part of every key.
-    pub environment: String,
+    /// Where refunds go: part of every key.
+    pub environment: Environment,
     /// Key namespace: part of every key.
     pub namespace: String,
     /// Requests per second.
@@ -434,7 +435,7 @@ impl Dispatcher<'_> {
                     self.report.sent += 1;
                     self.tasks.push(Box::pin(async move {
                         let report = client
-                            .send_refund(row.method, &row.record.idempotency_key, row.body.clone(), &limiter)
+                            .send_refund(row.method, row.record.idempotency_key, row.body.clone(), &limiter)
                             .await;
                         Finished::Sent { row, attempt, report }
                     }));

@@ -19,9 +19,10 @@
 //!   less than asked), approval and processor codes, and notes — a custom field Payroc left out,
 //!   a status this version does not know, an authorized amount that is not whole minor units.
 
-use crate::ledger::{PayrocAnswer, RefundState, RefundUpdate};
+use crate::ledger::{PayrocAnswer, RefundUpdate};
 use crate::payroc::answer::TransactionResult;
 use crate::payroc::{CreatedRefund, SendReport, SendResult};
+use crate::refund::RefundStatus;
 use crate::refund::{Method, PayrocRefundId};
 
 /// Problem type Payroc uses when a key was first used with a different body (under 409 or 400).
@@ -57,7 +58,7 @@ pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Ref
             let status = *http_status;
             let http_status = Some(i64::from(status));
             let proves_nothing = |why: String| RefundUpdate {
-                state: Some(RefundState::Unknown),
+                state: Some(RefundStatus::Unknown),
                 answer: PayrocAnswer {
                     http_status,
                     problem_detail: Some(format!(
@@ -109,11 +110,11 @@ pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Ref
         } => {
             let key_in_use = problem_type.as_deref().is_some_and(|kind| kind.ends_with(KEY_IN_USE));
             let state = if reached_before {
-                RefundState::Unknown
+                RefundStatus::Unknown
             } else if *http_status == 409 || key_in_use {
-                RefundState::Conflict
+                RefundStatus::Conflict
             } else {
-                RefundState::Rejected
+                RefundStatus::Rejected
             };
             let detail = if reached_before {
                 format!(
@@ -161,11 +162,11 @@ pub fn of_send(report: &SendReport, sent: Sent<'_>, reached_before: bool) -> Ref
     }
 }
 
-fn unfinished_state(may_have_reached: bool) -> RefundState {
+fn unfinished_state(may_have_reached: bool) -> RefundStatus {
     if may_have_reached {
-        RefundState::Unknown
+        RefundStatus::Unknown
     } else {
-        RefundState::Pending
+        RefundStatus::Pending
     }
 }
 
@@ -187,7 +188,7 @@ pub fn of_refund(method: Method, refund: &CreatedRefund) -> RefundUpdate {
         }
         None => None,
     };
-    if state == RefundState::Queued && !(method == Method::Card && result.response_code.as_deref() == Some("E")) {
+    if state == RefundStatus::Queued && !(method == Method::Card && result.response_code.as_deref() == Some("E")) {
         notes.push(format!(
             "Payroc answered status {:?} with response code {:?}, which this version does not read as approved or declined: counted as queued, check it in Payroc",
             result.status.as_deref().unwrap_or(""),
@@ -239,19 +240,19 @@ fn add_notes(outcome: &mut RefundUpdate, notes: Vec<String>) {
 ///    `partial`; card `E` (accepted for later processing) and any code this version does not
 ///    know are `queued`. A bank transfer may have no code: then `ready`, `pending` and `complete`
 ///    (submitted to the ACH network) are `succeeded`.
-pub fn state_of(method: Method, result: &TransactionResult) -> RefundState {
+pub fn state_of(method: Method, result: &TransactionResult) -> RefundStatus {
     let status = StatusSays::of(method, result.status.as_deref());
     let code = CodeSays::of(method, result.response_code.as_deref());
     match (status, code) {
         (StatusSays::Final(state), _) => state,
-        (StatusSays::NotKnown, _) => RefundState::Queued,
-        (StatusSays::DisputesApproval, CodeSays::Approved) => RefundState::Queued,
-        (_, CodeSays::Approved) => RefundState::Succeeded,
-        (_, CodeSays::Declined) => RefundState::Declined,
-        (_, CodeSays::Partial) => RefundState::Partial,
-        (_, CodeSays::Queued | CodeSays::NotKnown) => RefundState::Queued,
-        (StatusSays::GoingThrough, CodeSays::Absent) => RefundState::Succeeded,
-        (StatusSays::DisputesApproval, CodeSays::Absent) => RefundState::Queued,
+        (StatusSays::NotKnown, _) => RefundStatus::Queued,
+        (StatusSays::DisputesApproval, CodeSays::Approved) => RefundStatus::Queued,
+        (_, CodeSays::Approved) => RefundStatus::Succeeded,
+        (_, CodeSays::Declined) => RefundStatus::Declined,
+        (_, CodeSays::Partial) => RefundStatus::Partial,
+        (_, CodeSays::Queued | CodeSays::NotKnown) => RefundStatus::Queued,
+        (StatusSays::GoingThrough, CodeSays::Absent) => RefundStatus::Succeeded,
+        (StatusSays::DisputesApproval, CodeSays::Absent) => RefundStatus::Queued,
     }
 }
 
@@ -262,7 +263,7 @@ enum StatusSays {
     /// code decides.
     GoingThrough,
     /// The refund did not go through, or was undone, whatever the code says.
-    Final(RefundState),
+    Final(RefundStatus),
     /// Card `declined`, `expired`, `referral`, `pickup`: a decline code is read as one, an
     /// approval code is a contradiction.
     DisputesApproval,
@@ -274,9 +275,9 @@ impl StatusSays {
     fn of(method: Method, status: Option<&str>) -> StatusSays {
         match (method, status) {
             (_, Some("ready" | "pending" | "complete")) | (Method::Card, Some("accepted")) => StatusSays::GoingThrough,
-            (_, Some("reversal")) => StatusSays::Final(RefundState::Reversed),
-            (Method::Bank, Some("returned")) => StatusSays::Final(RefundState::Returned),
-            (Method::Bank, Some("declined")) => StatusSays::Final(RefundState::Declined),
+            (_, Some("reversal")) => StatusSays::Final(RefundStatus::Reversed),
+            (Method::Bank, Some("returned")) => StatusSays::Final(RefundStatus::Returned),
+            (Method::Bank, Some("declined")) => StatusSays::Final(RefundStatus::Declined),
             (Method::Card, Some(status)) if CARD_STATUSES_NEVER_SUCCEEDED.contains(&status) => {
                 StatusSays::DisputesApproval
             }

@@ -50,14 +50,14 @@ fn refused(http_status: u16, problem_type: &str) -> SendResult {
 /// (answer, reached before this send, reached earlier in this send, state, flag afterwards).
 #[test]
 fn the_table() {
-    use RefundState::*;
+    use RefundStatus::*;
     let gave_up = |maybe_reached| SendResult::GaveUp {
         maybe_reached,
         detail: "timed out".into(),
         http_status: None,
     };
     let systemic = || SendResult::Systemic(crate::payroc::SystemicError::Authentication("401".into()));
-    let table: Vec<(&str, SendResult, bool, bool, RefundState, bool)> = vec![
+    let table: Vec<(&str, SendResult, bool, bool, RefundStatus, bool)> = vec![
         (
             "card A ready",
             created(Some("CD3HN88U9F"), "R1", "ready", Some("A")),
@@ -257,7 +257,7 @@ fn what_payroc_says_beyond_the_state_is_kept() {
         sent(&names),
         false,
     );
-    assert_eq!(outcome.state, Some(RefundState::Partial));
+    assert_eq!(outcome.state, Some(RefundStatus::Partial));
     assert_eq!(outcome.answer.authorized_amount_minor, Some(2500));
     assert_eq!(outcome.answer.approval_code.as_deref(), Some("A1B2C3"));
     assert_eq!(outcome.answer.processor_response_code.as_deref(), Some("10"));
@@ -272,7 +272,7 @@ fn what_payroc_says_beyond_the_state_is_kept() {
     )
     .expect("a refund");
     let outcome = of_refund(Method::Bank, &bank);
-    assert_eq!(outcome.state, Some(RefundState::Queued));
+    assert_eq!(outcome.state, Some(RefundStatus::Queued));
     assert_eq!(outcome.answer.authorized_amount_minor, None);
     let notes = outcome.answer.notes.unwrap_or_default();
     assert!(notes.contains("\"admin\"") && notes.contains("-12.5"), "{notes}");
@@ -283,13 +283,13 @@ fn what_payroc_says_beyond_the_state_is_kept() {
 /// per code.
 #[test]
 fn every_status_and_code_by_method() {
-    use RefundState::*;
+    use RefundStatus::*;
     let result = |status: Option<&str>, code: Option<&str>| TransactionResult {
         status: status.map(str::to_owned),
         response_code: code.map(str::to_owned),
         ..TransactionResult::default()
     };
-    let check = |method: Method, codes: &[Option<&str>], grid: &[(Option<&str>, &[RefundState])]| {
+    let check = |method: Method, codes: &[Option<&str>], grid: &[(Option<&str>, &[RefundStatus])]| {
         for (status, states) in grid {
             assert_eq!(states.len(), codes.len(), "{method:?} {status:?}: one state per code");
             for (code, state) in codes.iter().zip(states.iter()) {
@@ -305,7 +305,7 @@ fn every_status_and_code_by_method() {
     // Bank: the status wins when it contradicts the code; then the code; without one,
     // `ready`/`pending`/`complete` were submitted.
     let bank_codes = [Some("A"), Some("D"), None, Some("a"), Some("d"), Some("R"), Some("Z")];
-    let bank: [(Option<&str>, &[RefundState]); 12] = [
+    let bank: [(Option<&str>, &[RefundStatus]); 12] = [
         (
             Some("ready"),
             &[Succeeded, Declined, Succeeded, Queued, Queued, Queued, Queued],
@@ -349,7 +349,7 @@ fn every_status_and_code_by_method() {
     let disputed = [
         Queued, Declined, Declined, Declined, Partial, Queued, Queued, Queued, Queued,
     ];
-    let card: [(Option<&str>, &[RefundState]); 15] = [
+    let card: [(Option<&str>, &[RefundStatus]); 15] = [
         (Some("ready"), &going),
         (Some("pending"), &going),
         (Some("complete"), &going),
@@ -388,7 +388,7 @@ fn an_answer_read_as_queued_says_why() {
         .unwrap_or_default();
     assert!(notes.contains("\"admin\"") && notes.contains("\"A\""), "{notes}");
     let declined = of_refund(Method::Bank, &refund("declined", Some("A")));
-    assert_eq!(declined.state, Some(RefundState::Declined));
+    assert_eq!(declined.state, Some(RefundStatus::Declined));
     assert_eq!(declined.answer.notes, None);
     assert_eq!(
         of_refund(Method::Card, &refund("pending", Some("E"))).answer.notes,

@@ -39,16 +39,16 @@ use crate::dispatch::lookup::{
 use crate::dispatch::outcome::of_refund;
 use crate::dispatch::{DispatchError, StopReason, new_refund, sent_too_long_ago};
 use crate::input::{InputReader, ParsedRow};
-use crate::ledger::{BatchId, Ledger, PayrocAnswer, RefundRecord, RefundState, RefundUpdate};
+use crate::ledger::{BatchId, Ledger, PayrocAnswer, RefundRecord, RefundUpdate};
 use crate::payroc::body::prepare;
 use crate::payroc::{PayrocClient, SendResult};
-use crate::refund::{Method, ResultStatus, RowNote};
+use crate::refund::{Environment, Method, RefundStatus, RowNote};
 
 /// How reconciliation runs.
 #[derive(Debug, Clone)]
 pub struct ReconcileOptions {
-    /// `sandbox`, `uat` or `production`.
-    pub environment: String,
+    /// Where refunds go.
+    pub environment: Environment,
     /// Key namespace.
     pub namespace: String,
     /// Also look up `queued` rows.
@@ -179,7 +179,7 @@ pub async fn reconcile(
             }
         };
         last_row = row.row;
-        let prepared = prepare(&row, &options.environment, &options.namespace);
+        let prepared = prepare(&row, options.environment, &options.namespace);
         let Some(record) = ledger.find_order(&prepared.ledger_id, &prepared.legacy_ledger_id)? else {
             not_confirmed(
                 &mut report,
@@ -191,7 +191,7 @@ pub async fn reconcile(
             continue;
         };
         // The way the order's refund went, which a row of another file may not share.
-        let method = Method::parse(&record.method).unwrap_or(row.method);
+        let method = record.method;
         if options.refresh
             && let Some(refund_id) = record
                 .answer
@@ -211,7 +211,7 @@ pub async fn reconcile(
                 Ok(refund) => {
                     let mut outcome = of_refund(method, &refund);
                     outcome.answer.http_status = Some(200);
-                    let state = outcome.state.unwrap_or(RefundState::Unknown);
+                    let state = outcome.state.unwrap_or(RefundStatus::Unknown);
                     if state != record.state {
                         report.changed += 1;
                     }
@@ -237,9 +237,9 @@ pub async fn reconcile(
         }
         // A `pending` row that was sent before (its requests never reached Payroc, or a systemic
         // stop followed) is looked up too: past six days `run` holds it for reconcile.
-        let wanted = matches!(record.state, RefundState::Unknown | RefundState::Sending)
-            || (record.state == RefundState::Pending && record.first_sent_at.is_some())
-            || (options.include_queued && record.state == RefundState::Queued);
+        let wanted = matches!(record.state, RefundStatus::Unknown | RefundStatus::Sending)
+            || (record.state == RefundStatus::Pending && record.first_sent_at.is_some())
+            || (options.include_queued && record.state == RefundStatus::Queued);
         if !wanted {
             not_confirmed(
                 &mut report,
@@ -310,14 +310,14 @@ pub async fn reconcile(
                     format!(
                         "Payroc has refund {} for it, so the row took its outcome ({})",
                         refund.refund_id.as_deref().unwrap_or("(no id)"),
-                        outcome.state.unwrap_or(RefundState::Unknown).as_str()
+                        outcome.state.unwrap_or(RefundStatus::Unknown).as_str()
                     ),
                 );
                 ledger.record_reconciliation(record.id, options.batch, &outcome)?;
                 report.settled += 1;
-                progress.finished(outcome.state.unwrap_or(RefundState::Unknown));
+                progress.finished(outcome.state.unwrap_or(RefundStatus::Unknown));
             }
-            ([], []) if record.state == RefundState::Queued => {
+            ([], []) if record.state == RefundStatus::Queued => {
                 not_confirmed(
                     &mut report,
                     options,
@@ -328,7 +328,7 @@ pub async fn reconcile(
                 report.notes.insert(
                     row.row,
                     RowNote {
-                        status: ResultStatus::Queued,
+                        status: RefundStatus::Queued,
                         error: format!(
                             "Payroc accepted this refund earlier but lists no refund for the order between {window_text}; check in Payroc"
                         ),
@@ -346,7 +346,7 @@ pub async fn reconcile(
                     "its first send was less than six days ago, so it keeps its key (Payroc still remembers it): the next run sends it under that key".into(),
                 );
                 let outcome = RefundUpdate {
-                    state: Some(RefundState::Pending),
+                    state: Some(RefundStatus::Pending),
                     answer: PayrocAnswer {
                         problem_detail: Some(format!(
                             "Payroc lists no refund for this order between {window_text}: it was never created. The next run sends it with the same key"
@@ -356,7 +356,7 @@ pub async fn reconcile(
                     ..RefundUpdate::default()
                 };
                 ledger.record_reconciliation(record.id, options.batch, &outcome)?;
-                progress.finished(RefundState::Pending);
+                progress.finished(RefundStatus::Pending);
             }
             ([], []) if options.confirm_not_created.contains(row.row) => {
                 if let Some(note) = refuse_new_key(
@@ -409,14 +409,14 @@ pub async fn reconcile(
                 report.confirmed += 1;
                 confirmed_rows.insert(row.row);
                 let generation = record.generation + 1;
-                let key = prepared.identity.key(generation).to_string();
-                let refund = new_refund(&prepared, &key, row.amount_minor, row.currency.code());
+                let key = prepared.identity.key(generation);
+                let refund = new_refund(&prepared, key, row.amount_minor, row.currency);
                 let detail = format!(
                     "a person confirmed (reconcile --confirm-not-created) that Payroc has no refund for this order; \
                      Payroc lists none between {window_text}. The next run sends it under a new key"
                 );
-                ledger.confirm_not_created(record.id, generation, &key, &refund, options.batch, row.row, &detail)?;
-                progress.finished(RefundState::Pending);
+                ledger.confirm_not_created(record.id, generation, key, &refund, options.batch, row.row, &detail)?;
+                progress.finished(RefundStatus::Pending);
             }
             ([], []) => {
                 report.not_found_too_old += 1;
@@ -427,7 +427,7 @@ pub async fn reconcile(
                     row.row
                 );
                 let outcome = RefundUpdate {
-                    state: Some(RefundState::Unknown),
+                    state: Some(RefundStatus::Unknown),
                     answer: PayrocAnswer {
                         problem_detail: Some(detail),
                         ..PayrocAnswer::default()
@@ -435,7 +435,7 @@ pub async fn reconcile(
                     may_have_reached: record.may_have_reached,
                 };
                 ledger.record_reconciliation(record.id, options.batch, &outcome)?;
-                progress.finished(RefundState::Unknown);
+                progress.finished(RefundStatus::Unknown);
             }
             (matching, others) => {
                 let ids: Vec<&str> = matching
@@ -456,7 +456,7 @@ pub async fn reconcile(
                 report.notes.insert(
                     row.row,
                     RowNote {
-                        status: ResultStatus::Unknown,
+                        status: RefundStatus::Unknown,
                         error: format!(
                             "Payroc has {} refunds for this order ({}), {} with this amount and currency; settle it by hand before sending anything",
                             ids.len(),
@@ -465,7 +465,7 @@ pub async fn reconcile(
                         ),
                     },
                 );
-                progress.finished(RefundState::Unknown);
+                progress.finished(RefundStatus::Unknown);
             }
         }
     }
@@ -505,13 +505,13 @@ fn leave_as_it_was(
     report: &mut ReconcileReport,
     progress: &dyn ProgressReport,
     row: u64,
-    state: RefundState,
+    state: RefundStatus,
     error: String,
 ) {
     report.notes.insert(
         row,
         RowNote {
-            status: state.result_status(),
+            status: state.in_results(),
             error,
         },
     );
@@ -531,8 +531,8 @@ pub fn may_still_change(
 ) -> bool {
     let status = record.answer.payroc_status.as_deref();
     match record.state {
-        RefundState::Queued | RefundState::Partial => true,
-        RefundState::Succeeded => match method {
+        RefundStatus::Queued | RefundStatus::Partial => true,
+        RefundStatus::Succeeded => match method {
             Method::Card => status != Some("complete"),
             Method::Bank => {
                 status != Some("complete") || first_sent(record).is_none_or(|first| now - first < return_window)

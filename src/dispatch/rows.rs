@@ -69,7 +69,7 @@ impl Dispatcher<'_> {
     /// Writes the outcomes of the requests that came back (inside the commit's transaction) and
     /// notices a run that is failing as a whole. Returns the rows' states, to be counted once
     /// the transaction is committed.
-    pub(super) fn record_finished(&mut self) -> Result<Vec<RefundState>, DispatchError> {
+    pub(super) fn record_finished(&mut self) -> Result<Vec<RefundStatus>, DispatchError> {
         let mut states = Vec::with_capacity(self.finished.len());
         let mut results: Vec<SendResult> = Vec::new();
         let mut cleared = Vec::new();
@@ -91,14 +91,14 @@ impl Dispatcher<'_> {
                     );
                     tracing::debug!(
                         refund = %row.record.id,
-                        state = outcome.state.map(RefundState::as_str),
+                        state = outcome.state.map(RefundStatus::as_str),
                         http_status = outcome.answer.http_status,
                         requests = sent.requests,
                         "refund finished"
                     );
                     let retries = i64::from(sent.requests.saturating_sub(1));
                     self.ledger.record(row.record.id, Some(attempt), &outcome, retries)?;
-                    states.push(outcome.state.unwrap_or(RefundState::Unknown));
+                    states.push(outcome.state.unwrap_or(RefundStatus::Unknown));
                     results.push(sent.result);
                 }
                 Finished::LookedUp { mut row, found } => {
@@ -110,7 +110,7 @@ impl Dispatcher<'_> {
                         }
                         LookupVerdict::Settled(state) => states.push(state),
                         LookupVerdict::Failed(note, result) => {
-                            states.push(RefundState::Pending);
+                            states.push(RefundStatus::Pending);
                             results.push(*result);
                             self.report.notes.insert(row.input_row, note);
                         }
@@ -166,12 +166,12 @@ impl Dispatcher<'_> {
                 // here is compared with what validation read (`FileCheck::reopen`).
                 ParsedRow::Invalid { .. } => continue,
             };
-            let prepared = prepare(&row, &self.options.environment, &self.options.namespace);
+            let prepared = prepare(&row, self.options.environment, &self.options.namespace);
             match decide(
                 self.ledger,
                 &prepared,
                 row.amount_minor,
-                row.currency.code(),
+                row.currency,
                 self.options,
                 row.row,
             )? {

@@ -106,13 +106,12 @@ fn golden_keys_for_fixed_rows() {
         };
         assert_eq!(row.order_id, order_id);
         for (environment, (generation_0, generation_1)) in
-            ["sandbox", "uat", "production"].into_iter().zip(by_environment)
+            crate::refund::Environment::ALL.into_iter().zip(by_environment)
         {
             let identity = crate::refund::key::Identity::of_row(row, environment);
             for (generation, expected) in [(0, generation_0), (1, generation_1)] {
                 assert_eq!(
-                    crate::refund::key::legacy_v1_key(&identity, "default", row.method.as_str(), generation)
-                        .to_string(),
+                    crate::refund::key::legacy_v1_key(&identity, "default", row.method, generation).to_string(),
                     expected,
                     "{order_id} {environment} generation {generation} (version 1)"
                 );
@@ -124,7 +123,7 @@ fn golden_keys_for_fixed_rows() {
             panic!("{order_id} is valid: {:?}", problems(parsed))
         };
         for (environment, (generation_0, generation_1)) in
-            ["sandbox", "uat", "production"].into_iter().zip(by_environment)
+            crate::refund::Environment::ALL.into_iter().zip(by_environment)
         {
             let identity = crate::refund::key::Identity::of_row(row, environment);
             assert_eq!(

@@ -7,8 +7,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::records::read_record;
-use super::{BatchId, Ledger, LedgerError, RefundRecord, RefundState, now};
+use super::records::{StoredName, Unreadable, read_record, stored};
+use super::{BatchId, Ledger, LedgerError, RefundRecord, now};
+use crate::refund::money::Currency;
+use crate::refund::{Environment, RefundStatus};
 
 /// Totals of one batch, stored when it ends.
 #[derive(Debug, Clone, Default)]
@@ -32,8 +34,8 @@ pub struct BatchRecord {
     pub input_path: String,
     /// SHA-256 of the input.
     pub input_sha256: String,
-    /// Environment.
-    pub environment: String,
+    /// Where its refunds went.
+    pub environment: Environment,
     /// Start time.
     pub started_at: String,
     /// End time, if it ended.
@@ -49,12 +51,12 @@ pub struct BatchRecord {
 /// Refunds of one environment, state and currency, counted and summed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotalRow {
-    /// `sandbox`, `uat`, `production`.
-    pub environment: String,
+    /// Where they went.
+    pub environment: Environment,
     /// The state.
-    pub state: RefundState,
-    /// Currency code.
-    pub currency: String,
+    pub state: RefundStatus,
+    /// The currency.
+    pub currency: Currency,
     /// How many refunds.
     pub rows: i64,
     /// Their amounts summed, in minor units.
@@ -67,7 +69,7 @@ impl Ledger {
         &mut self,
         input_path: &str,
         input_sha256: &str,
-        environment: &str,
+        environment: Environment,
         command: &str,
     ) -> Result<BatchId, LedgerError> {
         // Committed at once, on its own: what a command writes before its first group (a new
@@ -184,23 +186,35 @@ impl Ledger {
                  FROM batches WHERE ?1 IS NULL OR input_sha256 = ?1 ORDER BY id DESC",
             )
             .map_err(|source| self.sqlite_error(source))?;
-        let rows = statement
+        let rows: Vec<Result<BatchRecord, String>> = statement
             .query_map(params![input_sha256], |row| {
-                Ok(BatchRecord {
+                let environment = match stored(row, "environment") {
+                    Ok(environment) => environment,
+                    Err(Unreadable::Sqlite(error)) => return Err(error),
+                    Err(Unreadable::Unknown(message)) => return Ok(Err(message)),
+                };
+                Ok(Ok(BatchRecord {
                     id: row.get(0)?,
                     input_path: row.get(1)?,
                     input_sha256: row.get(2)?,
-                    environment: row.get(3)?,
+                    environment,
                     started_at: row.get(4)?,
                     finished_at: row.get(5)?,
                     rows: row.get(6)?,
                     exit_code: row.get(7)?,
                     counts: row.get(8)?,
-                })
+                }))
             })
             .and_then(Iterator::collect)
             .map_err(|source| self.sqlite_error(source))?;
-        Ok(rows)
+        rows.into_iter()
+            .map(|batch| {
+                batch.map_err(|message| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    message,
+                })
+            })
+            .collect()
     }
 
     /// Counts and amount totals of every refund, by environment, state and currency.
@@ -220,10 +234,16 @@ impl Ledger {
             .map_err(|source| self.sqlite_error(source))?;
         rows.into_iter()
             .map(|(environment, state, currency, count, sum)| {
-                let state = RefundState::parse(&state).ok_or_else(|| LedgerError::Corrupt {
+                let corrupt = |message| LedgerError::Corrupt {
                     path: self.path.clone(),
-                    message: format!("unknown state {state:?}"),
-                })?;
+                    message,
+                };
+                let state =
+                    RefundStatus::parse_stored(&state).ok_or_else(|| corrupt(format!("unknown state {state:?}")))?;
+                let environment = Environment::from_stored(&environment)
+                    .ok_or_else(|| corrupt(format!("unknown {} {environment:?}", Environment::WHAT)))?;
+                let currency = Currency::from_stored(&currency)
+                    .ok_or_else(|| corrupt(format!("unknown {} {currency:?}", Currency::WHAT)))?;
                 Ok(TotalRow {
                     environment,
                     state,
@@ -254,7 +274,7 @@ mod tests {
         let autocheckpoint = |ledger: &Ledger| pragma(ledger, "wal_autocheckpoint");
         const FULL: i64 = 2;
         assert_eq!(synchronous(&ledger), FULL);
-        let batch = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();
+        let batch = ledger.begin_batch("file.csv", "abc", Environment::Uat, "run").unwrap();
         assert_eq!(synchronous(&ledger), FULL, "back to FULL after the batch record");
         assert_eq!(autocheckpoint(&ledger), 1000, "automatic checkpoints back on");
         let summary = BatchSummary {

@@ -1,7 +1,7 @@
 //! The ledger: a SQLite file that remembers every refund the tool has sent, so nothing is sent twice.
 //!
 //! Every command opens it. `run` looks each row's identity up before sending, commits the row as
-//! [`RefundState::Sending`] *before* its request leaves, and records the outcome when it comes
+//! [`RefundStatus::Sending`] *before* its request leaves, and records the outcome when it comes
 //! back; the results CSV and `status` are read from it. Because `sending` is on disk before the
 //! request exists, a crash at any moment leaves every row either untouched, or `sending` (sent or
 //! not: re-send with the same key and bytes, which Payroc answers with the first result), or done.
@@ -41,7 +41,8 @@
 //!   ([`Ledger::close`]), the run lock, the hard-link refusal, syncing a new ledger to disk,
 //!   noticing a copied ledger, and the files kept beside it ([`side_files`]).
 //! - `schema.rs` and `migrations/`: the numbered migrations and applying them.
-//! - `records.rs`: [`RefundState`], [`RefundRecord`], [`RefundUpdate`], Payroc's answer that both
+//! - `records.rs`: [`RefundRecord`] (its status is [`crate::refund::RefundStatus`], the one the
+//!   results show too), [`RefundUpdate`], Payroc's answer that both
 //!   carry ([`PayrocAnswer`]), [`NewRefund`], and reading a row of the `refunds` table by column name.
 //! - `refunds.rs`: what happens to a refund on its way to Payroc — insert, look-up, `sending`
 //!   marks, outcomes, key generations.
@@ -66,7 +67,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::refund::PayrocRefundId;
+use crate::refund::key::IdempotencyKey;
+use crate::refund::money::Currency;
+use crate::refund::{Environment, Method, PayrocRefundId, RefundStatus};
 
 pub use batches::BatchSummary;
 // Only returned by the ledger so far, never named outside it; re-exported all the same, so every
@@ -74,7 +77,7 @@ pub use batches::BatchSummary;
 #[allow(unused_imports)]
 pub use batches::{BatchRecord, TotalRow};
 pub use open::side_files;
-pub use records::{NewRefund, PayrocAnswer, RefundRecord, RefundState, RefundUpdate};
+pub use records::{NewRefund, PayrocAnswer, RefundRecord, RefundUpdate};
 #[allow(unused_imports)]
 pub use transactions::ReadSnapshot;
 
@@ -115,6 +118,50 @@ sql_integer_id!(BatchId, RefundId, AttemptId);
 impl rusqlite::ToSql for PayrocRefundId {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+    }
+}
+
+/// The core's closed sets of names are stored as those names: `card`, `USD`, `uat`. They are read
+/// back through [`records::StoredName`], which refuses any other text as a corrupt ledger.
+macro_rules! sql_stored_name {
+    ($($name:ty => $text:expr),*) => {$(
+        impl rusqlite::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                let text: fn(&$name) -> &'static str = $text;
+                Ok(rusqlite::types::ToSqlOutput::from(text(self)))
+            }
+        }
+    )*};
+}
+sql_stored_name!(
+    Method => |method| method.as_str(),
+    Currency => |currency| currency.code(),
+    Environment => |environment| environment.as_str()
+);
+
+/// A refund's status is stored by its name, and `invalid` never: only a row that failed
+/// validation has it, and such a row never reaches the ledger. Binding it is refused, so the
+/// ledger cannot record it whatever the code above asks; reading it back is refused as a
+/// corrupt ledger ([`RefundStatus::parse_stored`]).
+impl rusqlite::ToSql for RefundStatus {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        if !self.is_stored() {
+            return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(NotStored(*self))));
+        }
+        Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+    }
+}
+
+/// A status the ledger does not store (see the [`RefundStatus`] `ToSql` implementation).
+#[derive(Debug, thiserror::Error)]
+#[error("the ledger does not store the status {0}: only a row that failed validation has it")]
+struct NotStored(RefundStatus);
+
+/// An Idempotency-Key is stored as the text it is sent as, and read back through
+/// [`records::StoredName`].
+impl rusqlite::ToSql for IdempotencyKey {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.to_string()))
     }
 }
 
@@ -174,7 +221,7 @@ pub struct Ledger {
     created: bool,
     /// The environment whose first send this connection has made sure is recorded (see
     /// [`Ledger::first_send_at`]), so each mark does not write it again.
-    first_send_noted: Option<String>,
+    first_send_noted: Option<Environment>,
     /// Held for the life of the ledger: `File::try_lock` is released when the file closes.
     /// `None` for a reader ([`Ledger::open_reader`]).
     _lock: Option<File>,
@@ -187,7 +234,7 @@ pub fn now() -> String {
 }
 
 /// The `meta` entry holding when the ledger first recorded a send in an environment.
-fn first_send_name(environment: &str) -> String {
+fn first_send_name(environment: Environment) -> String {
     format!("first_send_at:{environment}")
 }
 
@@ -204,7 +251,7 @@ impl Ledger {
 
     /// When this ledger first recorded a send in `environment` (Payroc's time, RFC 3339), if
     /// ever: it can vouch for what Payroc holds there only since then.
-    pub fn first_send_at(&self, environment: &str) -> Result<Option<String>, LedgerError> {
+    pub fn first_send_at(&self, environment: Environment) -> Result<Option<String>, LedgerError> {
         self.meta(&first_send_name(environment))
     }
 
@@ -238,17 +285,27 @@ mod testing {
         (directory, ledger)
     }
 
-    pub(super) fn new_refund<'a>(identity: &'a str, key: &'a str) -> NewRefund<'a> {
+    /// A key of a test order at `generation`: any real key will do, the ledger only keeps it.
+    pub(super) fn key(generation: u32) -> IdempotencyKey {
+        crate::refund::key::Identity {
+            environment: Environment::Sandbox,
+            processing_terminal_id: "1234001".into(),
+            order_id: "R1".into(),
+        }
+        .key(generation)
+    }
+
+    pub(super) fn new_refund(identity: &str, key: IdempotencyKey) -> NewRefund<'_> {
         NewRefund {
             identity,
-            environment: "sandbox",
-            method: "card",
+            environment: Environment::Sandbox,
+            method: Method::Card,
             processing_terminal_id: "1234001",
             order_id: "R1",
             idempotency_key: key,
             fingerprint: "f0",
             amount_minor: 4999,
-            currency: "USD",
+            currency: Currency::from_code("USD").expect("USD is in Payroc's list"),
             payee_masked: "453985******7062",
             needs_precheck: false,
         }

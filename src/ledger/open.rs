@@ -357,8 +357,8 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::ledger::RefundState;
-    use crate::ledger::testing::new_refund;
+    use crate::ledger::testing::{key, new_refund};
+    use crate::refund::{Environment, RefundStatus};
 
     #[test]
     fn a_reader_sees_a_writers_commits_and_a_hard_link_is_refused() {
@@ -366,10 +366,12 @@ mod tests {
         let path = directory.path().join("ledger.sqlite");
         let mut writer = Ledger::open(&path).unwrap();
         assert!(writer.was_created());
-        let batch = writer.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
-        writer.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        let batch = writer
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
+        writer.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
         let reader = Ledger::open_reader(&path).unwrap();
-        assert_eq!(reader.find("id-1").unwrap().unwrap().state, RefundState::Pending);
+        assert_eq!(reader.find("id-1").unwrap().unwrap().state, RefundStatus::Pending);
         drop(reader);
         writer.close().unwrap();
         // After a clean close the main file alone holds everything.

@@ -11,8 +11,9 @@
 use rusqlite::params;
 
 use super::records::read_record;
-use super::{BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundState, RefundUpdate, now};
-use crate::refund::PayrocRefundId;
+use super::{BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundUpdate, now};
+use crate::refund::key::IdempotencyKey;
+use crate::refund::{Environment, PayrocRefundId};
 
 impl Ledger {
     /// Settles a refund from what Payroc's records say (`reconcile`), leaving an audit-trail
@@ -39,7 +40,7 @@ impl Ledger {
                         batch,
                         time,
                         outcome.answer.http_status,
-                        outcome.state.map(RefundState::as_str),
+                        outcome.state,
                         detail,
                         outcome.answer.refund_id
                     ],
@@ -57,7 +58,7 @@ impl Ledger {
         &mut self,
         id: RefundId,
         generation: u32,
-        key: &str,
+        key: IdempotencyKey,
         refund: &NewRefund<'_>,
         batch: BatchId,
         row: u64,
@@ -89,7 +90,7 @@ impl Ledger {
     /// `except`, each with the input file of its batch.
     pub fn same_order(
         &self,
-        environment: &str,
+        environment: Environment,
         processing_terminal_id: &str,
         order_id: &str,
         except: Option<RefundId>,

@@ -5,113 +5,12 @@
 //! and `status` read records back. A row of the `refunds` table becomes a record here and
 //! nowhere else ([`read_record`]).
 
-use std::fmt;
-
 use rusqlite::ToSql;
 
 use super::{BatchId, RefundId};
-use crate::refund::{PayrocRefundId, ResultStatus};
-
-/// Where a refund stands. Stored as its lower-case name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RefundState {
-    /// Known, never sent (or proven never created).
-    Pending,
-    /// Committed just before a request left; its outcome is not recorded yet.
-    Sending,
-    /// Payroc approved it (`responseCode` A; a bank transfer submitted to the ACH network).
-    Succeeded,
-    /// Payroc approved less than was asked (`responseCode` P). Never re-sent: a second send would
-    /// refund the approved part twice. Needs a person.
-    Partial,
-    /// Payroc accepted it for later processing (`responseCode` E, or an answer this version does
-    /// not know). Not a definite failure, so never retried.
-    Queued,
-    /// Payroc declined it (`responseCode` D, R or C). Final unless retried on purpose.
-    Declined,
-    /// A bank transfer the customer's bank returned after it was submitted: nothing was refunded.
-    /// Sent again only on purpose (`--retry-failed`, after the bank details are fixed).
-    Returned,
-    /// Reversed after approval (status `reversal`). Never re-sent automatically: needs a person.
-    Reversed,
-    /// Payroc refused the request (400, 403, 406, 415). Final unless retried on purpose.
-    Rejected,
-    /// Payroc says the key was used for a different request (409), or the file changed. Needs a person.
-    Conflict,
-    /// The request may have reached Payroc but no definite answer came back. Re-sent with the same
-    /// key on the next run, or settled by `reconcile`.
-    Unknown,
-}
-
-impl RefundState {
-    /// Every state, in the order summaries list them.
-    pub const ALL: [RefundState; 11] = [
-        RefundState::Succeeded,
-        RefundState::Partial,
-        RefundState::Queued,
-        RefundState::Declined,
-        RefundState::Returned,
-        RefundState::Reversed,
-        RefundState::Rejected,
-        RefundState::Conflict,
-        RefundState::Unknown,
-        RefundState::Sending,
-        RefundState::Pending,
-    ];
-
-    /// The stored and displayed name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefundState::Pending => "pending",
-            RefundState::Sending => "sending",
-            RefundState::Succeeded => "succeeded",
-            RefundState::Partial => "partial",
-            RefundState::Queued => "queued",
-            RefundState::Declined => "declined",
-            RefundState::Returned => "returned",
-            RefundState::Reversed => "reversed",
-            RefundState::Rejected => "rejected",
-            RefundState::Conflict => "conflict",
-            RefundState::Unknown => "unknown",
-        }
-    }
-
-    /// Parses a stored name; unknown text is a corrupt ledger, not a default.
-    pub fn parse(text: &str) -> Option<RefundState> {
-        RefundState::ALL.into_iter().find(|state| state.as_str() == text)
-    }
-
-    /// A definite failure that `run --retry-failed` may send again under the next key generation.
-    pub fn is_retryable_failure(self) -> bool {
-        matches!(
-            self,
-            RefundState::Declined | RefundState::Rejected | RefundState::Returned
-        )
-    }
-
-    /// How the results CSV names this state: a row left `sending` by a crash is `unknown` there,
-    /// because it may or may not have reached Payroc.
-    pub fn result_status(self) -> ResultStatus {
-        match self {
-            RefundState::Pending => ResultStatus::Pending,
-            RefundState::Sending | RefundState::Unknown => ResultStatus::Unknown,
-            RefundState::Succeeded => ResultStatus::Succeeded,
-            RefundState::Partial => ResultStatus::Partial,
-            RefundState::Queued => ResultStatus::Queued,
-            RefundState::Declined => ResultStatus::Declined,
-            RefundState::Returned => ResultStatus::Returned,
-            RefundState::Reversed => ResultStatus::Reversed,
-            RefundState::Rejected => ResultStatus::Rejected,
-            RefundState::Conflict => ResultStatus::Conflict,
-        }
-    }
-}
-
-impl fmt::Display for RefundState {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
+use crate::refund::key::IdempotencyKey;
+use crate::refund::money::Currency;
+use crate::refund::{Environment, Method, PayrocRefundId, RefundStatus};
 
 /// Everything the ledger knows about one refund identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +20,7 @@ pub struct RefundRecord {
     /// [`crate::refund::key::Identity::ledger_id`].
     pub identity: String,
     /// `card` or `bank`.
-    pub method: String,
+    pub method: Method,
     /// The terminal.
     pub processing_terminal_id: String,
     /// The order id.
@@ -129,15 +28,15 @@ pub struct RefundRecord {
     /// Key generation in use.
     pub generation: u32,
     /// The key of that generation.
-    pub idempotency_key: String,
+    pub idempotency_key: IdempotencyKey,
     /// Current state.
-    pub state: RefundState,
+    pub state: RefundStatus,
     /// Fingerprint of the masked body last sent (or to be sent).
     pub fingerprint: String,
     /// Amount in minor units.
     pub amount_minor: i64,
-    /// Currency code.
-    pub currency: String,
+    /// The currency.
+    pub currency: Currency,
     /// Masked payee.
     pub payee_masked: String,
     /// HTTP requests sent so far, all generations.
@@ -162,15 +61,15 @@ pub struct RefundRecord {
     pub batch_id: Option<BatchId>,
     /// Its row in that batch's file.
     pub input_row: Option<i64>,
-    /// `sandbox`, `uat` or `production`.
-    pub environment: String,
+    /// Where it goes.
+    pub environment: Environment,
 }
 
 /// The fields an answer (or a decision) sets on a refund.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefundUpdate {
     /// The new state.
-    pub state: Option<RefundState>,
+    pub state: Option<RefundStatus>,
     /// What Payroc said (or, for a decision without an answer, the tool's explanation in
     /// [`PayrocAnswer::problem_detail`]). Replaces the recorded answer, except that a refund id
     /// already recorded is kept when this has none.
@@ -274,22 +173,22 @@ impl PayrocAnswer {
 pub struct NewRefund<'a> {
     /// Identity string.
     pub identity: &'a str,
-    /// `sandbox`, `uat` or `production`.
-    pub environment: &'a str,
+    /// Where it goes.
+    pub environment: Environment,
     /// `card` / `bank`.
-    pub method: &'a str,
+    pub method: Method,
     /// Terminal.
     pub processing_terminal_id: &'a str,
     /// Order id.
     pub order_id: &'a str,
     /// Generation-0 key.
-    pub idempotency_key: &'a str,
+    pub idempotency_key: IdempotencyKey,
     /// Masked-body fingerprint.
     pub fingerprint: &'a str,
     /// Minor units.
     pub amount_minor: i64,
-    /// Currency code.
-    pub currency: &'a str,
+    /// The currency.
+    pub currency: Currency,
     /// Masked payee.
     pub payee_masked: &'a str,
     /// Look the order up at Payroc before the first send (see [`RefundRecord::needs_precheck`]).
@@ -299,7 +198,7 @@ pub struct NewRefund<'a> {
 impl RefundRecord {
     /// Says, in words, how a row (its amount, currency and masked payee) differs from what the
     /// ledger recorded for this refund.
-    pub fn describe_change(&self, amount_minor: i64, currency: &str, payee_masked: &str) -> String {
+    pub fn describe_change(&self, amount_minor: i64, currency: Currency, payee_masked: &str) -> String {
         let mut changes = Vec::new();
         if self.amount_minor != amount_minor || self.currency != currency {
             changes.push(format!(
@@ -318,25 +217,95 @@ impl RefundRecord {
 }
 
 /// Reads a row of `refunds` (selected with `SELECT refunds.*`) into a record, each column by its
-/// name, so a column a migration adds shifts none of the others. A state this version does not
-/// know is the inner `Err`: a corrupt ledger, which the caller reports with the ledger's path.
+/// name, so a column a migration adds shifts none of the others. A state, method, currency or
+/// environment this version does not know is the inner `Err`: a corrupt ledger, which the caller
+/// reports with the ledger's path.
 pub(super) fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RefundRecord, String>> {
-    let state: String = row.get("state")?;
-    let Some(state) = RefundState::parse(&state) else {
-        return Ok(Err(format!("unknown refund state {state:?}")));
-    };
-    Ok(Ok(RefundRecord {
+    match record_of(row) {
+        Ok(record) => Ok(Ok(record)),
+        Err(Unreadable::Sqlite(error)) => Err(error),
+        Err(Unreadable::Unknown(message)) => Ok(Err(message)),
+    }
+}
+
+/// Why a column could not be read: SQLite failed, or it holds a name this version does not know.
+pub(super) enum Unreadable {
+    /// SQLite failed (or the column has the wrong type).
+    Sqlite(rusqlite::Error),
+    /// What the column held, in words: a corrupt ledger.
+    Unknown(String),
+}
+
+impl From<rusqlite::Error> for Unreadable {
+    fn from(error: rusqlite::Error) -> Unreadable {
+        Unreadable::Sqlite(error)
+    }
+}
+
+/// A value the ledger stores as text in the one form the tool writes (a name of a closed set,
+/// an Idempotency-Key), and reads back only in that form: anything else in its column is a
+/// corrupt ledger, never a default.
+pub(super) trait StoredName: Sized {
+    /// What the value is, for the corrupt ledger's message.
+    const WHAT: &'static str;
+    /// The value whose stored name is exactly `text`.
+    fn from_stored(text: &str) -> Option<Self>;
+}
+
+impl StoredName for RefundStatus {
+    const WHAT: &'static str = "refund state";
+    fn from_stored(text: &str) -> Option<RefundStatus> {
+        RefundStatus::parse_stored(text)
+    }
+}
+
+impl StoredName for Method {
+    const WHAT: &'static str = "method";
+    fn from_stored(text: &str) -> Option<Method> {
+        Method::parse(text).filter(|method| method.as_str() == text)
+    }
+}
+
+impl StoredName for Currency {
+    const WHAT: &'static str = "currency";
+    fn from_stored(text: &str) -> Option<Currency> {
+        Currency::from_code(text).filter(|currency| currency.code() == text)
+    }
+}
+
+impl StoredName for IdempotencyKey {
+    const WHAT: &'static str = "Idempotency-Key";
+    fn from_stored(text: &str) -> Option<IdempotencyKey> {
+        IdempotencyKey::parse(text)
+    }
+}
+
+impl StoredName for Environment {
+    const WHAT: &'static str = "environment";
+    fn from_stored(text: &str) -> Option<Environment> {
+        Environment::parse(text)
+    }
+}
+
+/// Reads the text column `column` as a [`StoredName`].
+pub(super) fn stored<T: StoredName>(row: &rusqlite::Row<'_>, column: &str) -> Result<T, Unreadable> {
+    let text: String = row.get(column)?;
+    T::from_stored(&text).ok_or_else(|| Unreadable::Unknown(format!("unknown {} {text:?}", T::WHAT)))
+}
+
+fn record_of(row: &rusqlite::Row<'_>) -> Result<RefundRecord, Unreadable> {
+    Ok(RefundRecord {
         id: row.get("id")?,
         identity: row.get("identity")?,
-        method: row.get("method")?,
+        method: stored(row, "method")?,
         processing_terminal_id: row.get("processing_terminal_id")?,
         order_id: row.get("order_id")?,
         generation: row.get("generation")?,
-        idempotency_key: row.get("idempotency_key")?,
-        state,
+        idempotency_key: stored(row, "idempotency_key")?,
+        state: stored(row, "state")?,
         fingerprint: row.get("fingerprint")?,
         amount_minor: row.get("amount_minor")?,
-        currency: row.get("currency")?,
+        currency: stored(row, "currency")?,
         payee_masked: row.get("payee_masked")?,
         attempts: row.get("attempts")?,
         answer: PayrocAnswer::read(row)?,
@@ -348,8 +317,8 @@ pub(super) fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Re
         created_at: row.get("created_at")?,
         batch_id: row.get("batch_id")?,
         input_row: row.get("input_row")?,
-        environment: row.get("environment")?,
-    }))
+        environment: stored(row, "environment")?,
+    })
 }
 
 #[cfg(test)]
@@ -358,25 +327,30 @@ mod tests {
 
     #[test]
     fn states_round_trip_and_classify() {
-        for state in RefundState::ALL {
-            assert_eq!(RefundState::parse(state.as_str()), Some(state));
+        for state in RefundStatus::ALL.into_iter().filter(|state| state.is_stored()) {
+            assert_eq!(RefundStatus::from_stored(state.as_str()), Some(state));
         }
-        assert_eq!(RefundState::parse("done"), None);
-        assert!(RefundState::Declined.is_retryable_failure());
-        assert!(RefundState::Rejected.is_retryable_failure());
+        assert_eq!(RefundStatus::from_stored("done"), None);
+        assert_eq!(
+            RefundStatus::from_stored("invalid"),
+            None,
+            "a row that failed validation is never in the ledger"
+        );
+        assert!(RefundStatus::Declined.is_retryable_failure());
+        assert!(RefundStatus::Rejected.is_retryable_failure());
         for never in [
-            RefundState::Succeeded,
-            RefundState::Queued,
-            RefundState::Unknown,
-            RefundState::Conflict,
-            RefundState::Sending,
+            RefundStatus::Succeeded,
+            RefundStatus::Queued,
+            RefundStatus::Unknown,
+            RefundStatus::Conflict,
+            RefundStatus::Sending,
         ] {
             assert!(!never.is_retryable_failure(), "{never}");
         }
-        assert_eq!(RefundState::Sending.result_status(), ResultStatus::Unknown);
-        for state in RefundState::ALL {
-            if state != RefundState::Sending {
-                assert_eq!(state.result_status().as_str(), state.as_str(), "one name per state");
+        assert_eq!(RefundStatus::Sending.in_results(), RefundStatus::Unknown);
+        for state in RefundStatus::ALL {
+            if state != RefundStatus::Sending {
+                assert_eq!(state.in_results().as_str(), state.as_str(), "one name per state");
             }
         }
     }

@@ -10,9 +10,10 @@ use rusqlite::{OptionalExtension, ToSql, params};
 
 use super::records::{PayrocAnswer, read_record, store_answer};
 use super::{
-    AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundState, RefundUpdate,
-    first_send_name, now,
+    AttemptId, BatchId, Ledger, LedgerError, NewRefund, RefundId, RefundRecord, RefundUpdate, first_send_name, now,
 };
+use crate::refund::RefundStatus;
+use crate::refund::key::IdempotencyKey;
 
 impl Ledger {
     /// Finds the record of an order: the one under its identity (`identity`, see
@@ -78,15 +79,15 @@ impl Ledger {
         Ok(RefundRecord {
             id,
             identity: refund.identity.to_owned(),
-            method: refund.method.to_owned(),
+            method: refund.method,
             processing_terminal_id: refund.processing_terminal_id.to_owned(),
             order_id: refund.order_id.to_owned(),
             generation: 0,
-            idempotency_key: refund.idempotency_key.to_owned(),
-            state: RefundState::Pending,
+            idempotency_key: refund.idempotency_key,
+            state: RefundStatus::Pending,
             fingerprint: refund.fingerprint.to_owned(),
             amount_minor: refund.amount_minor,
-            currency: refund.currency.to_owned(),
+            currency: refund.currency,
             payee_masked: refund.payee_masked.to_owned(),
             attempts: 0,
             answer: PayrocAnswer::default(),
@@ -98,7 +99,7 @@ impl Ledger {
             created_at: time,
             batch_id: Some(batch),
             input_row: i64::try_from(row).ok(),
-            environment: refund.environment.to_owned(),
+            environment: refund.environment,
         })
     }
 
@@ -126,7 +127,7 @@ impl Ledger {
         &mut self,
         id: RefundId,
         generation: u32,
-        key: &str,
+        key: IdempotencyKey,
         refund: &NewRefund<'_>,
         batch: BatchId,
         row: u64,
@@ -178,12 +179,12 @@ impl Ledger {
     /// at once; inside one, the caller must commit the group *before* the request leaves.
     pub fn mark_sending(&mut self, record: &RefundRecord, batch: BatchId) -> Result<AttemptId, LedgerError> {
         let time = now();
-        if self.first_send_noted.as_deref() != Some(record.environment.as_str()) {
-            let environment = record.environment.as_str().to_owned();
+        if self.first_send_noted != Some(record.environment) {
+            let environment = record.environment;
             self.write(|connection| {
                 connection.execute(
                     "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)",
-                    params![first_send_name(&environment), time],
+                    params![first_send_name(environment), time],
                 )
             })?;
             self.first_send_noted = Some(environment);
@@ -218,7 +219,7 @@ impl Ledger {
                 )?
                 .execute(params![
                     previous.id,
-                    previous.state.as_str(),
+                    previous.state,
                     previous.first_sent_at,
                     previous.updated_at,
                     previous.batch_id
@@ -241,7 +242,8 @@ impl Ledger {
         retries: i64,
     ) -> Result<(), LedgerError> {
         let time = now();
-        let state = outcome.state.map(RefundState::as_str);
+        // Bound as the typed status, whose binding refuses `invalid`.
+        let state = outcome.state;
         let mut parameters: Vec<(&str, &dyn ToSql)> = vec![
             (":id", &id),
             (":state", &state),
@@ -305,26 +307,28 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::ledger::testing::{new_refund, temporary_ledger};
-    use crate::refund::PayrocRefundId;
+    use crate::ledger::testing::{key, new_refund, temporary_ledger};
+    use crate::refund::{Environment, PayrocRefundId};
 
     #[test]
     fn a_refund_moves_pending_sending_succeeded_and_keeps_its_audit_trail() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("nested").join("ledger.sqlite");
         let mut ledger = Ledger::open(&path).unwrap();
-        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
-        let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
-        assert_eq!(record.state, RefundState::Pending);
+        let batch = ledger
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
+        let record = ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
+        assert_eq!(record.state, RefundStatus::Pending);
         assert_eq!(
             ledger.find("id-1").unwrap(),
             Some(record.clone()),
             "insert returns what the ledger holds"
         );
         let attempt = ledger.mark_sending(&record, batch).unwrap();
-        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundState::Sending);
+        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundStatus::Sending);
         let outcome = RefundUpdate {
-            state: Some(RefundState::Succeeded),
+            state: Some(RefundStatus::Succeeded),
             answer: PayrocAnswer {
                 http_status: Some(201),
                 refund_id: Some(PayrocRefundId("CD3HN88U9F".into())),
@@ -335,7 +339,7 @@ mod tests {
         };
         ledger.record(record.id, Some(attempt), &outcome, 0).unwrap();
         let done = ledger.find("id-1").unwrap().unwrap();
-        assert_eq!(done.state, RefundState::Succeeded);
+        assert_eq!(done.state, RefundStatus::Succeeded);
         assert_eq!(done.attempts, 1);
         assert_eq!(
             done.answer.refund_id.as_ref().map(PayrocRefundId::as_str),
@@ -352,7 +356,7 @@ mod tests {
         drop(ledger);
         // Reopening keeps everything and does not re-run migrations.
         let ledger = Ledger::open(&path).unwrap();
-        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundState::Succeeded);
+        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundStatus::Succeeded);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -363,14 +367,14 @@ mod tests {
     #[test]
     fn a_mark_taken_back_leaves_the_refund_as_it_was() {
         let (_directory, mut ledger) = temporary_ledger();
-        let first = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();
-        let record = ledger.insert(&new_refund("id-1", "key-0"), first, 2).unwrap();
-        let second = ledger.begin_batch("file.csv", "abc", "uat", "run").unwrap();
+        let first = ledger.begin_batch("file.csv", "abc", Environment::Uat, "run").unwrap();
+        let record = ledger.insert(&new_refund("id-1", key(0)), first, 2).unwrap();
+        let second = ledger.begin_batch("file.csv", "abc", Environment::Uat, "run").unwrap();
         let attempt = ledger.mark_sending(&record, second).unwrap();
         let marked = ledger.find("id-1").unwrap().unwrap();
         assert_eq!(
             (marked.state, marked.attempts, marked.batch_id),
-            (RefundState::Sending, 1, Some(second))
+            (RefundStatus::Sending, 1, Some(second))
         );
         assert!(marked.first_sent_at.is_some());
         ledger.unmark_sending(&record, attempt).unwrap();
@@ -392,25 +396,27 @@ mod tests {
     #[test]
     fn a_new_generation_remembers_every_key() {
         let (_directory, mut ledger) = temporary_ledger();
-        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
-        let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        let batch = ledger
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
+        let record = ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
         ledger
             .record(
                 record.id,
                 None,
                 &RefundUpdate {
-                    state: Some(RefundState::Declined),
+                    state: Some(RefundStatus::Declined),
                     ..RefundUpdate::default()
                 },
                 0,
             )
             .unwrap();
         let next = ledger
-            .next_generation(record.id, 1, "key-1", &new_refund("id-1", "key-1"), batch, 2, None)
+            .next_generation(record.id, 1, key(1), &new_refund("id-1", key(1)), batch, 2, None)
             .unwrap();
         assert_eq!(
-            (next.generation, next.state, next.idempotency_key.as_str()),
-            (1, RefundState::Pending, "key-1")
+            (next.generation, next.state, next.idempotency_key),
+            (1, RefundStatus::Pending, key(1))
         );
         let keys: i64 = ledger
             .connection
@@ -424,8 +430,10 @@ mod tests {
     #[test]
     fn an_answer_keeps_its_refund_id_until_the_next_generation() {
         let (_directory, mut ledger) = temporary_ledger();
-        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
-        let record = ledger.insert(&new_refund("id-1", "key-0"), batch, 2).unwrap();
+        let batch = ledger
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
+        let record = ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
         let answer = PayrocAnswer {
             http_status: Some(201),
             refund_id: Some(PayrocRefundId("CD3HN88U9F".into())),
@@ -440,7 +448,7 @@ mod tests {
             notes: Some("a note".into()),
         };
         let declined = |answer| RefundUpdate {
-            state: Some(RefundState::Declined),
+            state: Some(RefundStatus::Declined),
             answer,
             ..RefundUpdate::default()
         };
@@ -457,9 +465,72 @@ mod tests {
             (Some(400), answer.refund_id.as_ref(), None)
         );
         let next = ledger
-            .next_generation(record.id, 1, "key-1", &new_refund("id-1", "key-1"), batch, 2, None)
+            .next_generation(record.id, 1, key(1), &new_refund("id-1", key(1)), batch, 2, None)
             .unwrap();
         assert_eq!(next.answer, PayrocAnswer::default());
+    }
+
+    /// A method, currency, environment, state or Idempotency-Key this version does not know is a
+    /// corrupt ledger wherever it is read, never a default.
+    #[test]
+    fn an_unknown_stored_name_is_a_corrupt_ledger() {
+        for (column, text) in [
+            ("method", "wire"),
+            ("currency", "XYZ"),
+            ("currency", "usd"),
+            ("environment", "staging"),
+            ("state", "done"),
+            ("idempotency_key", "key-0"),
+            ("idempotency_key", "96DDFEDA-0903-4F91-9422-879837030B51"),
+        ] {
+            let (_directory, mut ledger) = temporary_ledger();
+            let batch = ledger
+                .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+                .unwrap();
+            ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
+            ledger
+                .connection
+                .execute(&format!("UPDATE refunds SET {column} = ?1"), [text])
+                .unwrap();
+            let corrupt = |result: Result<(), LedgerError>| matches!(result, Err(LedgerError::Corrupt { message, .. }) if message.contains(&format!("{text:?}")));
+            assert!(corrupt(ledger.find("id-1").map(drop)), "{column} {text:?}: find");
+            assert!(
+                corrupt(ledger.records_of_batch(batch).map(drop)),
+                "{column} {text:?}: a batch's records"
+            );
+            if !["method", "idempotency_key"].contains(&column) {
+                assert!(corrupt(ledger.totals().map(drop)), "{column} {text:?}: totals");
+            }
+        }
+        let (_directory, mut ledger) = temporary_ledger();
+        ledger.begin_batch("file.csv", "abc", Environment::Uat, "run").unwrap();
+        ledger
+            .connection
+            .execute("UPDATE batches SET environment = 'staging'", [])
+            .unwrap();
+        assert!(matches!(ledger.batches(None), Err(LedgerError::Corrupt { .. })));
+    }
+
+    /// `invalid` belongs to rows that failed validation, which never reach the ledger: it
+    /// refuses to record it, by any path.
+    #[test]
+    fn the_ledger_never_stores_invalid() {
+        let (_directory, mut ledger) = temporary_ledger();
+        let batch = ledger
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
+        let record = ledger.insert(&new_refund("id-1", key(0)), batch, 2).unwrap();
+        let invalid = RefundUpdate {
+            state: Some(RefundStatus::Invalid),
+            ..RefundUpdate::default()
+        };
+        assert!(ledger.record(record.id, None, &invalid, 0).is_err());
+        assert!(ledger.record_reconciliation(record.id, batch, &invalid).is_err());
+        let attempt = ledger.mark_sending(&record, batch).unwrap();
+        let mut previous = record.clone();
+        previous.state = RefundStatus::Invalid;
+        assert!(ledger.unmark_sending(&previous, attempt).is_err());
+        assert_eq!(ledger.find("id-1").unwrap().unwrap().state, RefundStatus::Sending);
     }
 
     /// The ledger itself refuses a second live refund of one order and a new key for a refund
@@ -467,8 +538,10 @@ mod tests {
     #[test]
     fn the_ledger_refuses_a_second_refund_of_an_order_on_its_own() {
         let (_directory, mut ledger) = temporary_ledger();
-        let batch = ledger.begin_batch("file.csv", "abc", "sandbox", "run").unwrap();
-        let first = ledger.insert(&new_refund("v2|order", "key-0"), batch, 2).unwrap();
+        let batch = ledger
+            .begin_batch("file.csv", "abc", Environment::Sandbox, "run")
+            .unwrap();
+        let first = ledger.insert(&new_refund("v2|order", key(0)), batch, 2).unwrap();
         let set = |ledger: &mut Ledger, state| {
             let update = RefundUpdate {
                 state: Some(state),
@@ -477,23 +550,23 @@ mod tests {
             ledger.record(first.id, None, &update, 0).unwrap();
         };
         // Another record of the same order (an earlier version's identity, say) while it is live.
-        let second = ledger.insert(&new_refund("legacy-bank", "key-b"), batch, 3);
+        let second = ledger.insert(&new_refund("legacy-bank", key(7)), batch, 3);
         assert!(
             matches!(&second, Err(LedgerError::Sqlite { source, .. }) if source.to_string().contains("one order is one refund")),
             "{second:?}"
         );
         // A new key for a refund that succeeded, or may have been created.
-        for state in [RefundState::Succeeded, RefundState::Unknown, RefundState::Sending] {
+        for state in [RefundStatus::Succeeded, RefundStatus::Unknown, RefundStatus::Sending] {
             set(&mut ledger, state);
-            let next = ledger.next_generation(first.id, 1, "key-1", &new_refund("v2|order", "key-1"), batch, 2, None);
+            let next = ledger.next_generation(first.id, 1, key(1), &new_refund("v2|order", key(1)), batch, 2, None);
             assert!(next.is_err(), "{state}: {next:?}");
         }
         // ...unless a person confirmed, in that very update, that nothing was created.
         let confirmed = ledger.next_generation(
             first.id,
             1,
-            "key-1",
-            &new_refund("v2|order", "key-1"),
+            key(1),
+            &new_refund("v2|order", key(1)),
             batch,
             2,
             Some("2026-12-04T00:00:00.000Z"),
@@ -505,12 +578,12 @@ mod tests {
                 first.id,
                 None,
                 &RefundUpdate {
-                    state: Some(RefundState::Declined),
+                    state: Some(RefundStatus::Declined),
                     ..RefundUpdate::default()
                 },
                 0,
             )
             .unwrap();
-        assert!(ledger.insert(&new_refund("legacy-bank", "key-b"), batch, 3).is_ok());
+        assert!(ledger.insert(&new_refund("legacy-bank", key(7)), batch, 3).is_ok());
     }
 }

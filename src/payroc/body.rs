@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::refund::key::Identity;
-use crate::refund::{Method, Payee, RefundRow, hex, mask_card_number};
+use crate::refund::{Environment, Method, Payee, RefundRow, hex, mask_card_number};
 
 /// What the ledger may know about a row: its identity and a fingerprint of its body. Holds no
 /// card or account number, so it is safe to keep and to print.
@@ -36,12 +36,12 @@ pub struct PreparedRefund {
 
 /// What the ledger needs to decide about `row`. The body itself is built only for rows that are
 /// sent ([`body`]): a re-run of a finished batch never serialises a card number.
-pub fn prepare(row: &RefundRow, environment: &str, namespace: &str) -> PreparedRefund {
+pub fn prepare(row: &RefundRow, environment: Environment, namespace: &str) -> PreparedRefund {
     let identity = Identity::of_row(row, environment);
     PreparedRefund {
         method: row.method,
         ledger_id: identity.ledger_id(),
-        legacy_ledger_id: identity.legacy_v1_ledger_id(namespace, row.method.as_str()),
+        legacy_ledger_id: identity.legacy_v1_ledger_id(namespace, row.method),
         identity,
         fingerprint: hex(&Sha256::digest(serialize(row, Exposure::Masked))),
         payee_masked: row.payee.masked(),
@@ -389,10 +389,13 @@ mod tests {
 
     #[test]
     fn the_fingerprint_moves_with_the_body_but_never_holds_the_number() {
-        let base = prepare(&card_row(), "production", "default");
+        let base = prepare(&card_row(), Environment::Production, "default");
         let mut changed = card_row();
         changed.amount_minor = 5000;
-        assert_ne!(prepare(&changed, "production", "default").fingerprint, base.fingerprint);
+        assert_ne!(
+            prepare(&changed, Environment::Production, "default").fingerprint,
+            base.fingerprint
+        );
         assert_eq!(base.payee_masked, "453985******7062");
         assert!(!format!("{base:?}").contains("4539858876047062"));
     }

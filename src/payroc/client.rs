@@ -30,6 +30,7 @@ use crate::payroc::answer::{
 };
 use crate::payroc::retry::{PauseGate, RequestLimiter, RetryPolicy, is_retryable, retry_after};
 use crate::refund::Method;
+use crate::refund::key::IdempotencyKey;
 use crate::refund::redaction::redact_digit_runs;
 
 /// Where to reach Payroc and how patiently.
@@ -233,17 +234,19 @@ impl PayrocClient {
     pub async fn send_refund(
         &self,
         method: Method,
-        key: &str,
+        key: IdempotencyKey,
         body: bytes::Bytes,
         limiter: &RequestLimiter,
     ) -> SendReport {
         let url = self.refund_url(method);
+        // The header is the key's text, written once for every retry.
+        let key = key.to_string();
         let exchange = self
             .exchange(Some(limiter), true, true, |authorization| {
                 self.http
                     .post(url.clone())
                     .header(AUTHORIZATION, authorization.clone())
-                    .header(IDEMPOTENCY_KEY, key)
+                    .header(IDEMPOTENCY_KEY, key.as_str())
                     .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                     .body(body.clone())
             })

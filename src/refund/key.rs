@@ -16,11 +16,41 @@
 //! vectors only: rows a ledger made under it keep their stored keys, and nothing derives new
 //! keys with it. The golden vectors in the tests pin both.
 
+use std::fmt;
+
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::refund::{Environment, Method};
+
 /// The tag that opens every version-2 encoding. A new encoding must use a new tag.
 const ENCODING_TAG: &[u8] = b"refund-batch/idempotency-key/v2";
+
+/// An Idempotency-Key: the version-4 UUID under which Payroc de-duplicates a refund request.
+///
+/// Derived for an order ([`Identity::key`]) or read back from the ledger, which keeps every key
+/// it handed out. It is its own type, not text, so that nothing else (an identity, a refund id)
+/// can be sent or stored in its place; it becomes text only where it is written — the request
+/// header, the ledger, the results CSV and messages — always in the one form [`fmt::Display`]
+/// gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdempotencyKey(Uuid);
+
+impl IdempotencyKey {
+    /// Parses a key written exactly as [`fmt::Display`] writes one (lower-case, hyphenated).
+    /// Any other text is not a key this tool handed out: read from the ledger, it is a corrupt
+    /// ledger, and accepting another spelling of the same UUID would change what the results show.
+    pub fn parse(text: &str) -> Option<IdempotencyKey> {
+        let key = IdempotencyKey(Uuid::try_parse(text).ok()?);
+        (key.to_string() == text).then_some(key)
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), formatter)
+    }
+}
 
 /// What makes two rows the same refund: one order of one terminal in one environment.
 ///
@@ -28,8 +58,8 @@ const ENCODING_TAG: &[u8] = b"refund-batch/idempotency-key/v2";
 /// senders of one order would send two keys and Payroc would make two refunds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Identity {
-    /// `sandbox`, `uat` or `production`.
-    pub environment: String,
+    /// Where the refund goes.
+    pub environment: Environment,
     /// Payroc's processing terminal.
     pub processing_terminal_id: String,
     /// The merchant's order id for this refund.
@@ -39,9 +69,9 @@ pub struct Identity {
 impl Identity {
     /// The identity of `row` under `environment`: the one place a row's identity is made, for
     /// keys, ledger look-ups and the results alike.
-    pub fn of_row(row: &crate::refund::RefundRow, environment: &str) -> Identity {
+    pub fn of_row(row: &crate::refund::RefundRow, environment: Environment) -> Identity {
         Identity {
-            environment: environment.to_owned(),
+            environment,
             processing_terminal_id: row.processing_terminal_id.clone(),
             order_id: row.order_id.clone(),
         }
@@ -61,14 +91,14 @@ impl Identity {
 
     /// The ledger id an earlier version gave this order's refund by `method` under key
     /// `namespace`: a ledger written by it holds its rows under that id, with their keys.
-    pub fn legacy_v1_ledger_id(&self, namespace: &str, method: &str) -> String {
+    pub fn legacy_v1_ledger_id(&self, namespace: &str, method: Method) -> String {
         let mut text = String::new();
         push_length_prefixed(
             &mut text,
             [
                 self.environment.as_str(),
                 namespace,
-                method,
+                method.as_str(),
                 &self.processing_terminal_id,
                 &self.order_id,
             ],
@@ -78,10 +108,10 @@ impl Identity {
 
     /// The Idempotency-Key of this order at `generation`: a version-4 UUID whose 122 random
     /// bits are the first 16 bytes of SHA-256 over the length-prefixed encoding.
-    pub fn key(&self, generation: u32) -> Uuid {
+    pub fn key(&self, generation: u32) -> IdempotencyKey {
         derive(
             ENCODING_TAG,
-            &[&self.environment, &self.processing_terminal_id, &self.order_id],
+            &[self.environment.as_str(), &self.processing_terminal_id, &self.order_id],
             generation,
         )
     }
@@ -90,13 +120,13 @@ impl Identity {
 /// The version-1 key of a refund (environment, namespace, method, terminal, order id): what an
 /// earlier version sent. Only its golden vectors use it; a ledger keeps the keys it handed out.
 #[cfg(test)]
-pub fn legacy_v1_key(identity: &Identity, namespace: &str, method: &str, generation: u32) -> Uuid {
+pub fn legacy_v1_key(identity: &Identity, namespace: &str, method: Method, generation: u32) -> IdempotencyKey {
     derive(
         b"refund-batch/idempotency-key/v1",
         &[
-            &identity.environment,
+            identity.environment.as_str(),
             namespace,
-            method,
+            method.as_str(),
             &identity.processing_terminal_id,
             &identity.order_id,
         ],
@@ -113,7 +143,7 @@ fn push_length_prefixed<'a>(text: &mut String, parts: impl IntoIterator<Item = &
     }
 }
 
-fn derive(tag: &[u8], parts: &[&str], generation: u32) -> Uuid {
+fn derive(tag: &[u8], parts: &[&str], generation: u32) -> IdempotencyKey {
     let mut hasher = Sha256::new();
     hasher.update((tag.len() as u32).to_be_bytes());
     hasher.update(tag);
@@ -125,7 +155,7 @@ fn derive(tag: &[u8], parts: &[&str], generation: u32) -> Uuid {
     let digest = hasher.finalize();
     let mut bytes = [0_u8; 16];
     bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
+    IdempotencyKey(uuid::Builder::from_random_bytes(bytes).into_uuid())
 }
 
 #[cfg(test)]
@@ -134,7 +164,7 @@ mod tests {
 
     fn identity(terminal: &str, order: &str) -> Identity {
         Identity {
-            environment: "production".into(),
+            environment: Environment::Production,
             processing_terminal_id: terminal.into(),
             order_id: order.into(),
         }
@@ -156,29 +186,46 @@ mod tests {
     fn legacy_v1_golden_vectors() {
         let card = identity("1234001", "R20240702-0001");
         assert_eq!(
-            legacy_v1_key(&card, "default", "card", 0).to_string(),
+            legacy_v1_key(&card, "default", Method::Card, 0).to_string(),
             "c7636145-d4f3-4089-a234-f5a092f736d3"
         );
         assert_eq!(
-            legacy_v1_key(&card, "default", "card", 1).to_string(),
+            legacy_v1_key(&card, "default", Method::Card, 1).to_string(),
             "81b70e6d-12d2-494f-8327-2eb834d78c4f"
         );
         let bank = identity("1234001", "B20240702-0001");
         assert_eq!(
-            legacy_v1_key(&bank, "default", "bank", 0).to_string(),
+            legacy_v1_key(&bank, "default", Method::Bank, 0).to_string(),
             "30500aca-0ede-43eb-925d-411b10554c67"
         );
         assert_eq!(
-            card.legacy_v1_ledger_id("default", "card"),
+            card.legacy_v1_ledger_id("default", Method::Card),
             "10:production|7:default|4:card|7:1234001|14:R20240702-0001|"
         );
     }
 
     #[test]
+    fn a_key_reads_back_only_as_it_is_written() {
+        let key = identity("1234001", "A").key(0);
+        assert_eq!(IdempotencyKey::parse(&key.to_string()), Some(key));
+        let text = key.to_string();
+        for other in [
+            text.to_uppercase(),
+            text.replace('-', ""),
+            format!("{{{text}}}"),
+            format!("urn:uuid:{text}"),
+            "key-0".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(IdempotencyKey::parse(&other), None, "{other:?}");
+        }
+    }
+
+    #[test]
     fn keys_are_version_4_with_the_rfc_variant() {
         let key = identity("1234001", "A").key(7);
-        assert_eq!(key.get_version_num(), 4);
-        assert_eq!(key.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(key.0.get_version_num(), 4);
+        assert_eq!(key.0.get_variant(), uuid::Variant::RFC4122);
     }
 
     #[test]
@@ -186,7 +233,7 @@ mod tests {
         let base = identity("1234001", "A");
         let mut keys = vec![base.key(0), base.key(1)];
         let mut other = base.clone();
-        other.environment = "uat".into();
+        other.environment = Environment::Uat;
         keys.push(other.key(0));
         keys.push(identity("1234002", "A").key(0));
         keys.push(identity("1234001", "B").key(0));
@@ -207,7 +254,7 @@ mod tests {
         assert!(order.ledger_id().starts_with("v2|"));
         assert!(
             order
-                .legacy_v1_ledger_id("default", "card")
+                .legacy_v1_ledger_id("default", Method::Card)
                 .starts_with(|first: char| first.is_ascii_digit())
         );
     }

@@ -9,12 +9,14 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub mod environment;
 pub mod key;
 pub mod money;
 pub mod redaction;
 pub mod status;
 
-pub use status::{ResultStatus, RowNote};
+pub use environment::Environment;
+pub use status::{RefundStatus, RowNote};
 
 use money::Currency;
 

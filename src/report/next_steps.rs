@@ -2,24 +2,24 @@
 //! the end of a command (grouped, with counts) and by the workbook's *Needs a person* sheet (row
 //! by row), so the two never give different advice.
 
-use crate::refund::ResultStatus;
+use crate::refund::RefundStatus;
 use crate::report::results::Tally;
 use crate::report::terminal::rows;
 
 /// What to do about one row with `status`; `None` for a row that needs nothing (`succeeded`).
-pub fn for_row(status: ResultStatus) -> Option<&'static str> {
+pub fn for_row(status: RefundStatus) -> Option<&'static str> {
     Some(match status {
-        ResultStatus::Succeeded => return None,
-        ResultStatus::Queued => {
+        RefundStatus::Succeeded => return None,
+        RefundStatus::Queued => {
             "accepted by Payroc for later processing: nothing to do now; `reconcile FILE --include-queued` reads whether it settled"
         }
-        ResultStatus::Unknown | ResultStatus::Pending => UNFINISHED,
-        ResultStatus::Declined | ResultStatus::Rejected => DECLINED,
-        ResultStatus::Returned => RETURNED,
-        ResultStatus::Partial => PARTIAL,
-        ResultStatus::Reversed => REVERSED,
-        ResultStatus::Conflict => CONFLICT,
-        ResultStatus::Invalid => INVALID,
+        RefundStatus::Unknown | RefundStatus::Sending | RefundStatus::Pending => UNFINISHED,
+        RefundStatus::Declined | RefundStatus::Rejected => DECLINED,
+        RefundStatus::Returned => RETURNED,
+        RefundStatus::Partial => PARTIAL,
+        RefundStatus::Reversed => REVERSED,
+        RefundStatus::Conflict => CONFLICT,
+        RefundStatus::Invalid => INVALID,
     })
 }
 
@@ -40,24 +40,24 @@ pub fn for_tally(tally: &Tally) -> Vec<String> {
     let count = |status| tally.count(status);
     let kinds: [(u64, &str, &str); 7] = [
         (
-            tally.count_where(ResultStatus::is_unfinished),
+            tally.count_where(RefundStatus::is_unfinished),
             "not finished (unknown or pending)",
             UNFINISHED,
         ),
         (
-            count(ResultStatus::Declined) + count(ResultStatus::Rejected),
+            count(RefundStatus::Declined) + count(RefundStatus::Rejected),
             "declined or rejected",
             DECLINED,
         ),
         (
-            count(ResultStatus::Returned),
+            count(RefundStatus::Returned),
             "returned by the customer's bank",
             RETURNED,
         ),
-        (count(ResultStatus::Partial), "only partly approved", PARTIAL),
-        (count(ResultStatus::Reversed), "reversed after approval", REVERSED),
-        (count(ResultStatus::Conflict), "in conflict", CONFLICT),
-        (count(ResultStatus::Invalid), "invalid", INVALID),
+        (count(RefundStatus::Partial), "only partly approved", PARTIAL),
+        (count(RefundStatus::Reversed), "reversed after approval", REVERSED),
+        (count(RefundStatus::Conflict), "in conflict", CONFLICT),
+        (count(RefundStatus::Invalid), "invalid", INVALID),
     ];
     kinds
         .iter()
@@ -72,18 +72,18 @@ mod tests {
 
     #[test]
     fn every_status_but_succeeded_says_what_to_do() {
-        for status in ResultStatus::ALL {
-            assert_eq!(for_row(status).is_none(), status == ResultStatus::Succeeded, "{status}");
+        for status in RefundStatus::ALL {
+            assert_eq!(for_row(status).is_none(), status == RefundStatus::Succeeded, "{status}");
         }
     }
 
     #[test]
     fn the_summary_groups_kinds_with_their_counts() {
         let mut tally = Tally::default();
-        tally.rows.insert(ResultStatus::Declined, 2);
-        tally.rows.insert(ResultStatus::Rejected, 1);
-        tally.rows.insert(ResultStatus::Succeeded, 5);
-        tally.rows.insert(ResultStatus::Pending, 1);
+        tally.rows.insert(RefundStatus::Declined, 2);
+        tally.rows.insert(RefundStatus::Rejected, 1);
+        tally.rows.insert(RefundStatus::Succeeded, 5);
+        tally.rows.insert(RefundStatus::Pending, 1);
         let steps = for_tally(&tally);
         assert_eq!(steps.len(), 2);
         assert!(steps[0].starts_with("1 row not finished"), "{steps:?}");

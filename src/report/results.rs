@@ -15,7 +15,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::refund::key::Identity;
 use crate::refund::money::{Currency, format_amount};
 use crate::refund::redaction::{redact_digit_runs, redact_id};
-use crate::refund::{ResultStatus, RowNote};
+use crate::refund::{Environment, RefundStatus, RowNote};
 
 /// One line of the results CSV. The header is these field names, in this order: the one
 /// definition of the columns.
@@ -34,7 +34,7 @@ pub struct ResultLine {
     /// Currency code.
     pub currency: String,
     /// What happened to the row.
-    pub status: ResultStatus,
+    pub status: RefundStatus,
     /// Payroc's `refundId`.
     pub refund_id: String,
     /// `transactionResult.status`.
@@ -145,27 +145,27 @@ impl ResultLine {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tally {
     /// Rows per status.
-    pub rows: BTreeMap<ResultStatus, u64>,
+    pub rows: BTreeMap<RefundStatus, u64>,
     /// Minor units per (status, currency) for valid rows.
-    pub amounts: BTreeMap<(ResultStatus, String), i64>,
+    pub amounts: BTreeMap<(RefundStatus, Currency), i64>,
     /// Valid rows per (status, currency): the rows `amounts` adds up.
-    pub rows_by_currency: BTreeMap<(ResultStatus, String), u64>,
+    pub rows_by_currency: BTreeMap<(RefundStatus, Currency), u64>,
 }
 
 impl Tally {
     /// Counts a valid row's amount under its status and currency.
-    fn add_amount(&mut self, status: ResultStatus, currency: &str, minor: i64) {
-        *self.amounts.entry((status, currency.to_owned())).or_insert(0) += minor;
-        *self.rows_by_currency.entry((status, currency.to_owned())).or_insert(0) += 1;
+    fn add_amount(&mut self, status: RefundStatus, currency: Currency, minor: i64) {
+        *self.amounts.entry((status, currency)).or_insert(0) += minor;
+        *self.rows_by_currency.entry((status, currency)).or_insert(0) += 1;
     }
 
     /// Rows with `status`.
-    pub fn count(&self, status: ResultStatus) -> u64 {
+    pub fn count(&self, status: RefundStatus) -> u64 {
         self.rows.get(&status).copied().unwrap_or(0)
     }
 
     /// Rows with any status `which` selects.
-    pub fn count_where(&self, which: impl Fn(ResultStatus) -> bool) -> u64 {
+    pub fn count_where(&self, which: impl Fn(RefundStatus) -> bool) -> u64 {
         self.rows
             .iter()
             .filter(|(status, _)| which(**status))
@@ -180,7 +180,7 @@ impl Tally {
 
     /// `succeeded=3,declined=1`: the form stored on the batch.
     pub fn counts_text(&self) -> String {
-        ResultStatus::ALL
+        RefundStatus::ALL
             .iter()
             .filter(|status| self.count(**status) > 0)
             .map(|status| format!("{status}={}", self.count(*status)))
@@ -189,15 +189,12 @@ impl Tally {
     }
 
     /// Amounts for a status as `49.99 USD, 1200 JPY`.
-    pub fn amounts_text(&self, status: ResultStatus) -> Option<String> {
+    pub fn amounts_text(&self, status: RefundStatus) -> Option<String> {
         let parts: Vec<String> = self
             .amounts
             .iter()
             .filter(|((amount_status, _), _)| *amount_status == status)
-            .map(|((_, currency), minor)| match Currency::from_code(currency) {
-                Some(known) => format!("{} {currency}", format_amount(*minor, known)),
-                None => format!("{minor} {currency} minor units"),
-            })
+            .map(|((_, currency), minor)| format!("{} {currency}", format_amount(*minor, *currency)))
             .collect();
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -241,8 +238,8 @@ pub fn default_path(input: &Path) -> PathBuf {
 
 /// Everything the writer needs besides the ledger.
 pub struct ResultsContext<'a> {
-    /// `sandbox`, `uat`, `production`.
-    pub environment: &'a str,
+    /// Where the refunds went.
+    pub environment: Environment,
     /// Key namespace.
     pub namespace: &'a str,
     /// Notes the dispatcher left for rows it did not send.
@@ -410,7 +407,7 @@ fn each_line(
                     order_id: redact_id(&label.order_id),
                     amount: redact_digit_runs(&label.amount),
                     currency: redact_digit_runs(&label.currency),
-                    status: ResultStatus::Invalid,
+                    status: RefundStatus::Invalid,
                     error: redact_digit_runs(&message),
                     ..ResultLine::default()
                 }
@@ -428,37 +425,37 @@ fn each_line(
                     ..ResultLine::default()
                 };
                 if context.skip_rows.contains(&row.row) {
-                    line.status = ResultStatus::Invalid;
+                    line.status = RefundStatus::Invalid;
                     line.error = context.invalid.get(&row.row).cloned().unwrap_or_default();
                 } else {
                     let identity = Identity::of_row(&row, context.environment);
                     let record = ledger.find_order(
                         &identity.ledger_id(),
-                        &identity.legacy_v1_ledger_id(context.namespace, row.method.as_str()),
+                        &identity.legacy_v1_ledger_id(context.namespace, row.method),
                     )?;
                     // A row the run did not reach (it stopped early) has no note even when the
                     // file no longer matches what the ledger sent; say so here rather than show
                     // the ledger's outcome next to the file's new amount.
                     let changed = record.as_ref().and_then(|record| {
                         let payee = row.payee.masked();
-                        let differs = record.method != row.method.as_str()
+                        let differs = record.method != row.method
                             || record.amount_minor != row.amount_minor
-                            || record.currency != row.currency.code()
+                            || record.currency != row.currency
                             || record.payee_masked != payee;
                         differs.then(|| RowNote {
-                            status: ResultStatus::Conflict,
+                            status: RefundStatus::Conflict,
                             error: format!(
                                 "the file differs from what the ledger has for this refund ({}: {}); nothing new was sent",
-                                record.state.result_status(),
-                                record.describe_change(row.amount_minor, row.currency.code(), &payee)
+                                record.state.in_results(),
+                                record.describe_change(row.amount_minor, row.currency, &payee)
                             ),
                         })
                     });
                     let note = context.notes.get(&row.row).or(changed.as_ref());
                     line.status = match (note, &record) {
                         (Some(note), _) => note.status,
-                        (None, Some(record)) => record.state.result_status(),
-                        (None, None) => ResultStatus::Pending,
+                        (None, Some(record)) => record.state.in_results(),
+                        (None, None) => RefundStatus::Pending,
                     };
                     match &record {
                         Some(record) => fill_from_record(&mut line, record, note, &mut tally),
@@ -466,7 +463,7 @@ fn each_line(
                             line.error = note
                                 .map(|note| note.error.clone())
                                 .unwrap_or_else(|| "not sent yet: run again to resume".into());
-                            tally.add_amount(line.status, &line.currency, row.amount_minor);
+                            tally.add_amount(line.status, row.currency, row.amount_minor);
                         }
                     }
                 }
@@ -486,12 +483,11 @@ type RecordOfRow = crate::ledger::RefundRecord;
 /// its amount.
 fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&RowNote>, tally: &mut Tally) {
     let optional = |value: &Option<String>| value.clone().unwrap_or_default();
-    let currency = Currency::from_code(&record.currency);
     // Amounts are what the ledger sent when it sent something.
-    line.amount = major_units(record.amount_minor, currency);
-    line.currency = record.currency.clone();
+    line.amount = format_amount(record.amount_minor, record.currency);
+    line.currency = record.currency.code().to_owned();
     line.amount_minor = Some(record.amount_minor);
-    line.known_currency = currency;
+    line.known_currency = Some(record.currency);
     line.authorized_minor = record.answer.authorized_amount_minor;
     let answer = &record.answer;
     line.refund_id = answer.refund_id.as_ref().map(ToString::to_string).unwrap_or_default();
@@ -502,7 +498,7 @@ fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&R
     line.processor_response_code = optional(&answer.processor_response_code);
     line.authorized_amount = answer
         .authorized_amount_minor
-        .map(|minor| major_units(minor, currency))
+        .map(|minor| format_amount(minor, record.currency))
         .unwrap_or_default();
     line.http_status = answer.http_status.map(|status| status.to_string()).unwrap_or_default();
     line.error = note
@@ -510,11 +506,11 @@ fn fill_from_record(line: &mut ResultLine, record: &RecordOfRow, note: Option<&R
         .or_else(|| answer.problem_detail.clone())
         .unwrap_or_default();
     line.notes = optional(&answer.notes);
-    line.idempotency_key = record.idempotency_key.clone();
+    line.idempotency_key = record.idempotency_key.to_string();
     line.attempts = record.attempts.to_string();
     line.payee = record.payee_masked.clone();
     line.updated_at = record.updated_at.clone();
-    tally.add_amount(line.status, &record.currency, record.amount_minor);
+    tally.add_amount(line.status, record.currency, record.amount_minor);
 }
 
 /// The line of a validated row that the input file no longer holds as it was (rewritten,
@@ -534,10 +530,10 @@ fn changed_row_line(
     };
     match (record, context.invalid.get(&row)) {
         (Some(record), _) => {
-            line.method = record.method.clone();
+            line.method = record.method.as_str().to_owned();
             line.processing_terminal_id = record.processing_terminal_id.clone();
             line.order_id = record.order_id.clone();
-            line.status = note.map_or_else(|| record.state.result_status(), |note| note.status);
+            line.status = note.map_or_else(|| record.state.in_results(), |note| note.status);
             fill_from_record(&mut line, record, note, tally);
             line.notes = [
                 line.notes.as_str(),
@@ -550,11 +546,11 @@ fn changed_row_line(
             .join("; ");
         }
         (None, Some(problems)) => {
-            line.status = ResultStatus::Invalid;
+            line.status = RefundStatus::Invalid;
             line.error = redact_digit_runs(problems);
         }
         (None, None) => {
-            line.status = note.map_or(ResultStatus::Pending, |note| note.status);
+            line.status = note.map_or(RefundStatus::Pending, |note| note.status);
             line.error = format!("{CHANGED}; it was not sent. Run the command again on the file as it is now");
         }
     }
@@ -572,15 +568,6 @@ fn header_line() -> Vec<u8> {
         .position(|byte| *byte == b'\n')
         .map_or(bytes.len(), |index| index + 1);
     bytes[..end].to_vec()
-}
-
-/// Minor units as the currency writes them (`49.99`), or the bare number for a code this
-/// version does not know.
-fn major_units(minor: i64, currency: Option<Currency>) -> String {
-    match currency {
-        Some(currency) => format_amount(minor, currency),
-        None => minor.to_string(),
-    }
 }
 
 /// Prefixes a cell with `'` when a spreadsheet would treat it as a formula (`= + - @`, tab, CR).

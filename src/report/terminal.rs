@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::ledger::RefundState;
-use crate::refund::ResultStatus;
+use crate::refund::RefundStatus;
 
 /// The progress bar on screen, if any: every write to stderr goes around it (see
 /// [`StderrWriter`]) so that notes and logs never tear it.
@@ -219,7 +218,7 @@ pub struct Progress {
     total: u64,
     /// `--rate`: the pace assumed until this run has measured its own.
     planned_rate: Option<f64>,
-    counts: [AtomicU64; ResultStatus::ALL.len()],
+    counts: [AtomicU64; RefundStatus::ALL.len()],
     done: AtomicU64,
     /// Rows whose request (or look-up) finished in this run: the rate and the ETA come from
     /// these alone, not from rows an earlier run finished, which take no time now.
@@ -231,21 +230,21 @@ pub struct Progress {
 }
 
 impl crate::dispatch::ProgressReport for Progress {
-    fn already_done(&self, state: RefundState) {
-        self.count(state.result_status());
+    fn already_done(&self, state: RefundStatus) {
+        self.count(state.in_results());
     }
 
-    fn held(&self, status: ResultStatus) {
+    fn held(&self, status: RefundStatus) {
         self.count(status);
     }
 
-    fn finished(&self, state: RefundState) {
+    fn finished(&self, state: RefundStatus) {
         self.finished_here.fetch_add(1, Ordering::Relaxed);
         self.first_finished
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get_or_insert_with(Instant::now);
-        self.count(state.result_status());
+        self.count(state.in_results());
     }
 }
 
@@ -282,8 +281,8 @@ impl Progress {
         }
     }
 
-    fn count(&self, status: ResultStatus) {
-        if let Some(index) = ResultStatus::ALL.iter().position(|known| *known == status) {
+    fn count(&self, status: RefundStatus) {
+        if let Some(index) = RefundStatus::ALL.iter().position(|known| *known == status) {
             self.counts[index].fetch_add(1, Ordering::Relaxed);
         }
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -297,7 +296,7 @@ impl Progress {
                 *last = Instant::now();
                 let pace = self.pace(done);
                 let line = if self.json {
-                    let counts: serde_json::Map<String, serde_json::Value> = ResultStatus::ALL
+                    let counts: serde_json::Map<String, serde_json::Value> = RefundStatus::ALL
                         .iter()
                         .zip(&self.counts)
                         .filter(|(_, count)| count.load(Ordering::Relaxed) > 0)
@@ -330,7 +329,7 @@ impl Progress {
     }
 
     fn counts_text(&self) -> String {
-        let parts: Vec<String> = ResultStatus::ALL
+        let parts: Vec<String> = RefundStatus::ALL
             .iter()
             .zip(&self.counts)
             .filter_map(|(status, count)| {
@@ -381,7 +380,7 @@ mod tests {
         assert_eq!(progress.pace_text(0), ", ETA 10s");
         // Rows an earlier run finished take no time: the ETA is for the rows left.
         for _ in 0..100 {
-            progress.already_done(RefundState::Succeeded);
+            progress.already_done(RefundStatus::Succeeded);
         }
         assert_eq!(
             progress.pace(100).map(|(_, left, measured)| (left, measured)),
@@ -396,7 +395,7 @@ mod tests {
     fn the_rate_is_measured_from_this_runs_rows_only() {
         let progress = progress(1_000, Some(20.0));
         for _ in 0..500 {
-            progress.already_done(RefundState::Succeeded);
+            progress.already_done(RefundStatus::Succeeded);
         }
         // 11 rows finished here over 10 seconds: 1 row a second, whatever ran before.
         progress.finished_here.store(11, Ordering::Relaxed);

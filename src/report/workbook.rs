@@ -16,14 +16,14 @@
 //! ten; every amount below 2^53 minor units (90 trillion dollars) is then the nearest double to
 //! the exact decimal, which a spreadsheet shows as written. The text of the CSV stays exact.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use rust_xlsxwriter::{Chart, ChartType, Format, Workbook, Worksheet, XlsxError};
 
 use crate::files;
-use crate::refund::ResultStatus;
 use crate::refund::money::{Currency, format_amount};
+use crate::refund::{Environment, RefundStatus};
 use crate::report::next_steps;
 use crate::report::results::{LineSink, ResultLine, ResultsError, Tally};
 
@@ -68,8 +68,8 @@ pub enum WorkbookError {
 pub struct WorkbookFacts {
     /// The input file, as given.
     pub input: String,
-    /// `sandbox`, `uat` or `production`.
-    pub environment: String,
+    /// Where the refunds went.
+    pub environment: Environment,
     /// The ledger file.
     pub ledger: String,
     /// The batch or batches the lines come from, in words.
@@ -227,7 +227,7 @@ impl WorkbookBuilder {
         for (column, index) in (0u16..).zip(0..COLUMNS.len()) {
             write_cell(sheet, (row, column), index, line, amount_format.as_ref(), &self.text)?;
         }
-        if line.status != ResultStatus::Succeeded {
+        if line.status != RefundStatus::Succeeded {
             self.needs_a_person.push(line.clone());
         }
         Ok(())
@@ -296,10 +296,10 @@ impl WorkbookBuilder {
         sheet.set_column_width(2, 10)?;
         sheet.set_column_width(3, 20)?;
         sheet.write_string_with_format(0, 0, "Refund results", &bold.clone().set_font_size(14))?;
-        let environment = if facts.environment == "sandbox" {
+        let environment = if facts.environment == Environment::Sandbox {
             format!("{} (no money moves)", facts.environment)
         } else {
-            facts.environment.clone()
+            facts.environment.to_string()
         };
         let about = [
             ("File", facts.input.as_str()),
@@ -324,7 +324,7 @@ impl WorkbookBuilder {
             sheet.write_string_with_format(row, column, name, &self.header)?;
         }
         row += 1;
-        for status in ResultStatus::ALL {
+        for status in RefundStatus::ALL {
             let mut currencies = tally
                 .rows_by_currency
                 .iter()
@@ -339,20 +339,13 @@ impl WorkbookBuilder {
             if currencies.peek().is_none() && tally.count(status) == 0 {
                 continue;
             }
-            for ((_, code), rows) in currencies {
+            for ((_, currency), rows) in currencies {
                 sheet.write_string(row, 0, status.as_str())?;
-                sheet.write_string_with_format(row, 1, code, &self.text)?;
+                sheet.write_string_with_format(row, 1, currency.code(), &self.text)?;
                 sheet.write_number(row, 2, *rows as f64)?;
-                let minor = tally.amounts.get(&(status, code.clone())).copied().unwrap_or(0);
-                match Currency::from_code(code) {
-                    Some(currency) => {
-                        let format = self.amount_format(currency);
-                        sheet.write_number_with_format(row, 3, major_value(minor, currency), &format)?;
-                    }
-                    None => {
-                        sheet.write_string_with_format(row, 3, format!("{minor} minor units"), &self.text)?;
-                    }
-                }
+                let minor = tally.amounts.get(&(status, *currency)).copied().unwrap_or(0);
+                let format = self.amount_format(*currency);
+                sheet.write_number_with_format(row, 3, major_value(minor, *currency), &format)?;
                 row += 1;
             }
             // Rows with no currency to count under: invalid rows whose currency was not read.
@@ -369,8 +362,8 @@ impl WorkbookBuilder {
         row += 2;
 
         // The chart's data: rows by currency (down) and status (across).
-        let currencies: BTreeSet<&String> = tally.rows_by_currency.keys().map(|(_, code)| code).collect();
-        let statuses: Vec<ResultStatus> = ResultStatus::ALL
+        let currencies: BTreeSet<Currency> = tally.rows_by_currency.keys().map(|(_, currency)| *currency).collect();
+        let statuses: Vec<RefundStatus> = RefundStatus::ALL
             .into_iter()
             .filter(|status| tally.rows_by_currency.keys().any(|(of, _)| of == status))
             .collect();
@@ -384,16 +377,11 @@ impl WorkbookBuilder {
         for (column, status) in (1u16..).zip(&statuses) {
             sheet.write_string_with_format(row, column, status.as_str(), &self.header)?;
         }
-        let by_key: BTreeMap<(ResultStatus, &str), u64> = tally
-            .rows_by_currency
-            .iter()
-            .map(|((status, code), rows)| ((*status, code.as_str()), *rows))
-            .collect();
-        for code in &currencies {
+        for currency in &currencies {
             row += 1;
-            sheet.write_string_with_format(row, 0, code.as_str(), &self.text)?;
+            sheet.write_string_with_format(row, 0, currency.code(), &self.text)?;
             for (column, status) in (1u16..).zip(&statuses) {
-                let rows = by_key.get(&(*status, code.as_str())).copied().unwrap_or(0);
+                let rows = tally.rows_by_currency.get(&(*status, *currency)).copied().unwrap_or(0);
                 sheet.write_number(row, column, rows as f64)?;
             }
         }
@@ -568,7 +556,7 @@ mod tests {
             attempts: "attempts".into(),
             payee: "payee".into(),
             updated_at: "updated_at".into(),
-            status: ResultStatus::Pending,
+            status: RefundStatus::Pending,
             ..ResultLine::default()
         };
         for (index, (name, _, _)) in COLUMNS.iter().enumerate().skip(1) {
