@@ -115,6 +115,7 @@ fn init_logging(verbose: u8, format: LogFormat) {
     let colour = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     match format {
         LogFormat::Text => builder.with_ansi(colour).init(),
-        LogFormat::Json => builder.json().init(),
+        // Fields at the top level, beside `message`, like the terminal's own JSON lines.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
 }

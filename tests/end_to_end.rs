@@ -448,10 +448,25 @@ fn with_log_format_json_every_line_on_stderr_is_one_json_object() {
         assert_eq!(output.status.code(), Some(code), "{file}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.trim().is_empty(), "{file}: something was said");
+        let mut finished = Vec::new();
         for line in stderr.lines() {
             let value: serde_json::Value =
                 serde_json::from_str(line).unwrap_or_else(|error| panic!("{file}: not JSON ({error}): {line}"));
             assert!(value.is_object(), "{file}: {line}");
+            if value["message"] == "refund finished" {
+                finished.push((value["row"].as_u64(), value["order_id"].as_str().map(str::to_owned)));
+            }
+        }
+        // Each refund's event names its row and order, as the file does, and no payee's number.
+        if file == "mixed.csv" {
+            finished.sort();
+            let expected: Vec<(Option<u64>, Option<String>)> = (2..=6)
+                .map(|row| (Some(row), Some(format!("M20261123-000{}", row - 1))))
+                .collect();
+            assert_eq!(finished, expected, "{stderr}");
+            for number in ["4539858876047062", "4000000000000002", "1234567890", "2967530000000010"] {
+                assert!(!stderr.contains(number), "{number} in the log");
+            }
         }
     }
 }

@@ -431,7 +431,12 @@ impl Dispatcher<'_> {
                     }));
                 }
                 Scheduled::Send { row, attempt } => {
-                    tracing::debug!(refund = %row.record.id, key = %row.record.idempotency_key, generation = row.record.generation, "sending");
+                    tracing::debug!(
+                        row = row.input_row,
+                        order_id = %row.record.order_id,
+                        generation = row.record.generation,
+                        "sending"
+                    );
                     self.report.sent += 1;
                     self.tasks.push(Box::pin(async move {
                         let report = client

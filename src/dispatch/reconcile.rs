@@ -216,6 +216,12 @@ pub async fn reconcile(
                         report.changed += 1;
                     }
                     ledger.record_reconciliation(record.id, options.batch, &outcome)?;
+                    tracing::info!(
+                        row = row.row,
+                        order_id = %record.order_id,
+                        status = state.in_results().as_str(),
+                        "refund read again"
+                    );
                     progress.finished(state);
                 }
                 Err(SendResult::Systemic(error)) => {
@@ -315,6 +321,13 @@ pub async fn reconcile(
                 );
                 ledger.record_reconciliation(record.id, options.batch, &outcome)?;
                 report.settled += 1;
+                tracing::info!(
+                    row = row.row,
+                    order_id = %record.order_id,
+                    refund_id = refund.refund_id.as_deref().unwrap_or("(no id)"),
+                    status = outcome.state.unwrap_or(RefundStatus::Unknown).in_results().as_str(),
+                    "refund found at Payroc"
+                );
                 progress.finished(outcome.state.unwrap_or(RefundStatus::Unknown));
             }
             ([], []) if record.state == RefundStatus::Queued => {

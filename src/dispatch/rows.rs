@@ -89,9 +89,11 @@ impl Dispatcher<'_> {
                         },
                         row.record.may_have_reached,
                     );
-                    tracing::debug!(
-                        refund = %row.record.id,
-                        state = outcome.state.map(RefundStatus::as_str),
+                    // Named by the row and the order, as a person reads them: never a payee's number.
+                    tracing::info!(
+                        row = row.input_row,
+                        order_id = %row.record.order_id,
+                        status = outcome.state.map(|state| state.in_results().as_str()),
                         http_status = outcome.answer.http_status,
                         requests = sent.requests,
                         "refund finished"
