@@ -512,6 +512,32 @@ fn progress_on_a_resume_counts_only_this_runs_sends_and_starts_from_the_planned_
 }
 
 #[test]
+fn totals_are_grouped_for_people_and_plain_for_programs() {
+    let workdir = Workdir::new();
+    workdir.write(
+        "big.csv",
+        "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date\n\
+         card,1234001,BIG-1,2166839.92,USD,refund,4111111111111111,0929\n",
+    );
+    workdir
+        .command()
+        .args(["validate", "big.csv"])
+        .assert()
+        .code(0)
+        .stderr(predicates::str::contains("would refund 2,166,839.92 USD"));
+    let output = workdir
+        .command()
+        .args(["validate", "big.csv", "--format", "json"])
+        .output()
+        .expect("validate");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("2166839.92") && !stdout.contains("2,166,839.92"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn amounts_with_a_decimal_comma_are_read_with_the_option_and_explained_without_it() {
     let workdir = Workdir::new();
     workdir.write(

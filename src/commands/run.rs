@@ -10,7 +10,7 @@ use crate::commands::{CommandError, ledger_path};
 use crate::dispatch::{DispatchOptions, dispatch};
 use crate::exit::ExitStatus;
 use crate::input::file_check::FileCheck;
-use crate::refund::money::{Currency, format_amount, parse_amount};
+use crate::refund::money::{Currency, format_amount_grouped, parse_amount};
 use crate::report::terminal::{Terminal, rows};
 
 /// Runs the batch.
@@ -205,8 +205,8 @@ fn enforce_caps(check: &FileCheck, caps: &[(Currency, i64)]) -> Result<(), Comma
         if total > *cap {
             return Err(CommandError::usage(anyhow!(
                 "the file would refund {} {currency}, more than --max-total {} {currency}; nothing was sent",
-                format_amount(total, *currency),
-                format_amount(*cap, *currency)
+                format_amount_grouped(total, *currency),
+                format_amount_grouped(*cap, *currency)
             )));
         }
     }
@@ -218,7 +218,7 @@ fn confirm_production(check: &FileCheck, yes: bool, terminal: &Terminal) -> Resu
     let totals: Vec<String> = check
         .totals
         .iter()
-        .map(|(currency, minor)| format!("{} {currency}", format_amount(*minor, *currency)))
+        .map(|(currency, minor)| format!("{} {currency}", format_amount_grouped(*minor, *currency)))
         .collect();
     let what = format!(
         "PRODUCTION: {} refunds totalling {} with real money",

@@ -9,7 +9,7 @@ use crate::commands::CommandError;
 use crate::commands::report::{FileReading, open_ledger_to_read, results_from_ledger};
 use crate::commands::session::Outputs;
 use crate::exit::ExitStatus;
-use crate::refund::money::format_amount;
+use crate::refund::money::{format_amount, format_amount_grouped};
 use crate::report::terminal::Terminal;
 
 #[derive(Serialize)]
@@ -42,7 +42,11 @@ struct TotalView {
     status: String,
     currency: String,
     rows: i64,
+    /// Plain (`2166839.92`), for programs.
     amount: String,
+    /// Grouped (`2,166,839.92`), for people.
+    #[serde(skip)]
+    amount_grouped: String,
 }
 
 #[derive(Serialize)]
@@ -143,6 +147,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
                     state => state.in_results().as_str().to_owned(),
                 },
                 amount: format_amount(total.amount_minor, total.currency),
+                amount_grouped: format_amount_grouped(total.amount_minor, total.currency),
                 environment: total.environment.as_str().to_owned(),
                 currency: total.currency.code().to_owned(),
                 rows: total.rows,
@@ -219,7 +224,7 @@ fn write_text(out: &mut impl Write, report: &StatusReport) -> std::io::Result<()
         writeln!(
             out,
             "  {:<10} {:<10} {:>6} rows  {} {}",
-            total.environment, total.status, total.rows, total.amount, total.currency
+            total.environment, total.status, total.rows, total.amount_grouped, total.currency
         )?;
     }
     Ok(())

@@ -4,7 +4,7 @@ use crate::cli::{GlobalArgs, ValidateArgs};
 use crate::commands::{CommandError, read_options};
 use crate::exit::ExitStatus;
 use crate::input::file_check::{FileCheck, check_file};
-use crate::refund::money::format_amount;
+use crate::refund::money::format_amount_grouped;
 use crate::report::terminal::{Terminal, rows};
 
 /// Checks the file and prints every problem, then what would be sent.
@@ -88,7 +88,7 @@ pub fn report_check(check: &FileCheck, terminal: &Terminal) {
             .map(|(currency, minor)| {
                 format!(
                     "{} {} ({})",
-                    format_amount(*minor, *currency),
+                    format_amount_grouped(*minor, *currency),
                     currency,
                     rows(check.counts.get(currency).copied().unwrap_or(0))
                 )

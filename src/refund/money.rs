@@ -287,6 +287,28 @@ pub fn format_amount(minor: i64, currency: Currency) -> String {
     )
 }
 
+/// Minor units as people read them in messages: the whole part grouped by thousands with commas
+/// (`2,166,839.92`). Files and machine output keep [`format_amount`]'s plain form, which every
+/// reader parses the same way.
+pub fn format_amount_grouped(minor: i64, currency: Currency) -> String {
+    let plain = format_amount(minor, currency);
+    let (sign, unsigned) = plain.strip_prefix('-').map_or(("", plain.as_str()), |rest| ("-", rest));
+    let (whole, fraction) = unsigned
+        .split_once('.')
+        .map_or((unsigned, None), |(whole, fraction)| (whole, Some(fraction)));
+    let mut grouped = String::with_capacity(plain.len() + whole.len() / 3);
+    for (index, digit) in whole.chars().enumerate() {
+        if index > 0 && (whole.len() - index) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    match fraction {
+        Some(fraction) => format!("{sign}{grouped}.{fraction}"),
+        None => format!("{sign}{grouped}"),
+    }
+}
+
 /// Payroc's currency list (its OpenAPI `currency` enum, 171 codes) with ISO 4217 exponents.
 ///
 /// Exponents other than 2 are the ISO ones: 0 for BIF, BYR, CLP, DJF, GNF, ISK, JPY, KMF, KRW,
@@ -502,5 +524,19 @@ mod tests {
         // A group that is not three digits is not a thousands separator.
         assert!(comma("1.23,4").is_err());
         assert!(parse_amount("1,23.45", usd).is_err());
+    }
+
+    #[test]
+    fn amounts_for_people_are_grouped_by_thousands() {
+        let usd = Currency::from_code("USD").unwrap();
+        let jpy = Currency::from_code("JPY").unwrap();
+        let kwd = Currency::from_code("KWD").unwrap();
+        assert_eq!(format_amount_grouped(216_683_992, usd), "2,166,839.92");
+        assert_eq!(format_amount_grouped(99_999, usd), "999.99");
+        assert_eq!(format_amount_grouped(100_000, usd), "1,000.00");
+        assert_eq!(format_amount_grouped(5, usd), "0.05");
+        assert_eq!(format_amount_grouped(-123_456_789, usd), "-1,234,567.89");
+        assert_eq!(format_amount_grouped(1_200_000, jpy), "1,200,000");
+        assert_eq!(format_amount_grouped(1_234_500, kwd), "1,234.500");
     }
 }

@@ -13,7 +13,7 @@ use crate::files;
 use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{Ledger, LedgerError};
 use crate::refund::key::Identity;
-use crate::refund::money::{Currency, format_amount};
+use crate::refund::money::{Currency, format_amount, format_amount_grouped};
 use crate::refund::redaction::{redact_digit_runs, redact_id};
 use crate::refund::{Environment, RefundStatus, RowNote};
 
@@ -194,7 +194,7 @@ impl Tally {
             .amounts
             .iter()
             .filter(|((amount_status, _), _)| *amount_status == status)
-            .map(|((_, currency), minor)| format!("{} {currency}", format_amount(*minor, *currency)))
+            .map(|((_, currency), minor)| format!("{} {currency}", format_amount_grouped(*minor, *currency)))
             .collect();
         (!parts.is_empty()).then(|| parts.join(", "))
     }
