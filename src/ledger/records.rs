@@ -84,8 +84,9 @@ pub struct RefundUpdate {
 ///
 /// One struct, read from a row by one function ([`PayrocAnswer::read`]) and written by one
 /// ([`PayrocAnswer::bind`], with [`store_answer!`]'s assignments beside it), so a field Payroc
-/// adds is one edit here, one migration and one column of the results — not one in each of the
-/// record, the update, the reader, the writer and the reset of a new key generation.
+/// adds is four lines side by side here (the field, its read, its bind, its assignment; a test
+/// holds the last two to each other), one migration and one column of the results — not one in
+/// each of the record, the update, the reader, the writer and the reset of a new key generation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PayrocAnswer {
     /// HTTP status of the last response, if any.
@@ -324,6 +325,56 @@ fn record_of(row: &rusqlite::Row<'_>) -> Result<RefundRecord, Unreadable> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_answer_column_stored_is_bound_and_read() {
+        // Split at the commas outside parentheses: `COALESCE(a, b)` is one value.
+        let text = store_answer!();
+        let mut assignments: Vec<(&str, &str)> = Vec::new();
+        let (mut depth, mut start) = (0, 0);
+        for (index, character) in text.char_indices() {
+            match character {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    assignments.push(text[start..index].trim().split_once(" = ").expect("column = value"));
+                    start = index + 1;
+                }
+                _ => {}
+            }
+        }
+        assignments.push(text[start..].trim().split_once(" = ").expect("column = value"));
+        let answer = PayrocAnswer::default();
+        let bound: Vec<&str> = answer.bind(true).iter().map(|(name, _)| *name).collect();
+        let mut used: Vec<&str> = Vec::new();
+        for (column, value) in &assignments {
+            assert!(
+                value.contains(&format!(":{column}")),
+                "{column} is stored from :{column}"
+            );
+            used.extend(
+                value
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    .filter(|word| word.starts_with(':')),
+            );
+        }
+        used.sort_unstable();
+        used.dedup();
+        let mut bound_sorted = bound.clone();
+        bound_sorted.sort_unstable();
+        assert_eq!(used, bound_sorted, "the parameters stored are the parameters bound");
+        // And each stored column is read back: a table with just these columns reads.
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        let columns: Vec<&str> = assignments.iter().map(|(column, _)| *column).collect();
+        connection
+            .execute(&format!("CREATE TABLE answer ({})", columns.join(", ")), [])
+            .unwrap();
+        connection.execute("INSERT INTO answer DEFAULT VALUES", []).unwrap();
+        let read = connection
+            .query_row("SELECT * FROM answer", [], |row| PayrocAnswer::read(row))
+            .unwrap();
+        assert_eq!(read, PayrocAnswer::default());
+    }
 
     #[test]
     fn states_round_trip_and_classify() {
