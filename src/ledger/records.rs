@@ -371,7 +371,7 @@ mod tests {
             .unwrap();
         connection.execute("INSERT INTO answer DEFAULT VALUES", []).unwrap();
         let read = connection
-            .query_row("SELECT * FROM answer", [], |row| PayrocAnswer::read(row))
+            .query_row("SELECT * FROM answer", [], PayrocAnswer::read)
             .unwrap();
         assert_eq!(read, PayrocAnswer::default());
     }
