@@ -201,6 +201,7 @@ fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
         .command()
         .args(sandbox.arguments())
         .args(["run", "numbers.csv", "--rate", "100000", "--concurrency", "16", "-vv"])
+        .args(["--workbook", "numbers.xlsx"])
         .assert()
         .code(0);
     assert_eq!(sandbox.stats().refunds.len(), rows);
@@ -237,6 +238,12 @@ fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
     assert!(
         names.iter().any(|name| name.ends_with("numbers.results.csv")),
         "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|name| name.ends_with("numbers.xlsx/xl/worksheets/sheet1.xml")),
+        "the workbook's sheets are searched unpacked: {names:?}"
     );
     // The search can find what it looks for: the input itself is full of it.
     assert!(!leaks(content.as_bytes(), &number_needles, &hex_digests, &raw_digests).is_empty());
@@ -394,7 +401,14 @@ fn a_card_number_written_with_separators_in_any_cell_is_refused_and_never_writte
     let run = workdir
         .command()
         .args(sandbox.arguments())
-        .args(["-vv", "run", "separated.csv", "--skip-invalid"])
+        .args([
+            "-vv",
+            "run",
+            "separated.csv",
+            "--skip-invalid",
+            "--workbook",
+            "separated.xlsx",
+        ])
         .assert()
         .code(1);
     let results = read_results(&workdir.path("separated.results.csv"));
@@ -474,7 +488,7 @@ fn a_card_number_in_any_spelling_is_refused_in_ids_and_never_written() {
     let run = workdir
         .command()
         .args(sandbox.arguments())
-        .args(["-vv", "run", "any.csv", "--skip-invalid"])
+        .args(["-vv", "run", "any.csv", "--skip-invalid", "--workbook", "any.xlsx"])
         .assert()
         .code(1);
     let results = read_results(&workdir.path("any.results.csv"));
@@ -490,6 +504,11 @@ fn a_card_number_in_any_spelling_is_refused_in_ids_and_never_written() {
             searched.push((path.display().to_string(), bytes));
         }
     }
+    assert!(
+        searched
+            .iter()
+            .any(|(name, _)| name.ends_with("any.xlsx/xl/worksheets/sheet3.xml"))
+    );
     for (name, bytes) in &searched {
         assert!(!holds_the_card_in_any_spelling(bytes), "the card number is in {name}");
     }

@@ -205,7 +205,8 @@ impl Workdir {
             .assert()
     }
 
-    /// Every file in the directory (recursively), with its bytes.
+    /// Every file in the directory (recursively), with its bytes; and every part of a zip file
+    /// (a workbook), unpacked.
     pub fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         fn walk(directory: &Path, found: &mut Vec<(PathBuf, Vec<u8>)>) {
             for entry in std::fs::read_dir(directory).expect("read dir") {
@@ -214,6 +215,18 @@ impl Workdir {
                     walk(&path, found);
                 } else {
                     let bytes = std::fs::read(&path).expect("read file");
+                    // A workbook is a zip of XML parts, compressed: its parts are searched as
+                    // they unpack, each named `file.xlsx/part`.
+                    if bytes.starts_with(b"PK\x03\x04") {
+                        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).expect("a zip archive");
+                        for index in 0..archive.len() {
+                            let mut part = archive.by_index(index).expect("a zip part");
+                            let mut unpacked = Vec::new();
+                            std::io::Read::read_to_end(&mut part, &mut unpacked).expect("unpack a zip part");
+                            let name = part.name().expect("a zip part name").into_owned();
+                            found.push((path.join(name), unpacked));
+                        }
+                    }
                     found.push((path, bytes));
                 }
             }
