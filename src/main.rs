@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 use refund_batch::cli::{Cli, LogFormat};
-use refund_batch::report::terminal::{OutputOptions, Terminal, stderr_writer};
+use refund_batch::report::terminal::{LineWriter, OutputOptions, Terminal, stderr_writer};
 use refund_batch::{commands, config};
 
 fn main() -> ExitCode {
@@ -23,17 +23,24 @@ fn main() -> ExitCode {
         match config::load(path) {
             Ok(file) => command = config::apply(&file, command),
             Err(error) => {
-                eprintln!("error: {:#}", anyhow::Error::from(error));
+                // Before the arguments are parsed: `--log-format json` is looked for as given.
+                LineWriter::plain(json_requested(&arguments))
+                    .write("error", &format!("{:#}", anyhow::Error::from(error)));
                 return ExitCode::from(2);
             }
         }
     }
     let cli = match command
-        .try_get_matches_from(arguments)
+        .try_get_matches_from(&arguments)
         .and_then(|matches| Cli::from_arg_matches(&matches))
     {
         Ok(cli) => cli,
         // Help and version exit 0; usage errors exit 2, which is also refund-batch's code for them.
+        Err(error) if error.use_stderr() && json_requested(&arguments) => {
+            let text = error.to_string();
+            LineWriter::plain(true).write("error", text.trim_end().trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
         Err(error) => error.exit(),
     };
     init_logging(cli.global.verbose, cli.global.log_format);
@@ -118,4 +125,13 @@ fn init_logging(verbose: u8, format: LogFormat) {
         // Fields at the top level, beside `message`, like the terminal's own JSON lines.
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
+}
+
+/// Whether the command line asks for `--log-format json`, read before (or without) parsing it:
+/// for the errors of a config file or of the command line itself, which must be JSON too.
+fn json_requested(arguments: &[OsString]) -> bool {
+    arguments
+        .windows(2)
+        .any(|pair| pair[0] == "--log-format" && pair[1] == "json")
+        || arguments.iter().any(|argument| argument == "--log-format=json")
 }

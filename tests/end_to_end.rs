@@ -472,6 +472,28 @@ fn with_log_format_json_every_line_on_stderr_is_one_json_object() {
 }
 
 #[test]
+fn with_log_format_json_a_usage_error_is_json_too() {
+    let workdir = Workdir::new();
+    let output = workdir
+        .command()
+        .args(["--log-format", "json", "run", "day.csv", "--rate", "abc"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON object");
+    assert_eq!(value["level"], "error");
+    assert!(
+        value["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid value 'abc' for '--rate"),
+        "{value}"
+    );
+}
+
+#[test]
 fn progress_on_a_resume_counts_only_this_runs_sends_and_starts_from_the_planned_rate() {
     let workdir = Workdir::new();
     let header = "method,processing_terminal_id,order_id,amount,currency,description,card_number,expiry_date\n";

@@ -377,6 +377,31 @@ fn sigterm_stops_cleanly_writes_the_results_and_the_run_resumes() {
     assert_results_match(&workdir, &stats, 60);
 }
 
+/// With `--log-format json` the stop's own lines are JSON like every other.
+#[cfg(unix)]
+#[test]
+fn a_stop_in_json_logs_is_said_in_json() {
+    let (_workdir, _sandbox, mut child, mut stderr) =
+        spawn_run(60, &["--rate", "20", "--concurrency", "2", "--log-format", "json"]);
+    let before = stderr.wait_for("sending to");
+    signal(child.id(), "TERM");
+    let rest = stderr.rest();
+    assert_eq!(child.wait().expect("wait").code(), Some(3), "{rest}");
+    let mut stopping = 0;
+    for line in before.lines().chain(rest.lines()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        if value["message"]
+            .as_str()
+            .is_some_and(|message| message.starts_with("stopping:"))
+        {
+            assert_eq!(value["level"], "warning");
+            stopping += 1;
+        }
+    }
+    assert_eq!(stopping, 1, "{rest}");
+}
+
 /// Rows are marked `sending` a group ahead of their requests; a stop must give the marked rows
 /// whose requests never left their state back, so that the ledger's audit trail holds exactly
 /// the requests Payroc received and no row is left looking as if it may have been sent.

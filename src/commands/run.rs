@@ -18,7 +18,7 @@ pub async fn run(global: &GlobalArgs, arguments: RunArgs, terminal: &Terminal) -
     let environment = global.environment;
     set_banner(terminal, environment);
     // From here on a Ctrl-C or SIGTERM is a request to stop cleanly, never an abrupt end.
-    let stop = crate::commands::signals::watch_for_stop();
+    let stop = crate::commands::signals::watch_for_stop(terminal.lines());
     let rate =
         NonZeroU32::new(arguments.rate).ok_or_else(|| CommandError::usage(anyhow!("--rate must be at least 1")))?;
     if arguments.concurrency == 0 {

@@ -64,19 +64,22 @@ pub async fn first_stop_request() {
 }
 
 /// Registers the handlers now and starts watching. The receiver turns `true` at the first stop
-/// request; the second exits the process with code 3 (incomplete) after printing why.
-pub fn watch_for_stop() -> watch::Receiver<bool> {
+/// request; the second exits the process with code 3 (incomplete) after printing why, through
+/// `lines` (so that with `--log-format json` these lines are JSON too).
+pub fn watch_for_stop(lines: crate::report::terminal::LineWriter) -> watch::Receiver<bool> {
     let mut signals = StopSignals::register();
     let (sender, receiver) = watch::channel(false);
     tokio::spawn(async move {
         signals.next().await;
-        eprintln!(
-            "stopping: no new refunds are sent; waiting a few seconds for those in flight (press Ctrl-C again to quit at once, also safe)"
+        lines.write(
+            "warning",
+            "stopping: no new refunds are sent; waiting a few seconds for those in flight (press Ctrl-C again to quit at once, also safe)",
         );
         let _ = sender.send(true);
         signals.next().await;
-        eprintln!(
-            "quitting at once: refunds in flight stay `sending` and are re-sent with the same key on the next run"
+        lines.write(
+            "warning",
+            "quitting at once: refunds in flight stay `sending` and are re-sent with the same key on the next run",
         );
         std::process::exit(i32::from(crate::exit::ExitStatus::Incomplete.code()));
     });

@@ -120,30 +120,25 @@ impl Terminal {
     }
 
     fn line(&self, level: &str, text: &str) {
-        let banner = self
-            .banner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let line = if self.options.json {
-            json_line(&serde_json::json!({
-                "timestamp": crate::clock::format(crate::clock::local_now()),
-                "level": level,
-                "environment": *self.environment.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-                "message": text,
-            }))
-        } else {
-            let text = match level {
-                "warning" | "error" => format!("{level}: {text}"),
-                _ => text.to_owned(),
-            };
-            match banner {
-                Some(banner) => format!("{banner} {text}\n"),
-                None => format!("{text}\n"),
-            }
-        };
-        // A closed stderr has nowhere to report to; the exit code still tells.
-        let _ = around_bar(|| std::io::stderr().write_all(line.as_bytes()));
+        self.lines().write(level, text);
+    }
+
+    /// A writer of this terminal's lines as they are now (banner, environment, format) that can
+    /// be moved to another task: for the signal watcher, which speaks after the command's
+    /// borrow of the terminal would have ended.
+    pub fn lines(&self) -> LineWriter {
+        LineWriter {
+            json: self.options.json,
+            banner: self
+                .banner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            environment: *self
+                .environment
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        }
     }
 
     /// An informational line; hidden by `--quiet`.
@@ -204,6 +199,50 @@ impl Terminal {
             finished_here: AtomicU64::new(0),
             first_finished: Mutex::new(None),
         }
+    }
+}
+
+/// Writes one message line to stderr, as text for people or as one JSON object: the one place a
+/// message's line is made.
+#[derive(Debug, Clone)]
+pub struct LineWriter {
+    json: bool,
+    banner: Option<String>,
+    environment: Option<&'static str>,
+}
+
+impl LineWriter {
+    /// A writer for a message before the terminal exists (a config file that cannot be read):
+    /// no banner, JSON when asked for.
+    pub fn plain(json: bool) -> LineWriter {
+        LineWriter {
+            json,
+            banner: None,
+            environment: None,
+        }
+    }
+
+    /// Writes `text` at `level` (`info`, `warning`, `error`).
+    pub fn write(&self, level: &str, text: &str) {
+        let line = if self.json {
+            json_line(&serde_json::json!({
+                "timestamp": crate::clock::format(crate::clock::local_now()),
+                "level": level,
+                "environment": self.environment,
+                "message": text,
+            }))
+        } else {
+            let text = match level {
+                "warning" | "error" => format!("{level}: {text}"),
+                _ => text.to_owned(),
+            };
+            match &self.banner {
+                Some(banner) => format!("{banner} {text}\n"),
+                None => format!("{text}\n"),
+            }
+        };
+        // A closed stderr has nowhere to report to; the exit code still tells.
+        let _ = around_bar(|| std::io::stderr().write_all(line.as_bytes()));
     }
 }
 
