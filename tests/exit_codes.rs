@@ -52,9 +52,17 @@ fn every_exit_path_has_a_test_asserting_its_code() {
     }
     let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
     for (code, path, test) in EXIT_PATHS {
-        let (module, function) = test.split_once("::").expect("module::function");
-        let source = std::fs::read_to_string(tests.join(format!("{module}.rs")))
-            .unwrap_or_else(|error| panic!("{test} (exit {code}, {path}): {error}"));
+        let (module, function) = test.rsplit_once("::").expect("module::function");
+        // A module is a file, or a folder whose `mod.rs` holds it.
+        let module = module.replace("::", "/");
+        let file = tests.join(format!("{module}.rs"));
+        let file = if file.exists() {
+            file
+        } else {
+            tests.join(&module).join("mod.rs")
+        };
+        let source =
+            std::fs::read_to_string(&file).unwrap_or_else(|error| panic!("{test} (exit {code}, {path}): {error}"));
         let start = source
             .find(&format!("#[test]\nfn {function}("))
             .unwrap_or_else(|| panic!("exit {code}, {path}: no test {test}"));
