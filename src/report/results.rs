@@ -5,7 +5,7 @@
 //! file (mode 0600) beside the target and is renamed over it, so a reader never sees half a file
 //! and a crash never leaves a torn one. Cells a spreadsheet would run as a formula are neutralised.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,9 +13,10 @@ use crate::files;
 use crate::input::{InputError, InputReader, ParsedRow};
 use crate::ledger::{Ledger, LedgerError};
 use crate::refund::key::Identity;
-use crate::refund::money::{Currency, format_amount, format_amount_grouped};
+use crate::refund::money::{Currency, format_amount};
 use crate::refund::redaction::{redact_digit_runs, redact_id};
 use crate::refund::{Environment, RefundStatus, RowNote};
+pub use crate::report::tally::Tally;
 
 /// One line of the results CSV. The header is these field names, in this order: the one
 /// definition of the columns.
@@ -138,65 +139,6 @@ impl ResultLine {
             &self.payee,
             &self.updated_at,
         ]
-    }
-}
-
-/// Counts and sums of what the results say.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Tally {
-    /// Rows per status.
-    pub rows: BTreeMap<RefundStatus, u64>,
-    /// Minor units per (status, currency) for valid rows.
-    pub amounts: BTreeMap<(RefundStatus, Currency), i64>,
-    /// Valid rows per (status, currency): the rows `amounts` adds up.
-    pub rows_by_currency: BTreeMap<(RefundStatus, Currency), u64>,
-}
-
-impl Tally {
-    /// Counts a valid row's amount under its status and currency.
-    fn add_amount(&mut self, status: RefundStatus, currency: Currency, minor: i64) {
-        *self.amounts.entry((status, currency)).or_insert(0) += minor;
-        *self.rows_by_currency.entry((status, currency)).or_insert(0) += 1;
-    }
-
-    /// Rows with `status`.
-    pub fn count(&self, status: RefundStatus) -> u64 {
-        self.rows.get(&status).copied().unwrap_or(0)
-    }
-
-    /// Rows with any status `which` selects.
-    pub fn count_where(&self, which: impl Fn(RefundStatus) -> bool) -> u64 {
-        self.rows
-            .iter()
-            .filter(|(status, _)| which(**status))
-            .map(|(_, count)| count)
-            .sum()
-    }
-
-    /// Total rows.
-    pub fn total(&self) -> u64 {
-        self.rows.values().sum()
-    }
-
-    /// `succeeded=3,declined=1`: the form stored on the batch.
-    pub fn counts_text(&self) -> String {
-        RefundStatus::ALL
-            .iter()
-            .filter(|status| self.count(**status) > 0)
-            .map(|status| format!("{status}={}", self.count(*status)))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// Amounts for a status as `49.99 USD, 1200 JPY`.
-    pub fn amounts_text(&self, status: RefundStatus) -> Option<String> {
-        let parts: Vec<String> = self
-            .amounts
-            .iter()
-            .filter(|((amount_status, _), _)| *amount_status == status)
-            .map(|((_, currency), minor)| format!("{} {currency}", format_amount_grouped(*minor, *currency)))
-            .collect();
-        (!parts.is_empty()).then(|| parts.join(", "))
     }
 }
 
