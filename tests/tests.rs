@@ -6,6 +6,9 @@ mod util;
 // The main path: every row exactly once, re-runs, new ledgers, invalid files, results.
 mod end_to_end;
 
+// What a cron job reads: JSON logs, progress, totals for people and for programs.
+mod logs;
+
 // Every exit code and each path to it, as a table of the tests that take them.
 mod exit_codes;
 
