@@ -377,19 +377,9 @@ pub struct ValidateArgs {
 pub struct StatusArgs {
     /// Only this file's batches and rows.
     pub file: Option<PathBuf>,
-    /// The method for a file without a `method` column.
-    #[arg(long, value_enum)]
-    pub method: Option<MethodArg>,
-    /// Key namespace the file was run with.
-    #[arg(long, env = "REFUND_BATCH_KEY_NAMESPACE", default_value = "default")]
-    pub key_namespace: String,
-    /// The file was run with --allow-case-variants: ids that differ only by letter case are
-    /// different orders, not duplicates.
-    #[arg(long, requires = "file")]
-    pub allow_case_variants: bool,
-    /// The file was run with --decimal-comma: its amounts mark the fraction with a comma.
-    #[arg(long, requires = "file")]
-    pub decimal_comma: bool,
+    /// How FILE was read when it was run.
+    #[command(flatten)]
+    pub reading: RereadArgs,
     /// Output format (on stdout).
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,
@@ -402,24 +392,37 @@ pub struct StatusArgs {
     pub write_results: Option<PathBuf>,
 }
 
+/// How `status FILE` and `report FILE` read a file again: as it was read when it was run, or
+/// its rows would not be found in the ledger.
+#[derive(Debug, Args, Clone)]
+pub struct RereadArgs {
+    /// The method for a file without a `method` column.
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+    /// The field delimiter the file was run with (`;`, `tab`).
+    #[arg(long, value_name = "CHAR", requires = "file")]
+    pub delimiter: Option<String>,
+    /// Key namespace the file was run with.
+    #[arg(long, env = "REFUND_BATCH_KEY_NAMESPACE", default_value = "default")]
+    pub key_namespace: String,
+    /// The file was run with --allow-case-variants: ids that differ only by letter case are
+    /// different orders, not duplicates.
+    #[arg(long, requires = "file")]
+    pub allow_case_variants: bool,
+    /// The file was run with --decimal-comma: its amounts mark the fraction with a comma.
+    #[arg(long, requires = "file")]
+    pub decimal_comma: bool,
+}
+
 /// `report`.
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("outputs").required(true).multiple(true).args(["results", "workbook"]))]
 pub struct ReportArgs {
     /// The file as it was run.
     pub file: PathBuf,
-    /// The method for a file without a `method` column.
-    #[arg(long, value_enum)]
-    pub method: Option<MethodArg>,
-    /// Key namespace the file was run with.
-    #[arg(long, env = "REFUND_BATCH_KEY_NAMESPACE", default_value = "default")]
-    pub key_namespace: String,
-    /// The file was run with --allow-case-variants.
-    #[arg(long)]
-    pub allow_case_variants: bool,
-    /// The file was run with --decimal-comma.
-    #[arg(long)]
-    pub decimal_comma: bool,
+    /// How FILE was read when it was run.
+    #[command(flatten)]
+    pub reading: RereadArgs,
     /// Write the results CSV to PATH (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     pub results: Option<PathBuf>,

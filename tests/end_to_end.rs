@@ -460,6 +460,30 @@ fn amounts_with_a_decimal_comma_are_read_with_the_option_and_explained_without_i
     assert_eq!(amounts, [1250, 123_456]);
     let results = read_results(&workdir.path("eu.results.csv"));
     assert_eq!(results[0]["amount"], "1234.56");
+    // `status` and `report` read the file again as it was run.
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args(["status", "eu.csv", "--delimiter", ";", "--decimal-comma"])
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("rows: 2 succeeded"));
+    workdir
+        .command()
+        .args(sandbox.arguments())
+        .args([
+            "report",
+            "eu.csv",
+            "--delimiter",
+            ";",
+            "--decimal-comma",
+            "--results",
+            "again.csv",
+        ])
+        .assert()
+        .code(0);
+    let again = read_results(&workdir.path("again.csv"));
+    assert_eq!(again.iter().filter(|line| line["status"] == "succeeded").count(), 2);
 }
 
 #[test]

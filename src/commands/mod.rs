@@ -106,26 +106,43 @@ fn write_man_page(command: &clap::Command, out: &mut dyn std::io::Write) -> std:
 
 /// Read options from the input arguments.
 pub fn read_options(input: &InputArgs) -> Result<ReadOptions, CommandError> {
-    let delimiter = match input.delimiter.as_deref() {
-        None => None,
-        Some("tab" | "\\t" | "\t") => Some(b'\t'),
-        Some(text) if text.len() == 1 && text.is_ascii() => Some(text.as_bytes()[0]),
-        Some(text) => {
-            return Err(CommandError::usage(anyhow::anyhow!(
-                "--delimiter {text:?} must be one ASCII character (for example ';') or `tab`"
-            )));
-        }
-    };
     Ok(ReadOptions {
         default_method: input.method.map(Into::into),
-        delimiter,
+        delimiter: delimiter(input.delimiter.as_deref())?,
         allow_case_variants: input.allow_case_variants,
-        decimal_mark: if input.decimal_comma {
-            crate::refund::money::DecimalMark::Comma
-        } else {
-            crate::refund::money::DecimalMark::Point
-        },
+        decimal_mark: decimal_mark(input.decimal_comma),
     })
+}
+
+/// Read options for a file read again as it was run (`status FILE`, `report FILE`).
+pub fn reread_options(reading: &crate::cli::RereadArgs) -> Result<ReadOptions, CommandError> {
+    Ok(ReadOptions {
+        default_method: reading.method.map(Into::into),
+        delimiter: delimiter(reading.delimiter.as_deref())?,
+        allow_case_variants: reading.allow_case_variants,
+        decimal_mark: decimal_mark(reading.decimal_comma),
+    })
+}
+
+/// `--delimiter`: one ASCII character, or `tab`.
+fn delimiter(text: Option<&str>) -> Result<Option<u8>, CommandError> {
+    match text {
+        None => Ok(None),
+        Some("tab" | "\\t" | "\t") => Ok(Some(b'\t')),
+        Some(text) if text.len() == 1 && text.is_ascii() => Ok(Some(text.as_bytes()[0])),
+        Some(text) => Err(CommandError::usage(anyhow::anyhow!(
+            "--delimiter {text:?} must be one ASCII character (for example ';') or `tab`"
+        ))),
+    }
+}
+
+/// `--decimal-comma`.
+fn decimal_mark(decimal_comma: bool) -> crate::refund::money::DecimalMark {
+    if decimal_comma {
+        crate::refund::money::DecimalMark::Comma
+    } else {
+        crate::refund::money::DecimalMark::Point
+    }
 }
 
 /// The ledger path: `--ledger`, `REFUND_BATCH_LEDGER`, or the data-directory default.

@@ -7,31 +7,15 @@
 
 use anyhow::Context as _;
 
-use crate::cli::{GlobalArgs, ReportArgs};
+use crate::cli::{GlobalArgs, ReportArgs, RereadArgs};
 use crate::commands::session::Outputs;
-use crate::commands::{CommandError, ledger_path};
+use crate::commands::{CommandError, ledger_path, reread_options};
 use crate::exit::ExitStatus;
-use crate::input::ReadOptions;
 use crate::input::file_check::{FileCheck, check_file};
 use crate::ledger::{BatchRecord, Ledger, LedgerError};
-use crate::refund::Method;
-use crate::refund::money::DecimalMark;
 use crate::report::results::{self, LineSink, ResultsContext, Tally};
 use crate::report::terminal::Terminal;
 use crate::report::workbook::{WorkbookBuilder, WorkbookFacts};
-
-/// How the file was read when it was run: the rows are found in the ledger only when read the
-/// same way.
-pub struct FileReading<'a> {
-    /// `--method`, for a file without a `method` column.
-    pub method: Option<Method>,
-    /// `--key-namespace`.
-    pub key_namespace: &'a str,
-    /// `--allow-case-variants`.
-    pub allow_case_variants: bool,
-    /// `--decimal-comma`.
-    pub decimal_comma: bool,
-}
 
 /// What [`results_from_ledger`] found of a file.
 pub struct FileResults {
@@ -57,13 +41,7 @@ pub fn report(global: &GlobalArgs, arguments: &ReportArgs, terminal: &Terminal) 
         },
     )?;
     let (ledger, path) = open_ledger_to_read(global)?;
-    let reading = FileReading {
-        method: arguments.method.map(Into::into),
-        key_namespace: &arguments.key_namespace,
-        allow_case_variants: arguments.allow_case_variants,
-        decimal_comma: arguments.decimal_comma,
-    };
-    let found = results_from_ledger(global, &ledger, &arguments.file, &reading, &outputs, terminal)?;
+    let found = results_from_ledger(global, &ledger, &arguments.file, &arguments.reading, &outputs, terminal)?;
     let counts: Vec<String> = found
         .tally
         .rows
@@ -111,20 +89,11 @@ pub fn results_from_ledger(
     global: &GlobalArgs,
     ledger: &Ledger,
     file: &std::path::Path,
-    reading: &FileReading<'_>,
+    reading: &RereadArgs,
     outputs: &Outputs,
     terminal: &Terminal,
 ) -> Result<FileResults, CommandError> {
-    let options = ReadOptions {
-        default_method: reading.method,
-        delimiter: None,
-        allow_case_variants: reading.allow_case_variants,
-        decimal_mark: if reading.decimal_comma {
-            DecimalMark::Comma
-        } else {
-            DecimalMark::Point
-        },
-    };
+    let options = reread_options(reading)?;
     let check = check_file(file, options)
         .with_context(|| format!("cannot read {}", file.display()))
         .map_err(CommandError::usage)?;
@@ -151,7 +120,7 @@ pub fn results_from_ledger(
     let notes = std::collections::HashMap::new();
     let context = ResultsContext {
         environment,
-        namespace: reading.key_namespace,
+        namespace: &reading.key_namespace,
         notes: &notes,
         invalid: &check.invalid,
         skip_rows: &check.duplicate_rows,

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::cli::{GlobalArgs, StatusArgs, StatusFormat};
 use crate::commands::CommandError;
-use crate::commands::report::{FileReading, open_ledger_to_read, results_from_ledger};
+use crate::commands::report::{open_ledger_to_read, results_from_ledger};
 use crate::commands::session::Outputs;
 use crate::exit::ExitStatus;
 use crate::refund::money::{format_amount, format_amount_grouped};
@@ -76,12 +76,6 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
     // The file's batches, read once: for the environment check and for the report.
     let mut file_batches = None;
     if let Some(file) = &arguments.file {
-        let reading = FileReading {
-            method: arguments.method.map(Into::into),
-            key_namespace: &arguments.key_namespace,
-            allow_case_variants: arguments.allow_case_variants,
-            decimal_comma: arguments.decimal_comma,
-        };
         let no_outputs = Outputs {
             results: None,
             results_bom: false,
@@ -91,7 +85,7 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
             global,
             &ledger,
             file,
-            &reading,
+            &arguments.reading,
             outputs.as_ref().unwrap_or(&no_outputs),
             terminal,
         )?;
