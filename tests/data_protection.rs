@@ -161,6 +161,22 @@ fn leaks(
     found
 }
 
+/// What a command said and every file it left in `workdir` (zip parts unpacked), but the input
+/// file `input`: everything a search for numbers at rest must look through.
+fn written_by(output: &std::process::Output, workdir: &Workdir, input: &str) -> Vec<(String, Vec<u8>)> {
+    let mut searched = vec![
+        ("stdout".to_owned(), output.stdout.clone()),
+        ("stderr".to_owned(), output.stderr.clone()),
+    ];
+    let input = workdir.path(input);
+    for (path, bytes) in workdir.all_files() {
+        if path != input {
+            searched.push((path.display().to_string(), bytes));
+        }
+    }
+    searched
+}
+
 #[test]
 fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
     let workdir = Workdir::new();
@@ -223,16 +239,7 @@ fn no_full_number_or_unkeyed_hash_of_one_is_written_anywhere() {
         .collect();
 
     let output = run.get_output();
-    let mut searched = vec![
-        ("stdout".to_owned(), output.stdout.clone()),
-        ("stderr".to_owned(), output.stderr.clone()),
-    ];
-    let input = workdir.path("numbers.csv");
-    for (path, bytes) in workdir.all_files() {
-        if path != input {
-            searched.push((path.display().to_string(), bytes));
-        }
-    }
+    let searched = written_by(output, &workdir, "numbers.csv");
     let names: Vec<&str> = searched.iter().map(|(name, _)| name.as_str()).collect();
     assert!(names.iter().any(|name| name.ends_with("ledger.sqlite")), "{names:?}");
     assert!(
@@ -421,15 +428,7 @@ fn a_card_number_written_with_separators_in_any_cell_is_refused_and_never_writte
     assert_eq!(sandbox.stats().refunds.len(), 1, "only the clean row was sent");
 
     let output = run.get_output();
-    let mut searched = vec![
-        ("stdout".to_owned(), output.stdout.clone()),
-        ("stderr".to_owned(), output.stderr.clone()),
-    ];
-    for (path, bytes) in workdir.all_files() {
-        if !path.ends_with("separated.csv") {
-            searched.push((path.display().to_string(), bytes));
-        }
-    }
+    let searched = written_by(output, &workdir, "separated.csv");
     let names: Vec<&str> = searched.iter().map(|(name, _)| name.as_str()).collect();
     assert!(names.iter().any(|name| name.ends_with("ledger.sqlite")), "{names:?}");
     assert!(
@@ -495,15 +494,7 @@ fn a_card_number_in_any_spelling_is_refused_in_ids_and_never_written() {
     assert_eq!(results.iter().filter(|line| line["status"] == "invalid").count(), 8);
     assert_eq!(sandbox.stats().refunds.len(), 1, "only the clean row was sent");
     let output = run.get_output();
-    let mut searched = vec![
-        ("stdout".to_owned(), output.stdout.clone()),
-        ("stderr".to_owned(), output.stderr.clone()),
-    ];
-    for (path, bytes) in workdir.all_files() {
-        if !path.ends_with("any.csv") {
-            searched.push((path.display().to_string(), bytes));
-        }
-    }
+    let searched = written_by(output, &workdir, "any.csv");
     assert!(
         searched
             .iter()

@@ -74,8 +74,9 @@ pub fn refuse_protected_output(
     protect::refuse_protected(option, output, &protected).map_err(CommandError::usage)
 }
 
-/// Where a command writes the results: each path checked before anything is sent.
-#[derive(Debug, Clone)]
+/// Where a command writes the results: each path checked before anything is sent. The default
+/// writes nothing (`status FILE` only counts).
+#[derive(Debug, Clone, Default)]
 pub struct Outputs {
     /// The results CSV (`-`: stdout); `None` only for `report` without `--results`.
     pub results: Option<PathBuf>,

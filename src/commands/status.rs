@@ -59,7 +59,7 @@ struct FileView {
 /// Prints the report on stdout (it is the command's data).
 pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) -> Result<ExitStatus, CommandError> {
     let outputs = match (&arguments.write_results, &arguments.file) {
-        (Some(results), Some(file)) => Some(Outputs::checked(
+        (Some(results), Some(file)) => Outputs::checked(
             global,
             file,
             "--write-results",
@@ -68,27 +68,15 @@ pub fn status(global: &GlobalArgs, arguments: &StatusArgs, terminal: &Terminal) 
                 results_bom: arguments.results_bom,
                 workbook: None,
             },
-        )?),
-        _ => None,
+        )?,
+        _ => Outputs::default(),
     };
     let (ledger, path) = open_ledger_to_read(global)?;
     let mut file_view = None;
     // The file's batches, read once: for the environment check and for the report.
     let mut file_batches = None;
     if let Some(file) = &arguments.file {
-        let no_outputs = Outputs {
-            results: None,
-            results_bom: false,
-            workbook: None,
-        };
-        let found = results_from_ledger(
-            global,
-            &ledger,
-            file,
-            &arguments.reading,
-            outputs.as_ref().unwrap_or(&no_outputs),
-            terminal,
-        )?;
+        let found = results_from_ledger(global, &ledger, file, &arguments.reading, &outputs, terminal)?;
         if let Some(results_path) = &arguments.write_results {
             terminal.note(&format!("results: {}", results_path.display()));
         }

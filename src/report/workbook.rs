@@ -27,6 +27,9 @@ use crate::refund::{Environment, RefundStatus};
 use crate::report::next_steps;
 use crate::report::results::{LineSink, ResultLine, ResultsError, Tally};
 
+/// The *Results* sheet's index: the first sheet added, so the one a spreadsheet opens on.
+const RESULTS_SHEET: usize = 0;
+
 /// Rows a worksheet holds, header included (Excel's limit).
 const SHEET_ROWS: u32 = 1_048_576;
 
@@ -165,8 +168,6 @@ const NEEDS_A_PERSON: [(&str, Option<usize>, f64); 12] = [
 pub struct WorkbookBuilder {
     workbook: Workbook,
     path: PathBuf,
-    /// The *Results* sheet's index in the workbook.
-    results_sheet: usize,
     /// Lines written below the header.
     lines: u64,
     /// Rows for *Needs a person*: a few, as a rule, so kept in memory.
@@ -202,7 +203,6 @@ impl WorkbookBuilder {
         Ok(WorkbookBuilder {
             workbook,
             path: path.to_owned(),
-            results_sheet: 0,
             lines: 0,
             needs_a_person: Vec::new(),
             header,
@@ -223,7 +223,7 @@ impl WorkbookBuilder {
             return Ok(());
         }
         let amount_format = line.known_currency.map(|currency| self.amount_format(currency));
-        let sheet = self.workbook.worksheet_from_index(self.results_sheet)?;
+        let sheet = self.workbook.worksheet_from_index(RESULTS_SHEET)?;
         for (column, index) in (0u16..).zip(0..COLUMNS.len()) {
             write_cell(sheet, (row, column), index, line, amount_format.as_ref(), &self.text)?;
         }
@@ -260,10 +260,7 @@ impl WorkbookBuilder {
             });
         }
         let last_row = u32::try_from(self.lines).unwrap_or(SHEET_ROWS - 1);
-        let results = self
-            .workbook
-            .worksheet_from_index(self.results_sheet)
-            .map_err(xlsx_error)?;
+        let results = self.workbook.worksheet_from_index(RESULTS_SHEET).map_err(xlsx_error)?;
         results
             .autofilter(0, 0, last_row, (COLUMNS.len() - 1) as u16)
             .map_err(xlsx_error)?;
@@ -325,21 +322,13 @@ impl WorkbookBuilder {
         }
         row += 1;
         for status in RefundStatus::ALL {
-            let mut currencies = tally
+            let currencies: Vec<(Currency, u64)> = tally
                 .rows_by_currency
                 .iter()
                 .filter(|((of, _), _)| *of == status)
-                .peekable();
-            let counted: u64 = tally
-                .rows_by_currency
-                .iter()
-                .filter(|((of, _), _)| *of == status)
-                .map(|(_, rows)| rows)
-                .sum();
-            if currencies.peek().is_none() && tally.count(status) == 0 {
-                continue;
-            }
-            for ((_, currency), rows) in currencies {
+                .map(|((_, currency), rows)| (*currency, *rows))
+                .collect();
+            for (currency, rows) in &currencies {
                 sheet.write_string(row, 0, status.as_str())?;
                 sheet.write_string_with_format(row, 1, currency.code(), &self.text)?;
                 sheet.write_number(row, 2, *rows as f64)?;
@@ -348,6 +337,7 @@ impl WorkbookBuilder {
                 sheet.write_number_with_format(row, 3, major_value(minor, *currency), &format)?;
                 row += 1;
             }
+            let counted: u64 = currencies.iter().map(|(_, rows)| rows).sum();
             // Rows with no currency to count under: invalid rows whose currency was not read.
             let uncounted = tally.count(status).saturating_sub(counted);
             if uncounted > 0 {
