@@ -366,15 +366,14 @@ impl Session {
             Err(crate::input::InputError::Changed { .. }) => Ok(None),
             Err(error) => Err(anyhow::Error::from(error)),
         };
-        let mut workbook = match outputs.workbook.as_deref().map(WorkbookBuilder::new).transpose() {
-            Ok(workbook) => workbook,
-            Err(error) => {
-                terminal.error(&format!("{error}; the results CSV is written all the same"));
-                None
-            }
-        };
+        // A workbook that cannot even be started is reported with one that cannot be saved,
+        // after the CSV: the CSV is the record and is written all the same.
+        let mut workbook = outputs.workbook.as_deref().map(WorkbookBuilder::new);
         let written = input.and_then(|input| {
-            let also = workbook.as_mut().map(|builder| builder as &mut dyn LineSink);
+            let also = match workbook.as_mut() {
+                Some(Ok(builder)) => Some(builder as &mut dyn LineSink),
+                _ => None,
+            };
             results::write(&results_path, input, &self.ledger, &context, also).map_err(anyhow::Error::from)
         });
         let tally = match written {
@@ -416,7 +415,7 @@ impl Session {
         // The workbook is a view of the CSV, saved once the CSV is in place; if it cannot be
         // written the run still succeeded in what it did, and `report` writes it again.
         let mut workbook_written = None;
-        if let (Some(builder), Some(path)) = (workbook, outputs.workbook.as_deref()) {
+        if let (Some(started), Some(path)) = (workbook, outputs.workbook.as_deref()) {
             let facts = WorkbookFacts {
                 input: self.input_path.display().to_string(),
                 environment: self.environment,
@@ -424,7 +423,7 @@ impl Session {
                 batch: format!("#{} (this command)", self.batch.0),
                 written_at: crate::clock::format(crate::clock::now()),
             };
-            match builder.save(&tally, &facts) {
+            match started.and_then(|builder| builder.save(&tally, &facts)) {
                 Ok(()) => workbook_written = Some(path.to_owned()),
                 Err(error) => {
                     terminal.error(&format!(
